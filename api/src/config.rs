@@ -1,0 +1,83 @@
+//! The api's configuration: the shared CONTRACT variables plus a few api knobs,
+//! and the `api token` subcommand's arguments.
+
+use std::time::Duration;
+
+use tps_contract::config::{CommonConfig, Secret};
+
+/// Flags and environment of the `api` server.
+#[derive(Debug, Clone, clap::Parser)]
+#[command(
+    name = "api",
+    version,
+    about = "The HTTP API: accepts orders, makes them durable in JetStream, answers 202.",
+    after_help = "Also: `api token USER [--admin] [--ttl SECS]` prints a bearer token signed with AUTH_JWT_SECRET."
+)]
+pub struct Config {
+    /// The variables every binary shares.
+    #[command(flatten)]
+    pub common: CommonConfig,
+    /// How long to wait for JetStream's PubAck before answering 503.
+    #[arg(long, env = "API_PUBLISH_TIMEOUT_MS", default_value_t = 2_000)]
+    pub publish_timeout_ms: u64,
+    /// How long one Redis round trip may take before the request degrades to running without Redis.
+    #[arg(long, env = "API_REDIS_TIMEOUT_MS", default_value_t = 250)]
+    pub redis_timeout_ms: u64,
+    /// How long a PENDING order record and its idempotency claim live in Redis.
+    #[arg(long, env = "API_PENDING_TTL_SECS", default_value_t = 24 * 3600)]
+    pub pending_ttl_secs: u64,
+    /// How often the ticket cache polls Postgres for changed tickets (must stay well under 1 s).
+    #[arg(long, env = "API_CACHE_REFRESH_MS", default_value_t = 250)]
+    pub cache_refresh_ms: u64,
+    /// Batches of events one `/v1/events` client may have waiting; a client that
+    /// falls further behind is disconnected so it cannot slow the others.
+    #[arg(long, env = "API_EVENTS_BUFFER", default_value_t = 256)]
+    pub events_buffer: usize,
+    /// Postgres pool size: reads and admin writes only, so it stays small.
+    #[arg(long, env = "API_DB_MAX_CONNECTIONS", default_value_t = 16)]
+    pub db_max_connections: u32,
+    /// Rate limits, the in-flight bound, the request deadline and backpressure.
+    #[command(flatten)]
+    pub limits: crate::protect::Limits,
+}
+
+impl Config {
+    /// The JWT key, which the api cannot run without.
+    pub fn jwt_secret(&self) -> Option<&Secret> {
+        self.common.auth_jwt_secret.as_ref()
+    }
+
+    /// [`Config::publish_timeout_ms`] as a duration.
+    pub fn publish_timeout(&self) -> Duration {
+        Duration::from_millis(self.publish_timeout_ms)
+    }
+
+    /// [`Config::redis_timeout_ms`] as a duration.
+    pub fn redis_timeout(&self) -> Duration {
+        Duration::from_millis(self.redis_timeout_ms)
+    }
+}
+
+/// `api token USER [--admin] [--ttl SECS]`: prints a signed bearer token.
+#[derive(Debug, Clone, clap::Parser)]
+#[command(name = "api token", about = "Prints a bearer token for USER, signed with AUTH_JWT_SECRET.")]
+pub struct TokenCommand {
+    /// The user id (`sub`).
+    pub user: String,
+    /// Adds the `admin` scope.
+    #[arg(long)]
+    pub admin: bool,
+    /// Lifetime in seconds.
+    #[arg(long, default_value_t = 24 * 3600)]
+    pub ttl: u64,
+    /// HS256 signing key.
+    #[arg(long, env = "AUTH_JWT_SECRET", hide_env_values = true)]
+    pub auth_jwt_secret: Secret,
+}
+
+impl TokenCommand {
+    /// The signed token.
+    pub fn mint(&self) -> String {
+        tps_contract::auth::mint(self.auth_jwt_secret.expose().as_bytes(), &self.user, self.admin, self.ttl)
+    }
+}

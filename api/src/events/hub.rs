@@ -1,0 +1,222 @@
+//! The in-process fan-out: every open `/v1/events` connection of this pod, by user.
+//!
+//! Delivery never waits on a client. Each connection has a bounded queue; a
+//! push that finds it full removes the connection and cancels it, so a client
+//! that stops reading is dropped instead of slowing everyone else.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+
+use axum::extract::ws::Utf8Bytes;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+/// One queue item: the JSON texts of one or more client events, shared by every
+/// connection that receives them (a ticket flush reaches everyone as one item).
+pub type Batch = Arc<[Utf8Bytes]>;
+
+/// Why a connection's token was cancelled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ended {
+    /// Its queue was full: it reads slower than events arrive.
+    TooSlow,
+    /// The server is shutting down.
+    Shutdown,
+}
+
+struct Slot {
+    id: u64,
+    queue: mpsc::Sender<Batch>,
+    cancel: CancellationToken,
+}
+
+/// The connections of this pod, grouped by user so an order event finds its owner in one lookup.
+pub struct Hub {
+    users: RwLock<HashMap<Arc<str>, Vec<Slot>>>,
+    next_id: AtomicU64,
+    buffer: usize,
+    shutdown: CancellationToken,
+}
+
+/// A registered connection: its queue and its cancellation. Dropping it unregisters.
+pub struct Subscription {
+    hub: Arc<Hub>,
+    user: Arc<str>,
+    id: u64,
+    /// Batches to send, in order.
+    pub queue: mpsc::Receiver<Batch>,
+    /// Cancelled when the hub drops this connection (too slow) or the server stops.
+    pub cancel: CancellationToken,
+}
+
+impl Subscription {
+    /// Why the connection was cancelled; `None` while it was not.
+    pub fn ended(&self) -> Option<Ended> {
+        if !self.cancel.is_cancelled() {
+            None
+        } else if self.hub.shutdown.is_cancelled() {
+            Some(Ended::Shutdown)
+        } else {
+            Some(Ended::TooSlow)
+        }
+    }
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        self.hub.remove(&self.user, self.id);
+        metrics::gauge!("tps_ws_clients").decrement(1.0);
+    }
+}
+
+impl Hub {
+    /// A hub whose connections each queue at most `buffer` batches.
+    pub fn new(buffer: usize) -> Arc<Self> {
+        Arc::new(Self {
+            users: RwLock::default(),
+            next_id: AtomicU64::new(0),
+            buffer: buffer.max(1),
+            shutdown: CancellationToken::new(),
+        })
+    }
+
+    /// Registers a connection of `user`.
+    pub fn subscribe(self: &Arc<Self>, user: &str) -> Subscription {
+        let (tx, rx) = mpsc::channel(self.buffer);
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let cancel = self.shutdown.child_token();
+        let user: Arc<str> = Arc::from(user);
+        let slot = Slot { id, queue: tx, cancel: cancel.clone() };
+        self.write().entry(user.clone()).or_default().push(slot);
+        metrics::gauge!("tps_ws_clients").increment(1.0);
+        Subscription { hub: self.clone(), user, id, queue: rx, cancel }
+    }
+
+    /// Queues `batch` on every connection of `user`.
+    pub fn to_user(&self, user: &str, batch: &Batch) {
+        let full = self.read().get(user).map(|slots| offer(slots, batch)).unwrap_or_default();
+        for id in full {
+            self.drop_slow(user, id);
+        }
+    }
+
+    /// Queues `batch` on every connection.
+    pub fn to_everyone(&self, batch: &Batch) {
+        let full: Vec<(Arc<str>, u64)> = self
+            .read()
+            .iter()
+            .flat_map(|(user, slots)| offer(slots, batch).into_iter().map(move |id| (user.clone(), id)))
+            .collect();
+        for (user, id) in full {
+            self.drop_slow(&user, id);
+        }
+    }
+
+    /// Cancels every connection, now and from now on: the server is stopping.
+    pub fn close_all(&self) {
+        self.shutdown.cancel();
+    }
+
+    /// Open connections.
+    pub fn len(&self) -> usize {
+        self.read().values().map(Vec::len).sum()
+    }
+
+    /// Whether no connection is open (users without connections are removed).
+    pub fn is_empty(&self) -> bool {
+        self.read().is_empty()
+    }
+
+    /// Whether `user` has a connection here.
+    pub fn has_user(&self, user: &str) -> bool {
+        self.read().contains_key(user)
+    }
+
+    fn drop_slow(&self, user: &str, id: u64) {
+        if let Some(slot) = self.remove(user, id) {
+            slot.cancel.cancel();
+            metrics::counter!("tps_api_events_dropped_clients_total", "reason" => "slow").increment(1);
+        }
+    }
+
+    fn remove(&self, user: &str, id: u64) -> Option<Slot> {
+        let mut users = self.write();
+        let slots = users.get_mut(user)?;
+        let slot = slots.iter().position(|s| s.id == id).map(|i| slots.swap_remove(i));
+        if slots.is_empty() {
+            users.remove(user);
+        }
+        slot
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<Arc<str>, Vec<Slot>>> {
+        self.users.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<Arc<str>, Vec<Slot>>> {
+        self.users.write().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Tries each slot without waiting; returns the ids of those whose queue is full.
+fn offer(slots: &[Slot], batch: &Batch) -> Vec<u64> {
+    slots
+        .iter()
+        .filter(|slot| matches!(slot.queue.try_send(batch.clone()), Err(mpsc::error::TrySendError::Full(_))))
+        .map(|slot| slot.id)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn batch(text: &str) -> Batch {
+        Arc::new([Utf8Bytes::from(text)])
+    }
+
+    #[test]
+    fn order_batches_reach_the_owner_only_and_ticket_batches_everyone() {
+        let hub = Hub::new(8);
+        let mut alice = hub.subscribe("alice");
+        let mut alice_too = hub.subscribe("alice");
+        let mut bob = hub.subscribe("bob");
+        hub.to_user("alice", &batch("mine"));
+        hub.to_user("carol", &batch("nobody's here"));
+        hub.to_everyone(&batch("stock"));
+        for sub in [&mut alice, &mut alice_too] {
+            assert_eq!(sub.queue.try_recv().unwrap()[0], "mine");
+            assert_eq!(sub.queue.try_recv().unwrap()[0], "stock");
+        }
+        assert_eq!(bob.queue.try_recv().unwrap()[0], "stock");
+        assert!(bob.queue.try_recv().is_err());
+    }
+
+    #[test]
+    fn a_full_queue_drops_that_client_and_no_other() {
+        let hub = Hub::new(2);
+        let slow = hub.subscribe("slow");
+        let mut fine = hub.subscribe("fine");
+        for i in 0..3 {
+            hub.to_everyone(&batch(&i.to_string()));
+            assert_eq!(fine.queue.try_recv().unwrap()[0], i.to_string().as_str());
+        }
+        assert_eq!(slow.ended(), Some(Ended::TooSlow));
+        assert!(fine.ended().is_none());
+        assert!(!hub.has_user("slow"));
+        assert_eq!(hub.len(), 1);
+    }
+
+    #[test]
+    fn dropping_unregisters_and_close_all_ends_everyone_for_good() {
+        let hub = Hub::new(2);
+        drop(hub.subscribe("gone"));
+        assert!(hub.is_empty());
+        let before = hub.subscribe("a");
+        hub.close_all();
+        let after = hub.subscribe("b");
+        assert_eq!(before.ended(), Some(Ended::Shutdown));
+        assert_eq!(after.ended(), Some(Ended::Shutdown));
+    }
+}

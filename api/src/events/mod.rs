@@ -1,0 +1,10 @@
+//! Live updates on `GET /v1/events`: the pod's NATS subscription ([`pump`]),
+//! the in-process fan-out ([`hub`]), and the two transports ([`websocket`], [`sse`]).
+//! The design is in `docs/live-updates.md`.
+
+pub mod hub;
+pub mod pump;
+pub mod sse;
+pub mod websocket;
+
+pub use hub::{Hub, Subscription};

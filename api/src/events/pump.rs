@@ -1,0 +1,96 @@
+//! The pod's one subscription to the workers' events, fanned out in-process.
+//!
+//! `events.orders` goes to the owner's connections as soon as it arrives (with
+//! whatever else is already waiting, grouped by user).
+//! `events.tickets` updates the ticket cache at once (the order hot path reads
+//! it), and reaches every connection coalesced: the latest stock of each ticket
+//! that changed, at most once per [`TICKET_FLUSH_EVERY`]. Stock is a state, not
+//! a delta, so a client loses nothing by skipping intermediate values, and a
+//! flash sale's hundreds of updates a second cost every client ten frames.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::ws::Utf8Bytes;
+use futures::{FutureExt, StreamExt};
+use tokio::time::Instant;
+use tps_contract::event::ClientEvent;
+use tps_contract::{OrderUpdated, TicketUpdated};
+use uuid::Uuid;
+
+use super::hub::{Batch, Hub};
+use crate::tickets::TicketCache;
+
+/// Shortest gap between two ticket flushes. The first change after a quiet
+/// spell goes out at once; changes within the gap wait for its end.
+pub const TICKET_FLUSH_EVERY: Duration = Duration::from_millis(100);
+
+/// Most order events delivered in one go, so ticket events are never kept waiting long.
+const MAX_ORDER_DRAIN: usize = 1024;
+
+/// Reads both subjects until the NATS client closes.
+pub async fn run(
+    mut orders: async_nats::Subscriber,
+    mut tickets: async_nats::Subscriber,
+    cache: Arc<TicketCache>,
+    hub: Arc<Hub>,
+) {
+    let mut pending: HashMap<Uuid, TicketUpdated> = HashMap::new();
+    let mut next_flush = Instant::now();
+    loop {
+        tokio::select! {
+            Some(msg) = orders.next() => deliver_orders(&hub, msg, &mut orders),
+            Some(msg) = tickets.next() => {
+                if let Some(event) = parse::<TicketUpdated>(&msg.payload, "ticket") {
+                    cache.apply(&event);
+                    pending.insert(event.ticket_id, event);
+                }
+                if Instant::now() >= next_flush {
+                    flush_tickets(&hub, &mut pending);
+                    next_flush = Instant::now() + TICKET_FLUSH_EVERY;
+                }
+            }
+            () = tokio::time::sleep_until(next_flush), if !pending.is_empty() => {
+                flush_tickets(&hub, &mut pending);
+                next_flush = Instant::now() + TICKET_FLUSH_EVERY;
+            }
+            else => break,
+        }
+    }
+    tracing::warn!("event subscriptions ended; live updates stop");
+}
+
+fn parse<T: serde::de::DeserializeOwned>(payload: &[u8], kind: &'static str) -> Option<T> {
+    metrics::counter!("tps_api_events_received_total", "type" => kind).increment(1);
+    serde_json::from_slice(payload).map_err(|e| tracing::debug!(error = %e, kind, "ignoring a malformed event")).ok()
+}
+
+/// Delivers `first` and every order event already waiting behind it, one batch
+/// per user: a burst (one settled batch of a busy buyer) takes one place in
+/// that user's queues instead of one per event.
+fn deliver_orders(hub: &Hub, first: async_nats::Message, more: &mut async_nats::Subscriber) {
+    let mut by_user: HashMap<String, Vec<Utf8Bytes>> = HashMap::new();
+    let waiting = std::iter::from_fn(|| more.next().now_or_never().flatten()).take(MAX_ORDER_DRAIN);
+    for msg in std::iter::once(first).chain(waiting) {
+        let Some(event) = parse::<OrderUpdated>(&msg.payload, "order") else { continue };
+        if hub.has_user(&event.user_id) {
+            by_user.entry(event.user_id).or_default().push(text(&ClientEvent::OrderUpdated { order: event.order }));
+        }
+    }
+    for (user, texts) in by_user {
+        hub.to_user(&user, &Batch::from(texts));
+    }
+}
+
+fn flush_tickets(hub: &Hub, pending: &mut HashMap<Uuid, TicketUpdated>) {
+    let batch: Batch = pending.drain().map(|(_, t)| text(&ClientEvent::from(t))).collect();
+    if !batch.is_empty() && !hub.is_empty() {
+        hub.to_everyone(&batch);
+    }
+}
+
+fn text(event: &ClientEvent) -> Utf8Bytes {
+    // A ClientEvent is plain data: serializing it cannot fail.
+    Utf8Bytes::from(serde_json::to_string(event).unwrap_or_default())
+}

@@ -1,0 +1,80 @@
+//! One WebSocket connection: queued batches out, pings to keep it alive,
+//! closed when the hub drops it, the client leaves, or its token expires.
+
+use std::time::Duration;
+
+use axum::extract::ws::{CloseFrame, Message, WebSocket, close_code};
+use futures::stream::SplitSink;
+use futures::{SinkExt, StreamExt};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::hub::{Batch, Ended, Subscription};
+
+/// How often the server pings; a client silent for three of these is gone.
+pub const PING_EVERY: Duration = Duration::from_secs(20);
+
+/// Largest message a client may send. Clients have nothing to say on this
+/// stream but pongs and a close, so anything big is abuse.
+pub const MAX_CLIENT_MESSAGE: usize = 4 * 1024;
+
+/// Serves `socket` until it ends; `lifetime` is what is left of the token.
+pub async fn serve(socket: WebSocket, mut sub: Subscription, lifetime: Duration) {
+    let (mut sink, mut incoming) = socket.split();
+    let mut ping = tokio::time::interval_at(Instant::now() + PING_EVERY, PING_EVERY);
+    let mut heard = Instant::now();
+    let expiry = tokio::time::sleep(lifetime);
+    tokio::pin!(expiry);
+    let goodbye = loop {
+        tokio::select! {
+            biased;
+            () = sub.cancel.cancelled() => break match sub.ended() {
+                // A client too slow for its queue cannot take a close frame either.
+                Some(Ended::TooSlow) | None => None,
+                Some(Ended::Shutdown) => Some((close_code::AWAY, "server shutting down")),
+            },
+            batch = sub.queue.recv() => match batch {
+                Some(batch) if send(&mut sink, &batch, &sub.cancel).await => {}
+                _ => break None,
+            },
+            msg = incoming.next() => match msg {
+                Some(Ok(Message::Close(_)) | Err(_)) | None => break None,
+                Some(Ok(_)) => heard = Instant::now(),
+            },
+            _ = ping.tick() => {
+                if heard.elapsed() > 3 * PING_EVERY {
+                    break None;
+                }
+                if !send_message(&mut sink, Message::Ping(Default::default()), &sub.cancel).await {
+                    break None;
+                }
+            }
+            () = &mut expiry => break Some((close_code::POLICY, "token expired")),
+        }
+    };
+    if let Some((code, reason)) = goodbye {
+        let frame = CloseFrame { code, reason: reason.into() };
+        let _ = tokio::time::timeout(Duration::from_secs(1), sink.send(Message::Close(Some(frame)))).await;
+    }
+}
+
+/// Writes every event of `batch`, giving up if the hub cancels meanwhile.
+async fn send(sink: &mut SplitSink<WebSocket, Message>, batch: &Batch, cancel: &CancellationToken) -> bool {
+    let write = async {
+        for text in batch.iter() {
+            sink.feed(Message::Text(text.clone())).await?;
+        }
+        sink.flush().await
+    };
+    tokio::select! {
+        written = write => written.is_ok(),
+        () = cancel.cancelled() => false,
+    }
+}
+
+async fn send_message(sink: &mut SplitSink<WebSocket, Message>, msg: Message, cancel: &CancellationToken) -> bool {
+    tokio::select! {
+        written = sink.send(msg) => written.is_ok(),
+        () = cancel.cancelled() => false,
+    }
+}

@@ -1,0 +1,18 @@
+//! The `api` binary: parse the config, build the state, serve until SIGTERM or ctrl-c.
+
+use clap::Parser;
+use tps_api::{Config, TokenCommand, run, shutdown_signal};
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    // `api token …` is a helper for scripts/dev; everything else is the server.
+    if std::env::args().nth(1).as_deref() == Some("token") {
+        let cmd = TokenCommand::parse_from(std::env::args().skip(1));
+        println!("{}", cmd.mint());
+        return Ok(());
+    }
+    let config = Config::parse();
+    tps_contract::telemetry::init(&config.common.rust_log);
+    run(config, shutdown_signal()).await?;
+    Ok(())
+}

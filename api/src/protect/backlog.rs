@@ -1,0 +1,72 @@
+//! Consumer lag, polled in the background: when the workers are further behind
+//! than the bound, new commands get 503 + `Retry-After` instead of a 202 that
+//! would only deepen a queue nobody is draining.
+//!
+//! Polled (one consumer-info request per shard every `--lag-poll-ms`), never
+//! per request: the hot path reads one atomic. A shard whose consumer does not
+//! exist yet counts as no lag; the stream's `max_bytes` (discard new) is the
+//! bound that still holds then.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use async_nats::jetstream;
+use async_nats::jetstream::context::ConsumerInfoErrorKind;
+use tps_contract::subject::{ORDERS_STREAM, consumer_name};
+
+/// The last measured lag of the order consumers.
+#[derive(Debug, Default)]
+pub struct Backlog {
+    /// Messages not yet acked, summed over the shards (delivered or not).
+    lag: AtomicU64,
+    /// Above this, new commands are refused; 0 turns the check off.
+    bound: u64,
+}
+
+impl Backlog {
+    /// A backlog refusing beyond `bound` messages (0: never).
+    pub fn new(bound: u64) -> Self {
+        Self { lag: AtomicU64::new(0), bound }
+    }
+
+    /// The last measured lag.
+    pub fn lag(&self) -> u64 {
+        self.lag.load(Ordering::Relaxed)
+    }
+
+    /// Whether the workers are further behind than the bound.
+    pub fn is_over(&self) -> bool {
+        self.bound > 0 && self.lag() > self.bound
+    }
+}
+
+/// Measures the lag of every order shard every `every`, forever.
+pub async fn watch_forever(backlog: Arc<Backlog>, js: jetstream::Context, shards: u32, every: Duration) {
+    if backlog.bound == 0 {
+        return;
+    }
+    loop {
+        if let Some(lag) = measure(&js, shards).await {
+            backlog.lag.store(lag, Ordering::Relaxed);
+            metrics::gauge!("tps_api_order_consumer_lag").set(lag as f64);
+        }
+        tokio::time::sleep(every).await;
+    }
+}
+
+/// Sum of pending and unacked messages over the shard consumers; `None` when
+/// JetStream does not answer (then the last value stands, and a dead NATS
+/// refuses publishes anyway).
+async fn measure(js: &jetstream::Context, shards: u32) -> Option<u64> {
+    let stream = js.get_stream_no_info(ORDERS_STREAM).await.ok()?;
+    let mut lag = 0;
+    for shard in 0..shards {
+        match stream.consumer_info(consumer_name(ORDERS_STREAM, shard)).await {
+            Ok(info) => lag += info.num_pending + info.num_ack_pending as u64,
+            Err(e) if matches!(e.kind(), ConsumerInfoErrorKind::NotFound) => {}
+            Err(_) => return None,
+        }
+    }
+    Some(lag)
+}

@@ -1,0 +1,152 @@
+//! Protection of the api from its own clients: rate limits per user and per
+//! client IP (429), a bound on requests in flight (503 rather than a queue in
+//! which latency collapses), a deadline on every request, backpressure when
+//! the workers lag (503 for new commands), and fail-fast while Postgres is down.
+//!
+//! Everything answers at once with `Retry-After`, so a well-behaved client
+//! backs off and a retry with the same `Idempotency-Key` is always safe.
+
+pub mod backlog;
+pub mod db_health;
+pub mod rate_limit;
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::Method;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use tokio::sync::Semaphore;
+
+use crate::error::ApiError;
+use crate::state::AppState;
+pub use backlog::Backlog;
+pub use db_health::DbHealth;
+pub use rate_limit::RateLimiter;
+
+/// The limits, from flags or environment. 0 turns a limit off.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Limits {
+    /// Sustained requests a second per user (token `sub`); bursts of twice that pass.
+    #[arg(long, env = "API_RATE_LIMIT_PER_USER", default_value_t = 50)]
+    pub rate_limit_per_user: u32,
+    /// Sustained requests a second per client IP (the TCP peer); bursts of twice that pass.
+    /// Off (0) by default: behind an ingress every client shares the proxy's
+    /// address (1,000/s would cap a whole cluster), and a load runner on
+    /// loopback is one host. Turn it on where the api sees real client
+    /// addresses, e.g. 1000.
+    #[arg(long, env = "API_RATE_LIMIT_PER_IP", default_value_t = 0)]
+    pub rate_limit_per_ip: u32,
+    /// Requests served at once; beyond it new ones get 503 at once instead of queueing.
+    #[arg(long, env = "API_MAX_IN_FLIGHT", default_value_t = 4_096)]
+    pub max_in_flight: usize,
+    /// Deadline of a whole request; past it the client gets 503 (outbound calls have their own, shorter, bounds).
+    #[arg(long, env = "API_REQUEST_TIMEOUT_MS", default_value_t = 10_000)]
+    pub request_timeout_ms: u64,
+    /// Unacked order commands (summed over the shard consumers) beyond which new orders get 503.
+    #[arg(long, env = "API_MAX_CONSUMER_LAG", default_value_t = 1_000_000)]
+    pub max_consumer_lag: u64,
+    /// How often the consumer lag is measured.
+    #[arg(long, env = "API_LAG_POLL_MS", default_value_t = 1_000)]
+    pub lag_poll_ms: u64,
+    /// How often Postgres is probed; while a probe fails, routes that need it get 503 at once.
+    #[arg(long, env = "API_DB_PROBE_MS", default_value_t = 500)]
+    pub db_probe_ms: u64,
+}
+
+/// The limiters and counters behind [`guard`], shared by every request.
+pub struct Protection {
+    per_user: Option<RateLimiter<String>>,
+    per_ip: Option<RateLimiter<IpAddr>>,
+    in_flight: Option<Arc<Semaphore>>,
+    request_timeout: Duration,
+    /// The order consumers' lag.
+    pub backlog: Arc<Backlog>,
+    /// Whether Postgres answers.
+    pub db: Arc<DbHealth>,
+}
+
+fn limiter<K: std::hash::Hash + Eq>(per_second: u32) -> Option<RateLimiter<K>> {
+    (per_second > 0).then(|| RateLimiter::new(per_second, per_second.saturating_mul(2)))
+}
+
+impl Protection {
+    /// Limiters as configured.
+    pub fn new(limits: &Limits) -> Self {
+        Self {
+            per_user: limiter(limits.rate_limit_per_user),
+            per_ip: limiter(limits.rate_limit_per_ip),
+            in_flight: (limits.max_in_flight > 0).then(|| Arc::new(Semaphore::new(limits.max_in_flight))),
+            request_timeout: Duration::from_millis(limits.request_timeout_ms.max(1)),
+            backlog: Arc::new(Backlog::new(limits.max_consumer_lag)),
+            db: Arc::new(DbHealth::default()),
+        }
+    }
+
+    /// Counts a request of this user; 429 when over the limit.
+    pub fn check_user(&self, user: &str) -> Result<(), ApiError> {
+        let Some(limiter) = &self.per_user else { return Ok(()) };
+        limiter.check(user.to_owned()).map_err(|wait| too_many("user", wait))
+    }
+
+    /// Forgets keys that have recovered, every 10 s, forever.
+    pub async fn sweep_forever(self: Arc<Self>) {
+        loop {
+            tokio::time::sleep(Duration::from_secs(10)).await;
+            self.per_user.iter().for_each(RateLimiter::sweep);
+            self.per_ip.iter().for_each(RateLimiter::sweep);
+        }
+    }
+}
+
+fn too_many(whom: &'static str, wait: Duration) -> ApiError {
+    metrics::counter!("tps_api_rate_limited_total", "by" => whom).increment(1);
+    ApiError::TooManyRequests { whom, retry_after_secs: wait.as_secs() + 1 }
+}
+
+/// Probes must answer whatever the load, or an orchestrator kills a busy pod.
+fn is_probe(path: &str) -> bool {
+    matches!(path, "/healthz" | "/readyz" | "/metrics")
+}
+
+/// The middleware: per-IP limit, in-flight bound, backpressure on new orders, deadline.
+pub async fn guard(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    if is_probe(request.uri().path()) {
+        return next.run(request).await;
+    }
+    let protection = &state.protection;
+    if let (Some(limiter), Some(ConnectInfo(peer))) =
+        (&protection.per_ip, request.extensions().get::<ConnectInfo<SocketAddr>>())
+        && let Err(wait) = limiter.check(peer.ip())
+    {
+        return too_many("ip", wait).into_response();
+    }
+    let _permit = match &protection.in_flight {
+        Some(slots) => match slots.clone().try_acquire_owned() {
+            Ok(permit) => Some(permit),
+            Err(_) => {
+                metrics::counter!("tps_api_shed_total", "why" => "in_flight").increment(1);
+                return ApiError::Unavailable("too many requests in flight; retry shortly".into()).into_response();
+            }
+        },
+        None => None,
+    };
+    if !protection.db.is_up() && db_health::needs_postgres(request.method(), request.uri().path()) {
+        metrics::counter!("tps_api_shed_total", "why" => "postgres_down").increment(1);
+        return ApiError::Unavailable("the database is unavailable; retry shortly".into()).into_response();
+    }
+    if request.method() == Method::POST && request.uri().path() == "/v1/orders" && protection.backlog.is_over() {
+        metrics::counter!("tps_api_shed_total", "why" => "consumer_lag").increment(1);
+        let detail = format!("orders are backlogged ({} unsettled); retry shortly", protection.backlog.lag());
+        return ApiError::Unavailable(detail).into_response();
+    }
+    match tokio::time::timeout(protection.request_timeout, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => {
+            metrics::counter!("tps_api_shed_total", "why" => "deadline").increment(1);
+            ApiError::Unavailable("the request ran out of time; retry shortly".into()).into_response()
+        }
+    }
+}

@@ -1,0 +1,76 @@
+//! `GET /v1/events`: the caller's order updates and everyone's ticket updates,
+//! as a WebSocket, or as SSE when the client sends `Accept: text/event-stream`.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use axum::Router;
+use axum::extract::State;
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
+use axum::extract::ws::WebSocketUpgrade;
+use axum::http::{HeaderMap, header};
+use axum::response::Response;
+use axum::routing::get;
+use serde::Deserialize;
+use utoipa::IntoParams;
+
+use crate::auth::claims_from_header_or_query;
+use crate::error::{ApiError, Problem};
+use crate::events::{sse, websocket};
+use crate::extract::Query;
+use crate::state::AppState;
+
+/// The events route.
+pub fn router() -> Router<AppState> {
+    Router::new().route("/v1/events", get(events))
+}
+
+/// The query of `GET /v1/events`.
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct EventsQuery {
+    /// The bearer token, for clients that cannot set `Authorization` (browsers opening a WebSocket).
+    pub token: Option<String>,
+}
+
+/// Live updates: `{"type":"order.updated","order":{…}}` for the caller's orders,
+/// `{"type":"ticket.updated","ticketId","available","soldOut"}` for every ticket.
+#[utoipa::path(
+    get, path = "/v1/events", tag = "events", params(EventsQuery),
+    responses(
+        (status = 101, description = "WebSocket: one JSON text message per event; the server pings every 20 s"),
+        (status = 200, description = "Accept: text/event-stream: one `data:` JSON line per event", content_type = "text/event-stream"),
+        (status = 400, body = Problem, content_type = "application/problem+json"),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn events(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(query): Query<EventsQuery>,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Result<Response, ApiError> {
+    let claims = claims_from_header_or_query(&headers, query.token.as_deref(), state.settings.jwt_secret.as_bytes())?;
+    let lifetime = until(claims.exp);
+    if wants_event_stream(&headers) {
+        return Ok(sse::respond(state.events.subscribe(&claims.sub), lifetime));
+    }
+    let upgrade = upgrade.map_err(|_| {
+        ApiError::BadRequest("GET /v1/events needs a WebSocket upgrade or Accept: text/event-stream".into())
+    })?;
+    // Subscribed before the handshake completes, so nothing published meanwhile is missed.
+    let sub = state.events.subscribe(&claims.sub);
+    Ok(upgrade
+        .max_message_size(websocket::MAX_CLIENT_MESSAGE)
+        .max_frame_size(websocket::MAX_CLIENT_MESSAGE)
+        .on_upgrade(move |socket| websocket::serve(socket, sub, lifetime)))
+}
+
+fn wants_event_stream(headers: &HeaderMap) -> bool {
+    headers.get_all(header::ACCEPT).iter().filter_map(|v| v.to_str().ok()).any(|v| v.contains("text/event-stream"))
+}
+
+/// Time left until `exp` (seconds since the epoch).
+fn until(exp: u64) -> Duration {
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+    Duration::from_secs(exp).saturating_sub(now)
+}

@@ -1,0 +1,40 @@
+//! The HTTP surface: one module per area, assembled into one [`axum::Router`].
+
+pub mod admin;
+pub mod events;
+pub mod health;
+pub mod openapi;
+pub mod orders;
+pub mod page;
+pub mod tickets;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// Largest accepted request body.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// Every route, with the few layers the hot path can afford.
+pub fn app(state: AppState) -> Router {
+    let routes = Router::new()
+        .merge(orders::router())
+        .merge(tickets::router())
+        .merge(events::router())
+        .merge(page::router())
+        .merge(health::router())
+        .merge(admin::router())
+        .merge(openapi::router());
+    let router = crate::middleware::wrap(routes)
+        .fallback(|| async { ApiError::NotFound("route") })
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES));
+    crate::request_id::wrap(crate::middleware::guard(router, state.clone())).with_state(state)
+}
+
+/// The router of the METRICS_LISTEN listener.
+pub fn metrics_app(state: AppState) -> Router {
+    health::metrics_router().with_state(state)
+}

@@ -1,0 +1,314 @@
+//! `POST /v1/orders` (the hot path), `GET /v1/orders/{id}` and `GET /v1/orders`.
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use tps_contract::OrderCommand;
+use tps_contract::event::OrderView;
+use tps_contract::trace::{TRACEPARENT_HEADER, TraceContext};
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+
+use crate::auth::User;
+use crate::cursor::{Cursor, page_limit};
+use crate::error::{ApiError, Problem};
+use crate::extract::{IdempotencyKey, Json, Path, Query};
+use crate::orders::claim::{self, Claim, ClaimRequest};
+use crate::orders::{pending, publish, store};
+use crate::state::AppState;
+
+/// The order routes.
+pub fn router() -> Router<AppState> {
+    Router::new().route("/v1/orders", post(create_order).get(list_orders)).route("/v1/orders/{id}", get(get_order))
+}
+
+/// The body of `POST /v1/orders`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CreateOrder {
+    /// The ticket to buy.
+    pub ticket_id: Uuid,
+    /// How many, within 1..=maxPerOrder of the ticket.
+    pub quantity: u32,
+}
+
+/// The 202 answer: the order is durable and will be settled.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Accepted {
+    /// The order id (derived from the user and the Idempotency-Key).
+    pub id: Uuid,
+    /// Always `PENDING`.
+    #[schema(example = "PENDING")]
+    pub status: &'static str,
+    /// The ticket.
+    pub ticket_id: Uuid,
+    /// How many.
+    pub quantity: u32,
+}
+
+/// The 409 answer: the ticket is known to be sold out, and no order was made.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SoldOut {
+    /// Always `REJECTED`.
+    #[schema(example = "REJECTED")]
+    pub status: &'static str,
+    /// Always `SOLD_OUT`.
+    #[schema(example = "SOLD_OUT")]
+    pub reason: &'static str,
+    /// The ticket.
+    pub ticket_id: Uuid,
+}
+
+/// An order as its owner sees it.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Order {
+    /// Order id.
+    pub id: Uuid,
+    /// `PENDING`, `CONFIRMED` or `REJECTED`.
+    #[schema(value_type = String, example = "CONFIRMED")]
+    pub status: tps_contract::OrderStatus,
+    /// `SOLD_OUT`, `INSUFFICIENT_STOCK` or `INVALID`, when rejected.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, example = "SOLD_OUT")]
+    pub reason: Option<tps_contract::OrderReason>,
+    /// The ticket.
+    pub ticket_id: Uuid,
+    /// How many.
+    pub quantity: u32,
+    /// When the api accepted it.
+    pub created_at: DateTime<Utc>,
+    /// When it was settled.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub processed_at: Option<DateTime<Utc>>,
+}
+
+impl From<OrderView> for Order {
+    fn from(v: OrderView) -> Self {
+        Order {
+            id: v.id,
+            status: v.status,
+            reason: v.reason,
+            ticket_id: v.ticket_id,
+            quantity: v.quantity,
+            created_at: v.created_at,
+            processed_at: v.processed_at,
+        }
+    }
+}
+
+/// One page of the caller's orders.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct OrderPage {
+    /// Newest first.
+    pub items: Vec<Order>,
+    /// Pass as `cursor` for the next page; absent on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// Paging of `GET /v1/orders`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct OrderListQuery {
+    /// Page size, 1..=100 (default 20).
+    pub limit: Option<u32>,
+    /// `nextCursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+/// Place an order. Answers 202 only once JetStream has stored the command.
+#[utoipa::path(
+    post, path = "/v1/orders", tag = "orders", request_body = CreateOrder,
+    params(("Idempotency-Key" = String, Header, description = "1-128 visible ASCII characters")),
+    responses(
+        (status = 202, body = Accepted, description = "Durable; will be settled. `Idempotent-Replayed: true` on a replay."),
+        (status = 400, body = Problem, content_type = "application/problem+json"),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json", description = "Unknown ticket"),
+        (status = 409, body = SoldOut, description = "The ticket is known to be sold out; no order was made"),
+        (status = 413, body = Problem, content_type = "application/problem+json"),
+        (status = 415, body = Problem, content_type = "application/problem+json"),
+        (status = 422, body = Problem, content_type = "application/problem+json", description = "Key reused with another body"),
+        (status = 503, body = Problem, content_type = "application/problem+json", description = "Not stored; retry with the same key after Retry-After"),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn create_order(
+    State(state): State<AppState>,
+    user: User,
+    IdempotencyKey(key): IdempotencyKey,
+    headers: HeaderMap,
+    Json(body): Json<CreateOrder>,
+) -> Result<Response, ApiError> {
+    // This request's span: a child of the caller's trace, or the root of a new one.
+    let trace = headers
+        .get(TRACEPARENT_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(TraceContext::parse)
+        .map_or_else(TraceContext::root, |parent| parent.child());
+    let ticket = state.tickets.lookup(&state.db, &body.ticket_id).await?.ok_or(ApiError::NotFound("ticket"))?;
+    let max = u32::try_from(ticket.max_per_order).unwrap_or(1);
+    if !(1..=max).contains(&body.quantity) {
+        return Err(ApiError::BadRequest(format!("quantity must be within 1..={max} for this ticket")));
+    }
+    let order_id = OrderCommand::id_for(user.id(), &key);
+    let now_ms = Utc::now().timestamp_millis();
+    let request = ClaimRequest {
+        order_id,
+        user: user.id(),
+        ticket_id: body.ticket_id,
+        quantity: body.quantity,
+        now_ms,
+        sold_out: ticket.sold_out,
+        ttl_secs: state.settings.pending_ttl_secs,
+    };
+    let (created_ms, replayed, degraded) = match claim::claim(&state.redis, &request).await {
+        Ok(Claim::New { created_ms }) => (created_ms, false, false),
+        Ok(Claim::Replay { created_ms }) => (created_ms, true, false),
+        Ok(Claim::Conflict) => return Err(ApiError::IdempotencyConflict),
+        Ok(Claim::SoldOut) => return Ok(sold_out(body.ticket_id)),
+        Err(e) => {
+            // Degraded: the derived id, JetStream de-duplication and the Postgres
+            // primary key still make the order exactly-once without Redis.
+            metrics::counter!("tps_api_redis_degraded_total").increment(1);
+            tracing::debug!(error = %e, "placing an order without redis");
+            if ticket.sold_out {
+                return Ok(sold_out(body.ticket_id));
+            }
+            (now_ms, false, true)
+        }
+    };
+    let command = OrderCommand {
+        order_id,
+        user_id: user.0.sub.clone(),
+        ticket_id: body.ticket_id,
+        quantity: body.quantity,
+        idempotency_key: key,
+        // The original time on a replay, so a re-published command is identical.
+        accepted_at: DateTime::from_timestamp_millis(created_ms).unwrap_or_else(Utc::now),
+    };
+    let settings = &state.settings;
+    let published = publish::publish(&state.jetstream, &command, settings.shards, settings.publish_timeout, &trace).await;
+    let ack = match published {
+        Ok(ack) => ack,
+        Err(e) => {
+            if !replayed && !degraded {
+                claim::mark_failed(&state.redis, &order_id).await;
+            }
+            return Err(ApiError::Unavailable(format!("the order could not be stored: {e}")));
+        }
+    };
+    // Without Redis, JetStream's de-duplication is what recognises a replay.
+    let replayed = replayed || (degraded && ack.duplicate);
+    if replayed {
+        metrics::counter!("tps_api_idempotent_replays_total").increment(1);
+    } else {
+        metrics::counter!("tps_api_orders_accepted_total").increment(1);
+    }
+    tracing::debug!(trace_id = %trace.trace_id, span_id = %trace.span_id, %order_id, replayed, "order accepted");
+    let mut response = accepted(order_id, body.ticket_id, body.quantity, replayed);
+    // Echoed so a client without a tracer can still quote the trace id.
+    if let Ok(value) = HeaderValue::try_from(trace.header()) {
+        response.headers_mut().insert(TRACEPARENT_HEADER, value);
+    }
+    Ok(response)
+}
+
+fn accepted(id: Uuid, ticket_id: Uuid, quantity: u32, replayed: bool) -> Response {
+    let body = Accepted { id, status: "PENDING", ticket_id, quantity };
+    let mut response = (StatusCode::ACCEPTED, axum::Json(body)).into_response();
+    let headers = response.headers_mut();
+    if let Ok(location) = HeaderValue::try_from(format!("/v1/orders/{id}")) {
+        headers.insert(header::LOCATION, location);
+    }
+    if replayed {
+        headers.insert("idempotent-replayed", HeaderValue::from_static("true"));
+    }
+    response
+}
+
+fn sold_out(ticket_id: Uuid) -> Response {
+    metrics::counter!("tps_api_sold_out_rejections_total").increment(1);
+    let body = SoldOut { status: "REJECTED", reason: "SOLD_OUT", ticket_id };
+    (StatusCode::CONFLICT, axum::Json(body)).into_response()
+}
+
+/// One of the caller's orders: settled from Postgres, else PENDING from Redis.
+#[utoipa::path(
+    get, path = "/v1/orders/{id}", tag = "orders",
+    params(("id" = Uuid, Path, description = "Order id")),
+    responses(
+        (status = 200, body = Order),
+        (status = 400, body = Problem, content_type = "application/problem+json"),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json", description = "Unknown, or someone else's"),
+        (status = 503, body = Problem, content_type = "application/problem+json", description = "Not settled, and Redis is unreachable"),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn get_order(
+    State(state): State<AppState>,
+    user: User,
+    Path(id): Path<Uuid>,
+) -> Result<axum::Json<Order>, ApiError> {
+    if let Some(order) = store::get(&state.db, &id).await? {
+        // Someone else's order is indistinguishable from none.
+        return (order.user == user.id()).then(|| axum::Json(order.view.into())).ok_or(ApiError::NotFound("order"));
+    }
+    match pending::get(&state.redis, &id).await {
+        Ok(Some(order)) if order.user == user.id() => Ok(axum::Json(order.view.into())),
+        Ok(_) => Err(ApiError::NotFound("order")),
+        Err(e) => Err(ApiError::Unavailable(format!("the order is not settled and pending orders are unreadable: {e}"))),
+    }
+}
+
+/// The caller's orders, newest first, pending ones included.
+#[utoipa::path(
+    get, path = "/v1/orders", tag = "orders", params(OrderListQuery),
+    responses(
+        (status = 200, body = OrderPage),
+        (status = 400, body = Problem, content_type = "application/problem+json"),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn list_orders(
+    State(state): State<AppState>,
+    user: User,
+    Query(query): Query<OrderListQuery>,
+) -> Result<axum::Json<OrderPage>, ApiError> {
+    let limit = page_limit(query.limit)?;
+    let before = query.cursor.as_deref().map(Cursor::decode).transpose()?;
+    let position = before.map(|c| (c.at, c.id));
+    // One more than asked tells whether another page exists.
+    let settled = store::list_for_user(&state.db, user.id(), position, limit + 1).await?;
+    // Pending orders come from the user's Redis index; without Redis the page shows settled ones only.
+    let max_ms = before.map(|c| c.at.timestamp_millis());
+    let pending = pending::recent(&state.redis, user.id(), max_ms, limit as usize + 16).await.unwrap_or_default();
+    let pending_ids: Vec<Uuid> = pending.iter().map(|p| p.view.id).collect();
+    let already_settled = if pending_ids.is_empty() { Vec::new() } else { store::settled_ids(&state.db, &pending_ids).await? };
+
+    let mut items: Vec<OrderView> = settled.into_iter().map(|s| s.view).collect();
+    items.extend(
+        pending
+            .into_iter()
+            .map(|p| p.view)
+            .filter(|v| !already_settled.contains(&v.id))
+            .filter(|v| position.is_none_or(|p| (v.created_at, v.id) < p)),
+    );
+    items.sort_by_key(|v| std::cmp::Reverse((v.created_at, v.id)));
+    let next_cursor = (items.len() > limit as usize)
+        .then(|| {
+            items.truncate(limit as usize);
+            items.last().map(|v| Cursor { at: v.created_at, id: v.id }.encode())
+        })
+        .flatten();
+    Ok(axum::Json(OrderPage { items: items.into_iter().map(Into::into).collect(), next_cursor }))
+}

@@ -1,0 +1,93 @@
+//! Binding the listeners, serving, and shutting down gracefully.
+
+use std::net::SocketAddr;
+
+use tokio::net::TcpListener;
+
+use crate::config::Config;
+use crate::routes;
+use crate::state::{AppState, StartError};
+
+/// A started api: state built, both listeners bound, not yet serving.
+pub struct Server {
+    state: AppState,
+    api: TcpListener,
+    metrics: TcpListener,
+}
+
+impl Server {
+    /// Builds the state and binds `API_LISTEN` and `METRICS_LISTEN` (port 0 picks a free port).
+    pub async fn bind(config: &Config) -> Result<Self, StartError> {
+        let state = AppState::connect(config).await?;
+        let api = TcpListener::bind(config.common.api_listen).await?;
+        let metrics = TcpListener::bind(config.common.metrics_listen).await?;
+        Ok(Self { state, api, metrics })
+    }
+
+    /// Where the API listens.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.api.local_addr().expect("a bound listener has an address")
+    }
+
+    /// Where `/metrics` listens.
+    pub fn metrics_addr(&self) -> SocketAddr {
+        self.metrics.local_addr().expect("a bound listener has an address")
+    }
+
+    /// The state, for tests that want to look inside.
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves until `shutdown` resolves, then stops accepting and lets in-flight requests finish.
+    pub async fn serve(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), StartError> {
+        let (stop_metrics, metrics_stopped) = tokio::sync::oneshot::channel::<()>();
+        let metrics = axum::serve(self.metrics, routes::metrics_app(self.state.clone()))
+            .with_graceful_shutdown(async move {
+                let _ = metrics_stopped.await;
+            });
+        let metrics = tokio::spawn(async move { metrics.await });
+        tracing::info!(addr = %self.api.local_addr()?, "api listening");
+        // Live-update streams never end by themselves; close them so the drain can finish.
+        let hub = self.state.events.clone();
+        let shutdown = async move {
+            shutdown.await;
+            hub.close_all();
+        };
+        // The peer address feeds the per-IP rate limit.
+        let app = routes::app(self.state).into_make_service_with_connect_info::<SocketAddr>();
+        let served = axum::serve(self.api, app).with_graceful_shutdown(shutdown).await;
+        let _ = stop_metrics.send(());
+        let _ = metrics.await;
+        tracing::info!("api stopped");
+        Ok(served?)
+    }
+}
+
+/// Builds the state, binds both listeners and serves until `shutdown`.
+pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), StartError> {
+    Server::bind(&config).await?.serve(shutdown).await
+}
+
+/// Resolves on SIGTERM or ctrl-c.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutdown signal received; draining");
+}

@@ -1,0 +1,163 @@
+//! The shared state of every handler, and how it is built at start.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::jetstream;
+use metrics_exporter_prometheus::PrometheusHandle;
+use sqlx::PgPool;
+use tokio::task::JoinHandle;
+use tps_contract::streams::{StreamLimits, ensure_streams};
+use tps_contract::subject::{ORDER_EVENTS, TICKET_EVENTS};
+
+use crate::config::Config;
+use crate::events::{self, Hub};
+use crate::gauges;
+use crate::protect::{Protection, backlog};
+use crate::redis_link::RedisLink;
+use crate::telemetry;
+use crate::tickets::{SearchCache, TicketCache, refresh};
+
+/// Settings the handlers read, fixed at start.
+#[derive(Debug)]
+pub struct Settings {
+    /// HS256 key of bearer tokens.
+    pub jwt_secret: String,
+    /// Shards of the ORDERS stream.
+    pub shards: u32,
+    /// Bound on waiting for a PubAck.
+    pub publish_timeout: Duration,
+    /// Lifetime of PENDING records and claims in Redis.
+    pub pending_ttl_secs: u64,
+}
+
+/// Everything a handler needs; cheap to clone (all handles).
+#[derive(Clone)]
+pub struct AppState {
+    /// Postgres: reads and admin writes, never the order hot path.
+    pub db: PgPool,
+    /// The one NATS connection.
+    pub nats: async_nats::Client,
+    /// JetStream over that connection.
+    pub jetstream: jetstream::Context,
+    /// The one Redis connection.
+    pub redis: RedisLink,
+    /// Tickets by id, kept fresh in the background.
+    pub tickets: Arc<TicketCache>,
+    /// Cached results of catalog searches.
+    pub searches: Arc<SearchCache>,
+    /// The open `/v1/events` connections of this pod.
+    pub events: Arc<Hub>,
+    /// Fixed settings.
+    pub settings: Arc<Settings>,
+    /// Renders `/metrics`.
+    pub metrics: PrometheusHandle,
+    /// Rate limits, the in-flight bound and the consumer lag.
+    pub protection: Arc<Protection>,
+    _tasks: Arc<Tasks>,
+}
+
+/// Background tasks, aborted when the last clone of the state is dropped.
+struct Tasks(Vec<JoinHandle<()>>);
+
+impl Drop for Tasks {
+    fn drop(&mut self) {
+        self.0.iter().for_each(JoinHandle::abort);
+    }
+}
+
+/// Why the api could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// AUTH_JWT_SECRET is required by the api.
+    #[error("AUTH_JWT_SECRET (--auth-jwt-secret) is required")]
+    MissingJwtSecret,
+    /// Postgres could not be reached or queried.
+    #[error("postgres: {0}")]
+    Database(#[from] sqlx::Error),
+    /// A migration failed.
+    #[error("migrations: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// NATS could not be reached.
+    #[error("nats: {0}")]
+    Nats(String),
+    /// The JetStream streams could not be created.
+    #[error(transparent)]
+    Streams(#[from] tps_contract::streams::StreamError),
+    /// The Redis URL is invalid.
+    #[error("redis: {0}")]
+    Redis(#[from] redis::RedisError),
+    /// A listener could not be bound.
+    #[error("listen: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl AppState {
+    /// Connects to everything, migrates, creates the streams, subscribes to
+    /// the workers' events, loads the ticket cache and starts its refresh.
+    pub async fn connect(config: &Config) -> Result<Self, StartError> {
+        let jwt_secret = config.jwt_secret().ok_or(StartError::MissingJwtSecret)?.expose().to_owned();
+        let metrics = telemetry::handle();
+
+        let db = tps_contract::db::connect(config.common.database_url.expose(), config.db_max_connections).await?;
+        tps_contract::db::migrate(&db).await?;
+
+        let nats = async_nats::ConnectOptions::new()
+            .name("tps-api")
+            .connection_timeout(Duration::from_secs(5))
+            .connect(config.common.nats_url.as_str())
+            .await
+            .map_err(|e| StartError::Nats(e.to_string()))?;
+        let mut jetstream = jetstream::new(nats.clone());
+        jetstream.set_timeout(config.publish_timeout());
+        ensure_streams(&jetstream, &StreamLimits::default()).await?;
+
+        let (redis, redis_task) = RedisLink::start(&config.common.redis_url, config.redis_timeout())?;
+
+        // Subscribe before loading, so no change falls between the load and the stream.
+        let subscribe = |subject: &'static str| {
+            let nats = nats.clone();
+            async move { nats.subscribe(subject).await.map_err(|e| StartError::Nats(e.to_string())) }
+        };
+        let (order_events, ticket_events) = tokio::try_join!(subscribe(ORDER_EVENTS), subscribe(TICKET_EVENTS))?;
+        let tickets = Arc::new(TicketCache::new());
+        let watermark = refresh::load_all(&tickets, &db).await?;
+        let every = Duration::from_millis(config.cache_refresh_ms.clamp(10, 500));
+        let protection = Arc::new(Protection::new(&config.limits));
+        let lag_every = Duration::from_millis(config.limits.lag_poll_ms.max(50));
+        let hub = Hub::new(config.events_buffer);
+        let tasks = vec![
+            tokio::spawn(protection.clone().sweep_forever()),
+            tokio::spawn(protection.db.clone().probe_forever(db.clone(), Duration::from_millis(config.limits.db_probe_ms))),
+            tokio::spawn(backlog::watch_forever(protection.backlog.clone(), jetstream.clone(), config.common.shards, lag_every)),
+            redis_task,
+            tokio::spawn(events::pump::run(order_events, ticket_events, tickets.clone(), hub.clone())),
+            tokio::spawn(refresh::poll_forever(tickets.clone(), db.clone(), every, watermark)),
+            tokio::spawn(telemetry::upkeep_forever(metrics.clone())),
+            tokio::spawn(gauges::poll_forever(jetstream.clone(), tickets.clone(), config.common.shards)),
+        ];
+        // A short grace so the first orders find Redis connected; serving starts regardless.
+        redis.wait_connected(Duration::from_secs(2)).await;
+
+        let settings = Settings {
+            jwt_secret,
+            shards: config.common.shards,
+            publish_timeout: config.publish_timeout(),
+            pending_ttl_secs: config.pending_ttl_secs,
+        };
+        Ok(Self {
+            db,
+            nats,
+            jetstream,
+            redis,
+            tickets,
+            searches: Arc::new(SearchCache::default()),
+            events: hub,
+            settings: Arc::new(settings),
+            metrics,
+            protection,
+            _tasks: Arc::new(Tasks(tasks)),
+        })
+    }
+}
+

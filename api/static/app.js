@@ -1,0 +1,190 @@
+// The live page: the catalog with stock pushed over /v1/events, buying, and
+// each order moving PENDING -> CONFIRMED/REJECTED as the worker settles it.
+// No framework, no build step: served as is by the api.
+"use strict";
+
+const $ = (id) => document.getElementById(id);
+const orders = new Map(); // order id -> latest known order (from the POST answer or an event)
+let token = "";
+let socket = null;
+let retry = 0;
+let pollTimer = null;
+
+function showError(text) { $("error").textContent = text || ""; }
+
+function subjectOf(jwt) {
+  try {
+    const part = jwt.split(".")[1].replace(/-/g, "+").replace(/_/g, "/");
+    return JSON.parse(atob(part)).sub || "";
+  } catch (_) { return ""; }
+}
+
+function useToken(value) {
+  token = (value || "").trim();
+  sessionStorage.setItem("token", token);
+  $("token").value = token;
+  $("who").textContent = token ? "signed in as " + (subjectOf(token) || "?") : "not signed in: buying and live updates need a token";
+  connect();
+}
+
+// 32 hex digits from the browser's CSPRNG; works on plain http too, unlike crypto.randomUUID.
+function idempotencyKey() {
+  const bytes = crypto.getRandomValues(new Uint8Array(16));
+  return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+async function problemText(response) {
+  try { const p = await response.json(); return p.detail || p.title || response.statusText; }
+  catch (_) { return response.status + " " + response.statusText; }
+}
+
+// ---- tickets ----
+
+function renderTickets(items) {
+  const body = $("tickets");
+  const shown = Array.from(body.querySelectorAll("tr[data-ticket]"), (row) => row.dataset.ticket);
+  if (shown.length > 0 && shown.join() === items.map((t) => t.id).join()) {
+    // Same tickets: update the stock in place, so a button being clicked stays in the page.
+    for (const t of items) setStock(t.id, t.available, t.soldOut);
+    return;
+  }
+  body.replaceChildren();
+  if (items.length === 0) {
+    body.innerHTML = '<tr><td colspan="4" class="muted">no tickets yet</td></tr>';
+    return;
+  }
+  for (const t of items) {
+    const row = document.createElement("tr");
+    row.dataset.ticket = t.id;
+    const name = document.createElement("td");
+    name.textContent = t.name;
+    const price = document.createElement("td");
+    price.className = "num";
+    price.textContent = (t.priceCents / 100).toFixed(2);
+    const available = document.createElement("td");
+    available.className = "num available";
+    const action = document.createElement("td");
+    const buy = document.createElement("button");
+    buy.className = "buy";
+    buy.textContent = "Buy 1";
+    buy.addEventListener("click", () => order(t.id, t.name));
+    action.append(buy);
+    row.append(name, price, available, action);
+    body.append(row);
+    setStock(t.id, t.available, t.soldOut);
+  }
+}
+
+function setStock(ticketId, available, soldOut) {
+  const row = document.querySelector(`tr[data-ticket="${ticketId}"]`);
+  if (!row) return;
+  row.querySelector(".available").textContent = soldOut ? "sold out" : String(available);
+  row.querySelector("button.buy").disabled = soldOut;
+}
+
+async function loadTickets() {
+  try {
+    const response = await fetch("/v1/tickets?limit=100", { cache: "no-cache" });
+    if (!response.ok) throw new Error(await problemText(response));
+    renderTickets((await response.json()).items);
+  } catch (e) { showError("catalog: " + e.message); }
+}
+
+// ---- orders ----
+
+function ticketName(ticketId) {
+  const row = document.querySelector(`tr[data-ticket="${ticketId}"] td`);
+  return row ? row.textContent : ticketId;
+}
+
+function showOrder(o) {
+  const known = orders.get(o.id);
+  // A settled order never goes back to PENDING, whatever arrives late.
+  if (known && known.status !== "PENDING" && o.status === "PENDING") return;
+  orders.set(o.id, o);
+  const body = $("orders");
+  body.querySelector("tr.none")?.remove();
+  let row = body.querySelector(`tr[data-order="${o.id}"]`);
+  if (!row) {
+    row = document.createElement("tr");
+    row.dataset.order = o.id;
+    row.innerHTML = '<td class="id"></td><td class="ticket"></td><td class="num qty"></td><td class="status"></td>';
+    row.querySelector(".id").textContent = o.id.slice(0, 8);
+    row.querySelector(".ticket").textContent = ticketName(o.ticketId);
+    row.querySelector(".qty").textContent = o.quantity;
+    body.prepend(row);
+  }
+  const status = row.querySelector(".status");
+  status.className = "status " + o.status;
+  status.textContent = o.status + (o.reason ? " (" + o.reason + ")" : "");
+}
+
+async function order(ticketId) {
+  showError("");
+  if (!token) { showError("paste a token first"); return; }
+  const response = await fetch("/v1/orders", {
+    method: "POST",
+    headers: { "Content-Type": "application/json", "Authorization": "Bearer " + token, "Idempotency-Key": idempotencyKey() },
+    body: JSON.stringify({ ticketId, quantity: 1 }),
+  });
+  if (response.status === 202) {
+    const accepted = await response.json();
+    // The settled update may have overtaken the 202; showOrder keeps the final one.
+    showOrder(orders.get(accepted.id) || { ...accepted, ticketId, quantity: 1 });
+  } else if (response.status === 409) {
+    const rejected = await response.json();
+    showError("sold out: no order was made (" + (rejected.reason || "SOLD_OUT") + ")");
+  } else {
+    showError("order failed: " + await problemText(response));
+  }
+}
+
+// Orders still PENDING may have settled while the socket was down.
+async function refreshPending() {
+  for (const o of orders.values()) {
+    if (o.status !== "PENDING") continue;
+    const response = await fetch("/v1/orders/" + o.id, { headers: { "Authorization": "Bearer " + token } });
+    if (response.ok) showOrder(await response.json());
+  }
+}
+
+// ---- live updates ----
+
+function setLive(on, text) {
+  $("live").className = on ? "on" : "off";
+  $("live").textContent = text;
+}
+
+function onEvent(event) {
+  if (event.type === "ticket.updated") setStock(event.ticketId, event.available, event.soldOut);
+  else if (event.type === "order.updated") showOrder(event.order);
+}
+
+function connect() {
+  if (socket) { socket.onclose = null; socket.close(); socket = null; }
+  clearInterval(pollTimer);
+  if (!token) {
+    // Without a token there is no stream: poll the catalog (its ETag makes that cheap).
+    setLive(false, "polling every 2 s (no token)");
+    pollTimer = setInterval(loadTickets, 2000);
+    return;
+  }
+  const scheme = location.protocol === "https:" ? "wss:" : "ws:";
+  const ws = new WebSocket(`${scheme}//${location.host}/v1/events?token=${encodeURIComponent(token)}`);
+  socket = ws;
+  ws.onopen = () => { retry = 0; setLive(true, "live"); loadTickets(); refreshPending(); };
+  ws.onmessage = (m) => { try { onEvent(JSON.parse(m.data)); } catch (_) { /* not ours */ } };
+  ws.onclose = () => {
+    if (socket !== ws) return;
+    const wait = Math.min(10000, 500 * 2 ** retry++);
+    setLive(false, `reconnecting in ${Math.round(wait / 1000)} s`);
+    setTimeout(() => { if (socket === ws) connect(); }, wait);
+  };
+}
+
+// ---- start ----
+
+$("signin").addEventListener("submit", (e) => { e.preventDefault(); useToken($("token").value); });
+const fromHash = new URLSearchParams(location.hash.slice(1)).get("token");
+if (fromHash) history.replaceState(null, "", location.pathname + location.search); // keep the token out of the address bar
+loadTickets().then(() => useToken(fromHash || sessionStorage.getItem("token") || ""));

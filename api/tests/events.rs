@@ -1,0 +1,218 @@
+//! `GET /v1/events` over real HTTP: auth, WebSocket and SSE, routing by owner,
+//! broadcast of stock, and a client that stops reading. The test plays the
+//! worker and publishes the events on core NATS itself.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{TestApi, problem};
+use futures::StreamExt;
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use tps_contract::event::OrderView;
+use tps_contract::subject::{ORDER_EVENTS, TICKET_EVENTS};
+use tps_contract::{OrderStatus, OrderUpdated, TicketUpdated};
+use tps_testkit::token;
+use uuid::Uuid;
+
+type Socket = WebSocketStream<MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// Opens `/v1/events` for `user`, with the token in `?token=` or in the header.
+async fn connect(api: &TestApi, user: &str, in_query: bool) -> Socket {
+    let base = api.url.replace("http://", "ws://");
+    let socket = if in_query {
+        tokio_tungstenite::connect_async(format!("{base}/v1/events?token={}", token(user, false))).await
+    } else {
+        let mut request = format!("{base}/v1/events").into_client_request().unwrap();
+        request.headers_mut().insert("authorization", format!("Bearer {}", token(user, false)).parse().unwrap());
+        tokio_tungstenite::connect_async(request).await
+    };
+    socket.expect("websocket opens").0
+}
+
+/// The next JSON text message, skipping pings; panics after 5 s.
+async fn next_event(socket: &mut Socket) -> Value {
+    loop {
+        let msg = tokio::time::timeout(Duration::from_secs(5), socket.next())
+            .await
+            .expect("an event within 5 s")
+            .expect("the socket stays open")
+            .expect("a valid frame");
+        if let Message::Text(text) = msg {
+            return serde_json::from_str(&text).unwrap();
+        }
+    }
+}
+
+/// Nothing but pings for `wait`.
+async fn assert_silent(socket: &mut Socket, wait: Duration) {
+    let deadline = tokio::time::Instant::now() + wait;
+    while let Ok(msg) = tokio::time::timeout_at(deadline, socket.next()).await {
+        match msg {
+            Some(Ok(Message::Text(text))) => panic!("unexpected event: {text}"),
+            Some(Ok(_)) => {}
+            other => panic!("socket ended: {other:?}"),
+        }
+    }
+}
+
+fn order_event(user: &str, status: OrderStatus) -> OrderUpdated {
+    OrderUpdated {
+        user_id: user.to_owned(),
+        order: OrderView {
+            id: Uuid::now_v7(),
+            status,
+            reason: None,
+            ticket_id: Uuid::now_v7(),
+            quantity: 1,
+            created_at: chrono::Utc::now(),
+            processed_at: Some(chrono::Utc::now()),
+        },
+    }
+}
+
+async fn publish(nats: &async_nats::Client, subject: &'static str, event: &impl serde::Serialize) {
+    nats.publish(subject, serde_json::to_vec(event).unwrap().into()).await.unwrap();
+    nats.flush().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_token_is_required_and_plain_gets_are_refused() {
+    let api = TestApi::start().await;
+    problem(api.get("/v1/events").send().await.unwrap(), 401).await;
+    problem(api.get("/v1/events?token=nonsense").send().await.unwrap(), 401).await;
+    let sse = api.get("/v1/events").header("accept", "text/event-stream").send().await.unwrap();
+    problem(sse, 401).await;
+    let ws = tokio_tungstenite::connect_async(format!("{}/v1/events", api.url.replace("http://", "ws://"))).await;
+    assert!(ws.is_err(), "no upgrade without a token");
+    let plain = api.get("/v1/events").bearer_auth(token("alice", false)).send().await.unwrap();
+    problem(plain, 400).await;
+}
+
+#[tokio::test]
+async fn order_updates_reach_their_owner_only_and_ticket_updates_everyone() {
+    let api = TestApi::start().await;
+    let nats = async_nats::connect(api.stack.nats.url()).await.unwrap();
+    let mut alice_browser = connect(&api, "alice", true).await;
+    let mut alice_app = connect(&api, "alice", false).await;
+    let mut bob = connect(&api, "bob", true).await;
+
+    let mine = order_event("alice", OrderStatus::Confirmed);
+    publish(&nats, ORDER_EVENTS, &mine).await;
+    for socket in [&mut alice_browser, &mut alice_app] {
+        let got = next_event(socket).await;
+        assert_eq!(got["type"], "order.updated");
+        assert_eq!(got["order"], serde_json::to_value(&mine.order).unwrap());
+        assert!(got.get("userId").is_none(), "the contract shape, nothing more");
+    }
+
+    let stock = TicketUpdated { ticket_id: Uuid::now_v7(), available: 41, sold_out: false };
+    publish(&nats, TICKET_EVENTS, &stock).await;
+    for socket in [&mut alice_browser, &mut alice_app, &mut bob] {
+        let got = next_event(socket).await;
+        assert_eq!(got, json!({"type": "ticket.updated", "ticketId": stock.ticket_id, "available": 41, "soldOut": false}));
+    }
+    assert_silent(&mut bob, Duration::from_millis(300)).await;
+
+    let metrics = api.http.get(&api.metrics_url).send().await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("tps_ws_clients 3"), "{metrics}");
+    bob.close(None).await.unwrap();
+}
+
+#[tokio::test]
+async fn the_same_stream_is_served_as_sse() {
+    let api = TestApi::start().await;
+    let nats = async_nats::connect(api.stack.nats.url()).await.unwrap();
+    let mut sse = api
+        .get(&format!("/v1/events?token={}", token("carol", false)))
+        .header("accept", "text/event-stream")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(sse.status(), 200);
+    assert!(sse.headers()["content-type"].to_str().unwrap().starts_with("text/event-stream"));
+
+    let mine = order_event("carol", OrderStatus::Rejected);
+    publish(&nats, ORDER_EVENTS, &order_event("dave", OrderStatus::Confirmed)).await;
+    publish(&nats, ORDER_EVENTS, &mine).await;
+    let stock = TicketUpdated { ticket_id: Uuid::now_v7(), available: 0, sold_out: true };
+    publish(&nats, TICKET_EVENTS, &stock).await;
+
+    let mut events = Vec::new();
+    let mut buffer = String::new();
+    while events.len() < 2 {
+        let chunk = tokio::time::timeout(Duration::from_secs(5), sse.chunk()).await.expect("events within 5 s");
+        buffer.push_str(std::str::from_utf8(&chunk.unwrap().expect("the stream stays open")).unwrap());
+        while let Some(end) = buffer.find("\n\n") {
+            let frame: String = buffer.drain(..end + 2).collect();
+            if let Some(data) = frame.lines().find_map(|l| l.strip_prefix("data:")) {
+                events.push(serde_json::from_str::<Value>(data.trim()).unwrap());
+            }
+        }
+    }
+    assert_eq!(events[0]["type"], "order.updated");
+    assert_eq!(events[0]["order"]["id"], mine.order.id.to_string(), "dave's order never reaches carol");
+    assert_eq!(events[1], json!({"type": "ticket.updated", "ticketId": stock.ticket_id, "available": 0, "soldOut": true}));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_never_reads_is_dropped_and_the_others_keep_receiving() {
+    let api = TestApi::start_with(&["--events-buffer", "64"]).await;
+    let nats = async_nats::connect(api.stack.nats.url()).await.unwrap();
+    let mut stalled = connect(&api, "erin", true).await;
+    let mut reader = connect(&api, "erin", false).await;
+    let last = order_event("erin", OrderStatus::Rejected);
+    let last_id = last.order.id.to_string();
+    let reading = tokio::spawn(async move {
+        let mut seen = 0usize;
+        loop {
+            let event = next_event(&mut reader).await;
+            seen += 1;
+            if event["order"]["id"] == last_id.as_str() {
+                return seen;
+            }
+        }
+    });
+
+    // Enough to fill the stalled client's socket buffers (a few MiB) and then its
+    // queue, paced at about 10,000 a second in bursts well under the queue, so
+    // that a client which reads keeps up.
+    const EVENTS: usize = 40_000;
+    for _ in 0..EVENTS / 16 {
+        for _ in 0..16 {
+            let event = serde_json::to_vec(&order_event("erin", OrderStatus::Confirmed)).unwrap();
+            nats.publish(ORDER_EVENTS, event.into()).await.unwrap();
+        }
+        nats.flush().await.unwrap();
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let dropped = "tps_api_events_dropped_clients_total{reason=\"slow\"} 1";
+    let mut metrics = String::new();
+    for _ in 0..50 {
+        metrics = api.http.get(&api.metrics_url).send().await.unwrap().text().await.unwrap();
+        if metrics.contains(dropped) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(metrics.contains(dropped), "{metrics}");
+    assert!(metrics.contains("tps_ws_clients 1"), "the reader is still connected: {metrics}");
+
+    publish(&nats, ORDER_EVENTS, &last).await;
+    let seen = tokio::time::timeout(Duration::from_secs(30), reading).await.expect("the reader got the last event").unwrap();
+    assert!(seen > EVENTS / 2, "the reader kept receiving ({seen} events)");
+
+    // The stalled client finds what the kernel held for it, then the end of the connection.
+    let mut received = 0;
+    let ended = tokio::time::timeout(Duration::from_secs(30), async {
+        while let Some(Ok(msg)) = stalled.next().await {
+            received += usize::from(msg.is_text());
+        }
+    })
+    .await;
+    assert!(ended.is_ok(), "the dropped client's connection is closed");
+    assert!(received < EVENTS, "it was dropped before the end ({received} of {EVENTS})");
+}

@@ -1,0 +1,103 @@
+//! The configuration every binary shares: one typed struct, from flags or env.
+//!
+//! Binaries `#[command(flatten)]` it into their own `clap::Parser`, so `--help`
+//! documents every variable of the contract, and a missing required value fails
+//! at start with clap's message rather than later at first use.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::str::FromStr;
+
+/// A secret value (a URL with a password, a signing key) that never prints.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// The secret itself; call this only where it is used.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret([redacted])")
+    }
+}
+
+impl FromStr for Secret {
+    type Err = std::convert::Infallible;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Secret(s.to_owned()))
+    }
+}
+
+impl From<&str> for Secret {
+    fn from(s: &str) -> Self {
+        Secret(s.to_owned())
+    }
+}
+
+/// The environment variables of `CONTRACT.md`, the same for every binary.
+#[derive(Debug, Clone, clap::Args)]
+pub struct CommonConfig {
+    /// NATS server URL (JetStream enabled).
+    #[arg(long, env = "NATS_URL", default_value = "nats://127.0.0.1:4222")]
+    pub nats_url: String,
+    /// Postgres URL, e.g. postgres://user:pass@host:5432/db.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    pub database_url: Secret,
+    /// Redis URL.
+    #[arg(long, env = "REDIS_URL", default_value = "redis://127.0.0.1:6379")]
+    pub redis_url: String,
+    /// HS256 key that signs bearer tokens (required by the api).
+    #[arg(long, env = "AUTH_JWT_SECRET", hide_env_values = true)]
+    pub auth_jwt_secret: Option<Secret>,
+    /// Address the HTTP API listens on.
+    #[arg(long, env = "API_LISTEN", default_value = "0.0.0.0:8080")]
+    pub api_listen: SocketAddr,
+    /// Address the Prometheus `/metrics` endpoint listens on.
+    #[arg(long, env = "METRICS_LISTEN", default_value = "0.0.0.0:9090")]
+    pub metrics_listen: SocketAddr,
+    /// Number of shards of each command stream; must match across all pods.
+    #[arg(long, env = "SHARDS", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub shards: u32,
+    /// Log filter, in `tracing_subscriber::EnvFilter` syntax.
+    #[arg(long, env = "RUST_LOG", default_value = "info")]
+    pub rust_log: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        common: CommonConfig,
+    }
+
+    #[test]
+    fn flags_parse_and_secrets_do_not_print() {
+        let cli = Cli::try_parse_from([
+            "x",
+            "--database-url",
+            "postgres://u:hunter2@h/db",
+            "--auth-jwt-secret",
+            "s3cret",
+            "--shards",
+            "4",
+        ])
+        .unwrap();
+        assert_eq!(cli.common.shards, 4);
+        assert_eq!(cli.common.database_url.expose(), "postgres://u:hunter2@h/db");
+        let printed = format!("{:?}", cli.common);
+        assert!(!printed.contains("hunter2") && !printed.contains("s3cret"), "{printed}");
+    }
+
+    #[test]
+    fn shard_count_is_bounded() {
+        assert!(Cli::try_parse_from(["x", "--database-url", "u", "--shards", "0"]).is_err());
+    }
+}

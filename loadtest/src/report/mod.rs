@@ -1,0 +1,7 @@
+//! The outcome of a run: the JSON report, the summary table and the chart.
+
+pub mod chart;
+pub mod model;
+pub mod table;
+
+pub use model::{PhaseReport, Ratio, Report, Settle};

@@ -1,0 +1,49 @@
+//! The ConfigMap holding the non-secret environment of both workloads.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::ConfigMap;
+
+use super::labels::{child_meta, config_map_name, instance_labels};
+use crate::validate::Validated;
+
+/// Port of `API_LISTEN`.
+pub const API_PORT: i32 = 8080;
+/// Port of `METRICS_LISTEN` (also the worker's health endpoints).
+pub const METRICS_PORT: i32 = 9090;
+
+/// The environment from `CONTRACT.md` that is not a secret.
+pub fn config_data(v: &Validated) -> BTreeMap<String, String> {
+    let spec = &v.spec;
+    BTreeMap::from([
+        ("NATS_URL".to_owned(), spec.nats.url.clone()),
+        ("REDIS_URL".to_owned(), spec.redis.url.clone()),
+        ("API_LISTEN".to_owned(), format!("0.0.0.0:{API_PORT}")),
+        ("METRICS_LISTEN".to_owned(), format!("0.0.0.0:{METRICS_PORT}")),
+        ("SHARDS".to_owned(), spec.worker.shards.to_string()),
+        ("RUST_LOG".to_owned(), spec.log.clone()),
+        ("BATCH_SIZE".to_owned(), spec.worker.batch_size.to_string()),
+    ])
+}
+
+/// `<name>-config`, read by both Deployments through `envFrom`.
+pub fn desired_config_map(v: &Validated) -> ConfigMap {
+    ConfigMap {
+        metadata: child_meta(v, config_map_name(v), instance_labels(v)),
+        data: Some(config_data(v)),
+        ..ConfigMap::default()
+    }
+}
+
+/// A stable FNV-1a hash of the config, put on pod templates so that a config
+/// change rolls the pods (`envFrom` alone would not).
+pub fn config_hash(data: &BTreeMap<String, String>) -> String {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for (key, value) in data {
+        for byte in key.bytes().chain([0]).chain(value.bytes()).chain([0]) {
+            hash ^= u64::from(byte);
+            hash = hash.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    format!("{hash:016x}")
+}

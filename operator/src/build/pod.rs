@@ -1,0 +1,145 @@
+//! The pod template shared by both workloads: hardened, probed, configured from
+//! the ConfigMap and the two Secrets.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{
+    Capabilities, ConfigMapEnvSource, Container, ContainerPort, EmptyDirVolumeSource, EnvFromSource, EnvVar,
+    EnvVarSource, HTTPGetAction, PodSecurityContext, PodSpec, PodTemplateSpec, Probe, SeccompProfile,
+    SecretKeySelector, SecurityContext, Volume, VolumeMount,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+
+use super::config_map::{API_PORT, METRICS_PORT, config_data, config_hash};
+use super::labels::{Component, config_map_name, selector_labels};
+use crate::resource::{ImagePullPolicy, SecretKeyRef};
+use crate::validate::Validated;
+
+/// Annotation carrying the config hash, so a config change rolls the pods.
+pub const CONFIG_HASH_ANNOTATION: &str = "throughput.dev/config-hash";
+/// UID the containers run as (any non-root UID works; the image needs no user).
+pub const RUN_AS_USER: i64 = 65532;
+
+/// The pod template of one workload.
+pub fn pod_template(v: &Validated, component: Component) -> PodTemplateSpec {
+    let annotations = BTreeMap::from([(CONFIG_HASH_ANNOTATION.to_owned(), config_hash(&config_data(v)))]);
+    PodTemplateSpec {
+        metadata: Some(ObjectMeta {
+            labels: Some(selector_labels(v, component)),
+            annotations: Some(annotations),
+            ..ObjectMeta::default()
+        }),
+        spec: Some(PodSpec {
+            service_account_name: Some(v.name.clone()),
+            automount_service_account_token: Some(false),
+            security_context: Some(PodSecurityContext {
+                run_as_non_root: Some(true),
+                run_as_user: Some(RUN_AS_USER),
+                run_as_group: Some(RUN_AS_USER),
+                fs_group: Some(RUN_AS_USER),
+                seccomp_profile: Some(SeccompProfile { type_: "RuntimeDefault".into(), ..SeccompProfile::default() }),
+                ..PodSecurityContext::default()
+            }),
+            // The root filesystem is read-only; /tmp is the one writable place.
+            volumes: Some(vec![Volume {
+                name: "tmp".into(),
+                empty_dir: Some(EmptyDirVolumeSource::default()),
+                ..Volume::default()
+            }]),
+            // Let in-flight requests and batches finish after SIGTERM.
+            termination_grace_period_seconds: Some(30),
+            containers: vec![container(v, component)],
+            ..PodSpec::default()
+        }),
+    }
+}
+
+fn container(v: &Validated, component: Component) -> Container {
+    let resources = match component {
+        Component::Api => v.spec.api.resources.clone(),
+        Component::Worker => v.spec.worker.resources.clone(),
+    };
+    Container {
+        name: component.as_str().into(),
+        image: Some(v.spec.image.clone()),
+        image_pull_policy: Some(pull_policy(v.spec.image_pull_policy).into()),
+        command: Some(vec![component.as_str().into()]),
+        ports: Some(ports(component)),
+        env_from: Some(vec![EnvFromSource {
+            config_map_ref: Some(ConfigMapEnvSource { name: config_map_name(v), optional: Some(false) }),
+            ..EnvFromSource::default()
+        }]),
+        env: Some(vec![
+            secret_env("DATABASE_URL", &v.spec.postgres.url_secret_ref),
+            secret_env("AUTH_JWT_SECRET", &v.spec.auth.jwt_secret_ref),
+        ]),
+        resources,
+        liveness_probe: Some(probe("/healthz", health_port(component), 3)),
+        readiness_probe: Some(probe("/readyz", health_port(component), 1)),
+        security_context: Some(SecurityContext {
+            allow_privilege_escalation: Some(false),
+            read_only_root_filesystem: Some(true),
+            run_as_non_root: Some(true),
+            capabilities: Some(Capabilities { drop: Some(vec!["ALL".into()]), ..Capabilities::default() }),
+            ..SecurityContext::default()
+        }),
+        volume_mounts: Some(vec![VolumeMount { name: "tmp".into(), mount_path: "/tmp".into(), ..VolumeMount::default() }]),
+        ..Container::default()
+    }
+}
+
+/// The api serves its probes on the api port; the worker on its metrics port.
+pub fn health_port(component: Component) -> &'static str {
+    match component {
+        Component::Api => "http",
+        Component::Worker => "metrics",
+    }
+}
+
+fn ports(component: Component) -> Vec<ContainerPort> {
+    let metrics = ContainerPort { name: Some("metrics".into()), container_port: METRICS_PORT, ..ContainerPort::default() };
+    match component {
+        Component::Api => {
+            vec![ContainerPort { name: Some("http".into()), container_port: API_PORT, ..ContainerPort::default() }, metrics]
+        }
+        Component::Worker => vec![metrics],
+    }
+}
+
+fn probe(path: &str, port: &str, failure_threshold: i32) -> Probe {
+    Probe {
+        http_get: Some(HTTPGetAction {
+            path: Some(path.into()),
+            port: IntOrString::String(port.into()),
+            ..HTTPGetAction::default()
+        }),
+        period_seconds: Some(5),
+        timeout_seconds: Some(2),
+        failure_threshold: Some(failure_threshold),
+        ..Probe::default()
+    }
+}
+
+fn secret_env(name: &str, secret: &SecretKeyRef) -> EnvVar {
+    EnvVar {
+        name: name.into(),
+        value_from: Some(EnvVarSource {
+            secret_key_ref: Some(SecretKeySelector {
+                name: secret.name.clone(),
+                key: secret.key.clone(),
+                optional: Some(false),
+            }),
+            ..EnvVarSource::default()
+        }),
+        ..EnvVar::default()
+    }
+}
+
+fn pull_policy(policy: ImagePullPolicy) -> &'static str {
+    match policy {
+        ImagePullPolicy::IfNotPresent => "IfNotPresent",
+        ImagePullPolicy::Always => "Always",
+        ImagePullPolicy::Never => "Never",
+    }
+}

@@ -1,0 +1,103 @@
+//! The controller loop: watches ThroughputServices and the Deployments they own,
+//! and refuses to start when the CRD is not installed.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use futures::StreamExt;
+use k8s_openapi::api::apps::v1::Deployment;
+use kube::api::{Api, ListParams};
+use kube::runtime::{Controller, Predicate, WatchStreamExt, predicates, reflector, watcher};
+use kube::{Client, CustomResourceExt};
+
+use crate::build::labels::MANAGED_BY;
+use crate::context::Context;
+use crate::reconcile::{error_policy, reconcile};
+use crate::resource::ThroughputService;
+
+/// Why the controller could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The CRD is not installed, so there is nothing to watch.
+    #[error(
+        "the CRD {0} is not installed; install it with `kubectl apply -f crds/throughputservices.throughput.dev.yaml` \
+         (or `cargo run -p tps-operator --bin crdgen | kubectl apply -f -`)"
+    )]
+    CrdMissing(String),
+    /// The API server could not be asked.
+    #[error("cannot list ThroughputServices: {0}")]
+    Kube(#[from] kube::Error),
+}
+
+/// The ThroughputService API of one namespace, or of all of them.
+pub fn scoped_api(client: Client, namespace: Option<&str>) -> Api<ThroughputService> {
+    match namespace {
+        Some(ns) => Api::namespaced(client, ns),
+        None => Api::all(client),
+    }
+}
+
+/// Fails with a clear message when the CRD is missing.
+pub async fn ensure_crd_installed(api: &Api<ThroughputService>) -> Result<(), StartError> {
+    match api.list(&ListParams::default().limit(1)).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(e)) if e.code == 404 => Err(StartError::CrdMissing(ThroughputService::crd_name().into())),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Runs the controller until `shutdown` resolves, then lets running reconciles finish.
+pub async fn run(ctx: Arc<Context>, namespace: Option<String>, shutdown: impl Future<Output = ()> + Send + Sync + 'static) {
+    let client = ctx.client.clone();
+    let api = scoped_api(client.clone(), namespace.as_deref());
+    let deployments: Api<Deployment> = match &namespace {
+        Some(ns) => Api::namespaced(client, ns),
+        None => Api::all(client),
+    };
+    let (reader, writer) = reflector::store();
+    // Only spec changes (generation) and finalizer changes start a reconcile of
+    // the resource itself: our own status writes never do, so no loop.
+    let resources = watcher(api, watcher::Config::default().any_semantic())
+        .default_backoff()
+        .reflect(writer)
+        .applied_objects()
+        .predicate_filter(predicates::generation.combine(predicates::finalizers), Default::default());
+    let owned = watcher::Config::default().labels(&format!("app.kubernetes.io/managed-by={MANAGED_BY}"));
+    Controller::for_stream(resources, reader)
+        // Deployment readiness changes flow into the status.
+        .owns(deployments, owned)
+        .graceful_shutdown_on(shutdown)
+        .run(reconcile, error_policy, ctx)
+        .for_each(|result| async move {
+            if let Err(e) = result {
+                tracing::debug!(error = %e, "reconcile attempt failed");
+            }
+        })
+        .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use http::{Request, Response};
+    use kube::client::Body;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn a_missing_crd_is_refused_with_the_command_to_install_it() {
+        let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+        let api = scoped_api(Client::new(service, "default"), None);
+        let server = tokio::spawn(async move {
+            let (request, send) = handle.next_request().await.expect("listed");
+            assert_eq!(request.uri().to_string(), "/apis/throughput.dev/v1alpha1/throughputservices?&limit=1");
+            let body = r#"{"kind":"Status","apiVersion":"v1","status":"Failure","reason":"NotFound","code":404,"message":"404 page not found"}"#;
+            send.send_response(Response::builder().status(404).body(Body::from(body.as_bytes().to_vec())).unwrap());
+        });
+        let err = ensure_crd_installed(&api).await.expect_err("missing CRD");
+        assert!(matches!(err, StartError::CrdMissing(_)));
+        let message = err.to_string();
+        assert!(message.contains("throughputservices.throughput.dev is not installed"), "{message}");
+        assert!(message.contains("kubectl apply -f crds/"), "{message}");
+        tokio::time::timeout(std::time::Duration::from_secs(1), server).await.unwrap().unwrap();
+    }
+}

@@ -1,0 +1,122 @@
+//! The reconcile driver: the finalizer dispatches to [`apply`] (validate →
+//! streams → build → prune → apply → status) or to [`cleanup`].
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use kube::api::{Api, Patch};
+use kube::runtime::controller::Action;
+use kube::runtime::events::EventType;
+use kube::runtime::finalizer::{Event as Finalizer, finalizer};
+use kube::{Resource, ResourceExt};
+use serde_json::json;
+
+use crate::apply::{apply_all, apply_params};
+use crate::build::desired;
+use crate::conditions::{Observed, invalid_status, observed_status};
+use crate::context::Context;
+use crate::error::{Error, Result};
+use crate::events::{publish, transitions};
+use crate::prune::prune;
+use crate::resource::{DeletionPolicy, ThroughputService, ThroughputServiceStatus};
+use crate::streams::StreamPlan;
+use crate::validate::{InvalidSpec, validate};
+
+/// The finalizer that keeps a resource until its streams are dealt with.
+pub const FINALIZER: &str = "throughput.dev/streams";
+/// When all is well, look again this often anyway (catches missed events).
+pub const RESYNC: Duration = Duration::from_secs(300);
+/// When NATS refused the streams, try again this soon.
+pub const STREAMS_RETRY: Duration = Duration::from_secs(30);
+
+/// Reconciles one resource; counted and timed in the metrics.
+pub async fn reconcile(tps: Arc<ThroughputService>, ctx: Arc<Context>) -> Result<Action> {
+    let started = Instant::now();
+    metrics::counter!("tps_operator_reconciles_total").increment(1);
+    let api: Api<ThroughputService> = Api::namespaced(ctx.client.clone(), &tps.namespace().unwrap_or_default());
+    let key = backoff_key(&tps);
+    let result = finalizer(&api, FINALIZER, tps, |event| async {
+        match event {
+            Finalizer::Apply(tps) => apply(&tps, &ctx).await,
+            Finalizer::Cleanup(tps) => cleanup(&tps, &ctx).await,
+        }
+    })
+    .await
+    .map_err(Error::from);
+    metrics::histogram!("tps_operator_reconcile_duration_seconds").record(started.elapsed().as_secs_f64());
+    if result.is_ok() {
+        ctx.backoff.reset(&key);
+    }
+    result
+}
+
+/// An invalid spec waits for a change; anything else retries with backoff.
+pub fn error_policy(tps: Arc<ThroughputService>, error: &Error, ctx: Arc<Context>) -> Action {
+    metrics::counter!("tps_operator_reconcile_errors_total", "error" => error.metric_label()).increment(1);
+    if !error.is_transient() {
+        tracing::info!(name = %tps.name_any(), %error, "waiting for a change");
+        return Action::await_change();
+    }
+    let delay = ctx.backoff.next(&backoff_key(&tps));
+    tracing::warn!(name = %tps.name_any(), %error, ?delay, "reconcile failed, retrying");
+    Action::requeue(delay)
+}
+
+async fn apply(tps: &ThroughputService, ctx: &Context) -> Result<Action> {
+    let validated = match validate(tps) {
+        Ok(v) => v,
+        Err(invalid) => return refuse(tps, ctx, invalid).await,
+    };
+    // Streams before workloads: pods that start first would create them with
+    // the binaries' defaults. A NATS failure does not stop the rollout; it shows
+    // in the status and is retried soon.
+    let streams = ctx.streams.ensure(&StreamPlan::from_spec(&validated.spec)).await;
+    let desired = desired(&validated);
+    // Prune first: KEDA's webhook refuses a ScaledObject on a Deployment that an
+    // HPA still targets, so a switch of autoscaler must remove the old one first.
+    prune(&ctx.client, &validated, &desired).await?;
+    let applied = apply_all(&ctx.client, &validated.namespace, &desired).await?;
+    let seen = Observed { generation: tps.meta().generation, applied: &applied, streams: &streams, shards: validated.spec.worker.shards };
+    let status = observed_status(tps.status.as_ref(), &seen, (ctx.clock)());
+    update_status(tps, ctx, status).await?;
+    Ok(Action::requeue(if streams.is_ok() { RESYNC } else { STREAMS_RETRY }))
+}
+
+async fn refuse(tps: &ThroughputService, ctx: &Context, invalid: InvalidSpec) -> Result<Action> {
+    let status = invalid_status(tps.status.as_ref(), tps.meta().generation, &invalid, (ctx.clock)());
+    update_status(tps, ctx, status).await?;
+    Err(invalid.into())
+}
+
+/// Publishes the transition events, then writes the status if it changed; an
+/// unchanged status is not written, so a reconcile never triggers itself.
+async fn update_status(tps: &ThroughputService, ctx: &Context, status: ThroughputServiceStatus) -> Result<()> {
+    for (type_, reason, note) in transitions(tps.status.as_ref(), &status) {
+        publish(ctx, tps, type_, reason, note).await?;
+    }
+    if tps.status.as_ref() == Some(&status) {
+        return Ok(());
+    }
+    let api: Api<ThroughputService> = Api::namespaced(ctx.client.clone(), &tps.namespace().unwrap_or_default());
+    let patch = json!({ "apiVersion": "throughput.dev/v1alpha1", "kind": "ThroughputService", "status": status });
+    api.patch_status(&tps.name_any(), &apply_params(), &Patch::Apply(&patch)).await?;
+    Ok(())
+}
+
+/// Deletes or keeps the streams per `deletionPolicy`; the children go with
+/// their owner through garbage collection.
+async fn cleanup(tps: &ThroughputService, ctx: &Context) -> Result<Action> {
+    let (reason, note) = match tps.spec.deletion_policy {
+        DeletionPolicy::Delete => {
+            ctx.streams.delete(&tps.spec.nats.url).await?;
+            ("StreamsDeleted", "deletionPolicy Delete: ORDERS, USERS and DEAD_LETTERS were deleted")
+        }
+        DeletionPolicy::Retain => ("StreamsRetained", "deletionPolicy Retain: the streams and their commands are kept"),
+    };
+    publish(ctx, tps, EventType::Normal, reason, note.into()).await?;
+    Ok(Action::await_change())
+}
+
+fn backoff_key(tps: &ThroughputService) -> String {
+    format!("{}/{}", tps.namespace().unwrap_or_default(), tps.name_any())
+}

@@ -1,0 +1,311 @@
+//! The `ThroughputService` custom resource: the spec a platform team writes.
+
+use k8s_openapi::api::core::v1::ResourceRequirements;
+use kube::{CustomResource, KubeSchema};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::ThroughputServiceStatus;
+
+/// A spike-proof write API: an autoscaled api fleet accepting commands into
+/// JetStream, and an autoscaled worker fleet settling them shard by shard.
+// Each printcolumn repeats `type_`, which clippy mistakes for a duplicated attribute.
+#[allow(clippy::duplicated_attributes)]
+#[derive(CustomResource, KubeSchema, Deserialize, Serialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "throughput.dev",
+    version = "v1alpha1",
+    kind = "ThroughputService",
+    plural = "throughputservices",
+    shortname = "tps",
+    namespaced,
+    status = "ThroughputServiceStatus",
+    doc = "A spike-proof write API: an autoscaled api and worker fleet on JetStream.",
+    printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status"),
+    printcolumn(name = "API", type_ = "integer", json_path = ".status.api.readyReplicas", description = "ready api pods"),
+    printcolumn(name = "Workers", type_ = "integer", json_path = ".status.worker.readyReplicas", description = "ready worker pods"),
+    printcolumn(name = "Shards", type_ = "integer", json_path = ".spec.worker.shards"),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+)]
+#[x_kube(validation = Rule::new("self.worker.autoscaling != 'keda' || has(self.nats.monitoringEndpoint)").message("worker.autoscaling keda needs nats.monitoringEndpoint"))]
+#[serde(rename_all = "camelCase")]
+pub struct ThroughputServiceSpec {
+    /// Container image holding the `api` and `worker` binaries.
+    #[schemars(length(min = 1))]
+    pub image: String,
+    /// Image pull policy of both workloads.
+    #[serde(default)]
+    pub image_pull_policy: ImagePullPolicy,
+    /// `RUST_LOG` filter of both workloads.
+    #[serde(default = "default_log")]
+    pub log: String,
+    /// What happens to the JetStream streams when this resource is deleted.
+    #[serde(default)]
+    pub deletion_policy: DeletionPolicy,
+    /// The HTTP api fleet.
+    #[serde(default)]
+    pub api: ApiSpec,
+    /// The command-processing worker fleet.
+    #[serde(default)]
+    pub worker: WorkerSpec,
+    /// NATS JetStream, where commands are stored.
+    pub nats: NatsSpec,
+    /// Postgres, the system of record.
+    pub postgres: PostgresSpec,
+    /// Redis, the read cache.
+    pub redis: RedisSpec,
+    /// Token verification.
+    pub auth: AuthSpec,
+}
+
+/// The api Deployment, its HorizontalPodAutoscaler and optional Ingress.
+#[derive(KubeSchema, Deserialize, Serialize, Clone, Debug, PartialEq)]
+#[x_kube(validation = Rule::new("self.minReplicas <= self.maxReplicas").message("api.minReplicas must not exceed api.maxReplicas"))]
+#[serde(rename_all = "camelCase")]
+pub struct ApiSpec {
+    /// Fewest api pods the autoscaler keeps.
+    #[serde(default = "default_api_min")]
+    #[schemars(range(min = 1))]
+    pub min_replicas: i32,
+    /// Most api pods the autoscaler may run.
+    #[serde(default = "default_api_max")]
+    #[schemars(range(min = 1))]
+    pub max_replicas: i32,
+    /// Average CPU utilisation the autoscaler aims for.
+    #[serde(default = "default_cpu_target", rename = "targetCPUUtilizationPercentage")]
+    #[schemars(range(min = 1, max = 100))]
+    pub target_cpu_utilization_percentage: i32,
+    /// Requests and limits of the api container.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ResourceRequirements>,
+    /// Exposes the api outside the cluster when set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ingress: Option<IngressSpec>,
+}
+
+/// How the api is exposed through an Ingress.
+#[derive(JsonSchema, Deserialize, Serialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct IngressSpec {
+    /// Host name the Ingress answers for.
+    #[schemars(length(min = 1))]
+    pub host: String,
+    /// IngressClass to use; the cluster default when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub class_name: Option<String>,
+    /// Secret holding the TLS certificate for `host`; plain HTTP when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_secret_name: Option<String>,
+}
+
+/// The worker Deployment and its autoscaler (an HPA or a KEDA ScaledObject, never both).
+#[derive(KubeSchema, Deserialize, Serialize, Clone, Debug, PartialEq)]
+#[x_kube(validation = Rule::new("self.minReplicas <= self.maxReplicas").message("worker.minReplicas must not exceed worker.maxReplicas"))]
+#[x_kube(validation = Rule::new("self.maxReplicas <= self.shards").message("worker.maxReplicas must not exceed worker.shards: a worker owns at least one shard"))]
+#[serde(rename_all = "camelCase")]
+pub struct WorkerSpec {
+    /// Fewest worker pods the autoscaler keeps.
+    #[serde(default = "default_worker_min")]
+    #[schemars(range(min = 1))]
+    pub min_replicas: i32,
+    /// Most worker pods the autoscaler may run.
+    #[serde(default = "default_worker_max")]
+    #[schemars(range(min = 1))]
+    pub max_replicas: i32,
+    /// Number of shards (`SHARDS`). Immutable: it decides which shard, and so which
+    /// ordered consumer, holds every pending command of a ticket.
+    #[serde(default = "default_shards")]
+    #[schemars(range(min = 1, max = 1024))]
+    #[x_kube(validation = Rule::new("self == oldSelf").message("worker.shards is immutable"))]
+    pub shards: i32,
+    /// Commands a worker settles per database transaction (`BATCH_SIZE`).
+    #[serde(default = "default_batch_size")]
+    #[schemars(range(min = 1, max = 10000))]
+    pub batch_size: i32,
+    /// Requests and limits of the worker container.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ResourceRequirements>,
+    /// Which autoscaler drives the worker Deployment.
+    #[serde(default)]
+    pub autoscaling: Autoscaling,
+    /// Average CPU utilisation the HPA aims for (`autoscaling: hpa`).
+    #[serde(default = "default_cpu_target", rename = "targetCPUUtilizationPercentage")]
+    #[schemars(range(min = 1, max = 100))]
+    pub target_cpu_utilization_percentage: i32,
+    /// Pending messages per shard consumer that KEDA treats as one worker's load (`autoscaling: keda`).
+    #[serde(default = "default_lag_threshold")]
+    #[schemars(range(min = 1))]
+    pub lag_threshold: i64,
+}
+
+/// The autoscaler of the worker Deployment.
+#[derive(JsonSchema, Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Autoscaling {
+    /// An `autoscaling/v2` HorizontalPodAutoscaler on CPU.
+    #[default]
+    Hpa,
+    /// A KEDA ScaledObject on JetStream consumer lag.
+    Keda,
+}
+
+/// What deleting the resource does to its JetStream streams.
+#[derive(JsonSchema, Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum DeletionPolicy {
+    /// Keep the streams and the commands in them.
+    #[default]
+    Retain,
+    /// Delete the streams ORDERS, USERS and DEAD_LETTERS.
+    Delete,
+}
+
+/// Image pull policy of the pods.
+#[derive(JsonSchema, Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ImagePullPolicy {
+    /// Pull when the image is not on the node.
+    #[default]
+    IfNotPresent,
+    /// Pull on every start.
+    Always,
+    /// Never pull.
+    Never,
+}
+
+/// NATS and the JetStream streams the operator provisions.
+#[derive(JsonSchema, Deserialize, Serialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct NatsSpec {
+    /// `NATS_URL`, also used by the operator to provision streams.
+    #[schemars(length(min = 1))]
+    pub url: String,
+    /// NATS monitoring endpoint `host:port` (8222), read by KEDA for consumer lag.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub monitoring_endpoint: Option<String>,
+    /// Replicas and limits of the streams.
+    #[serde(default)]
+    pub streams: StreamsSpec,
+}
+
+/// Replicas and limits of the ORDERS, USERS and DEAD_LETTERS streams.
+#[derive(JsonSchema, Deserialize, Serialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct StreamsSpec {
+    /// JetStream replicas of each stream (1 to 5).
+    #[serde(default = "default_stream_replicas")]
+    #[schemars(range(min = 1, max = 5))]
+    pub replicas: i32,
+    /// Bytes a stream may hold; a full command stream refuses new commands (503).
+    #[serde(default = "default_max_bytes")]
+    #[schemars(range(min = 1))]
+    pub max_bytes: i64,
+    /// Seconds a command is kept.
+    #[serde(default = "default_max_age")]
+    #[schemars(range(min = 1))]
+    pub max_age_seconds: i64,
+}
+
+/// Postgres connection.
+#[derive(JsonSchema, Deserialize, Serialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct PostgresSpec {
+    /// Secret key holding `DATABASE_URL`.
+    pub url_secret_ref: SecretKeyRef,
+}
+
+/// Redis connection.
+#[derive(JsonSchema, Deserialize, Serialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct RedisSpec {
+    /// `REDIS_URL`.
+    #[schemars(length(min = 1))]
+    pub url: String,
+}
+
+/// Token verification.
+#[derive(JsonSchema, Deserialize, Serialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct AuthSpec {
+    /// Secret key holding `AUTH_JWT_SECRET`.
+    pub jwt_secret_ref: SecretKeyRef,
+}
+
+/// A key of a Secret in the resource's namespace.
+#[derive(JsonSchema, Deserialize, Serialize, Clone, Debug, PartialEq)]
+pub struct SecretKeyRef {
+    /// Secret name.
+    #[schemars(length(min = 1))]
+    pub name: String,
+    /// Key inside the Secret.
+    #[schemars(length(min = 1))]
+    pub key: String,
+}
+
+impl Default for ApiSpec {
+    fn default() -> Self {
+        Self {
+            min_replicas: default_api_min(),
+            max_replicas: default_api_max(),
+            target_cpu_utilization_percentage: default_cpu_target(),
+            resources: None,
+            ingress: None,
+        }
+    }
+}
+
+impl Default for WorkerSpec {
+    fn default() -> Self {
+        Self {
+            min_replicas: default_worker_min(),
+            max_replicas: default_worker_max(),
+            shards: default_shards(),
+            batch_size: default_batch_size(),
+            resources: None,
+            autoscaling: Autoscaling::default(),
+            target_cpu_utilization_percentage: default_cpu_target(),
+            lag_threshold: default_lag_threshold(),
+        }
+    }
+}
+
+impl Default for StreamsSpec {
+    fn default() -> Self {
+        Self { replicas: default_stream_replicas(), max_bytes: default_max_bytes(), max_age_seconds: default_max_age() }
+    }
+}
+
+fn default_log() -> String {
+    "info".into()
+}
+fn default_api_min() -> i32 {
+    2
+}
+fn default_api_max() -> i32 {
+    10
+}
+fn default_cpu_target() -> i32 {
+    70
+}
+fn default_worker_min() -> i32 {
+    1
+}
+fn default_worker_max() -> i32 {
+    16
+}
+fn default_shards() -> i32 {
+    16
+}
+fn default_batch_size() -> i32 {
+    256
+}
+fn default_lag_threshold() -> i64 {
+    1000
+}
+fn default_stream_replicas() -> i32 {
+    1
+}
+fn default_max_bytes() -> i64 {
+    8 * 1024 * 1024 * 1024
+}
+fn default_max_age() -> i64 {
+    7 * 24 * 3600
+}

@@ -1,0 +1,91 @@
+//! What to provision (no client required): the stream and consumer configurations.
+
+use std::time::Duration;
+
+use async_nats::jetstream::{consumer, stream};
+use tps_contract::streams::{StreamLimits, dead_letter_stream, orders_stream, shard_consumer, users_stream};
+use tps_contract::subject::{ORDERS_STREAM, USERS_STREAM};
+
+use crate::resource::ThroughputServiceSpec;
+
+/// The streams and shard consumers of one `ThroughputService`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StreamPlan {
+    /// Where NATS is.
+    pub nats_url: String,
+    /// Replicas and limits of every stream.
+    pub limits: StreamLimits,
+    /// Shards, each with a durable consumer on ORDERS and on USERS.
+    pub shards: u32,
+}
+
+impl StreamPlan {
+    /// The plan of a spec.
+    pub fn from_spec(spec: &ThroughputServiceSpec) -> Self {
+        let streams = &spec.nats.streams;
+        Self {
+            nats_url: spec.nats.url.clone(),
+            limits: StreamLimits {
+                replicas: streams.replicas.max(1) as usize,
+                max_bytes: streams.max_bytes,
+                max_age: Duration::from_secs(streams.max_age_seconds.max(1) as u64),
+            },
+            shards: spec.worker.shards.max(1) as u32,
+        }
+    }
+
+    /// ORDERS, USERS and DEAD_LETTERS, in that order.
+    pub fn streams(&self) -> Vec<stream::Config> {
+        vec![orders_stream(&self.limits), users_stream(&self.limits), dead_letter_stream(&self.limits)]
+    }
+
+    /// `(stream, consumer)` for every shard of ORDERS, then of USERS.
+    pub fn consumers(&self) -> Vec<(&'static str, consumer::pull::Config)> {
+        [ORDERS_STREAM, USERS_STREAM]
+            .into_iter()
+            .flat_map(|stream| (0..self.shards).map(move |shard| (stream, shard_consumer(stream, shard))))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use async_nats::jetstream::consumer::AckPolicy;
+    use async_nats::jetstream::stream::{RetentionPolicy, StorageType};
+    use tps_contract::subject::DUPLICATE_WINDOW_SECS;
+
+    use super::*;
+    use crate::resource::ThroughputService;
+
+    #[test]
+    fn minimal_spec_plans_the_contract_streams_with_defaults() {
+        let plan = StreamPlan::from_spec(&ThroughputService::test().spec);
+        assert_eq!(plan.nats_url, "nats://nats.sales:4222");
+        assert_eq!(plan.limits, StreamLimits::default());
+        let streams = plan.streams();
+        let names: Vec<_> = streams.iter().map(|s| (s.name.as_str(), s.subjects[0].as_str())).collect();
+        assert_eq!(names, [("ORDERS", "orders.*"), ("USERS", "users.*"), ("DEAD_LETTERS", "deadletter.>")]);
+        for s in &streams {
+            assert_eq!(s.storage, StorageType::File);
+            assert_eq!(s.retention, RetentionPolicy::Limits);
+            assert_eq!(s.duplicate_window, Duration::from_secs(DUPLICATE_WINDOW_SECS));
+        }
+    }
+
+    #[test]
+    fn stream_fields_come_from_the_spec() {
+        let tps = ThroughputService::with_spec(
+            "{nats: {streams: {replicas: 3, maxBytes: 1048576, maxAgeSeconds: 3600}}, worker: {shards: 4, maxReplicas: 4}}",
+        );
+        let plan = StreamPlan::from_spec(&tps.spec);
+        for s in plan.streams() {
+            assert_eq!((s.num_replicas, s.max_bytes, s.max_age), (3, 1_048_576, Duration::from_secs(3600)));
+        }
+        let consumers = plan.consumers();
+        assert_eq!(consumers.len(), 8);
+        let (stream, c) = &consumers[5];
+        assert_eq!(*stream, "USERS");
+        assert_eq!((c.durable_name.as_deref(), c.filter_subject.as_str()), (Some("users-1"), "users.1"));
+        assert!(consumers.iter().all(|(_, c)| c.ack_policy == AckPolicy::Explicit));
+    }
+}

@@ -1,0 +1,80 @@
+//! Stream provisioning against a real nats-server with JetStream (tps-testkit).
+
+use std::time::Duration;
+
+use async_nats::jetstream::{self, consumer::AckPolicy, stream::StorageType};
+use tps_contract::subject::DUPLICATE_WINDOW_SECS;
+use tps_operator::ThroughputService;
+use tps_operator::streams::{JetStreamProvisioner, StreamPlan, StreamProvisioner, StreamsError};
+use tps_testkit::Nats;
+
+fn plan(url: &str, extra: &str) -> StreamPlan {
+    let yaml = format!(
+        "{{image: img, nats: {{url: '{url}', streams: {{{extra}}}}}, worker: {{shards: 4, maxReplicas: 4}},
+          postgres: {{urlSecretRef: {{name: db, key: url}}}}, redis: {{url: 'redis://r'}},
+          auth: {{jwtSecretRef: {{name: jwt, key: k}}}}}}"
+    );
+    let spec = serde_yaml::from_str(&yaml).expect("spec");
+    StreamPlan::from_spec(&ThroughputService::new("shop", spec).spec)
+}
+
+async fn js(url: &str) -> jetstream::Context {
+    jetstream::new(async_nats::connect(url).await.expect("connect"))
+}
+
+#[tokio::test]
+async fn ensure_creates_the_contract_streams_and_shard_consumers() {
+    let nats = Nats::start().await.expect("nats-server");
+    let plan = plan(&nats.url(), "maxBytes: 1048576, maxAgeSeconds: 3600");
+    JetStreamProvisioner.ensure(&plan).await.expect("provisioned");
+    // Twice: provisioning is idempotent.
+    JetStreamProvisioner.ensure(&plan).await.expect("provisioned again");
+
+    let js = js(&nats.url()).await;
+    for (name, subject) in [("ORDERS", "orders.*"), ("USERS", "users.*"), ("DEAD_LETTERS", "deadletter.>")] {
+        let info = js.get_stream(name).await.expect(name).get_info().await.unwrap();
+        let c = info.config;
+        assert_eq!(c.subjects, [subject]);
+        assert_eq!(c.storage, StorageType::File);
+        assert_eq!(c.duplicate_window, Duration::from_secs(DUPLICATE_WINDOW_SECS));
+        assert_eq!((c.max_bytes, c.max_age, c.num_replicas), (1_048_576, Duration::from_secs(3600), 1));
+    }
+    for (stream, prefix) in [("ORDERS", "orders"), ("USERS", "users")] {
+        let s = js.get_stream(stream).await.unwrap();
+        for shard in 0..4 {
+            let name = format!("{prefix}-{shard}");
+            let info = s.consumer_info(&name).await.unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert_eq!(info.config.filter_subject, format!("{prefix}.{shard}"));
+            assert_eq!(info.config.ack_policy, AckPolicy::Explicit);
+            assert_eq!(info.config.durable_name.as_deref(), Some(name.as_str()));
+        }
+    }
+}
+
+#[tokio::test]
+async fn changed_limits_reach_existing_streams() {
+    let nats = Nats::start().await.expect("nats-server");
+    JetStreamProvisioner.ensure(&plan(&nats.url(), "maxBytes: 1048576")).await.unwrap();
+    JetStreamProvisioner.ensure(&plan(&nats.url(), "maxBytes: 2097152")).await.unwrap();
+    let info = js(&nats.url()).await.get_stream("ORDERS").await.unwrap().get_info().await.unwrap();
+    assert_eq!(info.config.max_bytes, 2_097_152);
+}
+
+#[tokio::test]
+async fn delete_removes_the_streams_and_tolerates_absent_ones() {
+    let nats = Nats::start().await.expect("nats-server");
+    JetStreamProvisioner.ensure(&plan(&nats.url(), "")).await.unwrap();
+    JetStreamProvisioner.delete(&nats.url()).await.expect("deleted");
+    let js = js(&nats.url()).await;
+    for name in ["ORDERS", "USERS", "DEAD_LETTERS"] {
+        assert!(js.get_stream(name).await.is_err(), "{name} still exists");
+    }
+    JetStreamProvisioner.delete(&nats.url()).await.expect("deleting nothing is fine");
+}
+
+#[tokio::test]
+async fn unreachable_nats_is_a_connect_error() {
+    let port = tps_testkit::free_port();
+    let err = JetStreamProvisioner.ensure(&plan(&format!("nats://127.0.0.1:{port}"), "")).await.unwrap_err();
+    assert!(matches!(err, StreamsError::Connect { .. }), "{err}");
+}

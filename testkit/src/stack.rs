@@ -1,0 +1,44 @@
+//! The three servers together, and the environment that points a binary at them.
+
+use crate::{Nats, Postgres, Redis};
+
+/// The signing key of test tokens (see [`crate::token`]).
+pub const TEST_JWT_SECRET: &str = "testkit-jwt-secret-not-for-production";
+
+/// NATS, Postgres (with a fresh database) and Redis, all private to one test.
+pub struct Stack {
+    /// The NATS server.
+    pub nats: Nats,
+    /// The Postgres server.
+    pub postgres: Postgres,
+    /// The Redis server.
+    pub redis: Redis,
+    /// URL of this stack's database.
+    pub database_url: String,
+}
+
+impl Stack {
+    /// Starts all three at once.
+    pub async fn start() -> anyhow::Result<Self> {
+        let (nats, postgres, redis) = tokio::try_join!(Nats::start(), Postgres::start(), Redis::start())?;
+        let database_url = postgres.create_database().await?;
+        Ok(Self { nats, postgres, redis, database_url })
+    }
+
+    /// The CONTRACT environment variables for a binary using this stack.
+    /// `API_LISTEN` and `METRICS_LISTEN` get free ports unless overridden later.
+    pub fn env(&self, shards: u32) -> Vec<(String, String)> {
+        vec![
+            ("NATS_URL".into(), self.nats.url()),
+            ("DATABASE_URL".into(), self.database_url.clone()),
+            ("REDIS_URL".into(), self.redis.url()),
+            ("AUTH_JWT_SECRET".into(), TEST_JWT_SECRET.into()),
+            ("SHARDS".into(), shards.to_string()),
+            ("API_LISTEN".into(), format!("127.0.0.1:{}", crate::free_port())),
+            ("METRICS_LISTEN".into(), format!("127.0.0.1:{}", crate::free_port())),
+            ("RUST_LOG".into(), "info".into()),
+            // Every test client is on loopback: one "IP" for all of them.
+            ("API_RATE_LIMIT_PER_IP".into(), "0".into()),
+        ]
+    }
+}

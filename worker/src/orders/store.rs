@@ -1,0 +1,142 @@
+//! The SQL of settling orders. Runtime queries only; every statement is one round trip.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use sqlx::{PgConnection, Row};
+use tps_contract::event::OrderView;
+use tps_contract::{OrderReason, OrderStatus, OrderUpdated};
+use uuid::Uuid;
+
+use super::ledger::Stock;
+
+/// An order row as settled.
+#[derive(Debug, Clone)]
+pub struct OrderRow {
+    /// Primary key: the command's order id.
+    pub id: Uuid,
+    /// The buyer.
+    pub user_id: String,
+    /// The ticket.
+    pub ticket_id: Uuid,
+    /// How many.
+    pub quantity: i32,
+    /// CONFIRMED or REJECTED.
+    pub status: OrderStatus,
+    /// Why rejected.
+    pub reason: Option<OrderReason>,
+    /// Idempotency key of the request, for audits.
+    pub idempotency_key: String,
+    /// Arrival order on the shard.
+    pub stream_seq: i64,
+    /// When the api accepted it.
+    pub created_at: DateTime<Utc>,
+    /// When the worker committed it.
+    pub processed_at: DateTime<Utc>,
+}
+
+impl OrderRow {
+    /// The `order.updated` event of this row.
+    pub fn event(&self) -> OrderUpdated {
+        OrderUpdated {
+            user_id: self.user_id.clone(),
+            order: OrderView {
+                id: self.id,
+                status: self.status,
+                reason: self.reason,
+                ticket_id: self.ticket_id,
+                quantity: self.quantity.max(0) as u32,
+                created_at: self.created_at,
+                processed_at: Some(self.processed_at),
+            },
+        }
+    }
+}
+
+/// Orders of `ids` that are already settled: a redelivery must change nothing.
+pub async fn existing(tx: &mut PgConnection, ids: &[Uuid]) -> Result<Vec<OrderRow>, sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT id, user_id, ticket_id, quantity, status, reason, idempotency_key, stream_seq, created_at, processed_at
+         FROM orders WHERE id = ANY($1)",
+    )
+    .bind(ids)
+    .fetch_all(tx)
+    .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(OrderRow {
+                id: r.try_get("id")?,
+                user_id: r.try_get("user_id")?,
+                ticket_id: r.try_get("ticket_id")?,
+                quantity: r.try_get("quantity")?,
+                status: OrderStatus::parse(r.try_get("status")?).unwrap_or(OrderStatus::Rejected),
+                reason: r.try_get::<Option<&str>, _>("reason")?.and_then(OrderReason::parse),
+                idempotency_key: r.try_get("idempotency_key")?,
+                stream_seq: r.try_get("stream_seq")?,
+                created_at: r.try_get("created_at")?,
+                processed_at: r.try_get("processed_at")?,
+            })
+        })
+        .collect()
+}
+
+/// Locks the tickets of the batch, in id order so that lockers never deadlock.
+pub async fn lock_tickets(tx: &mut PgConnection, ids: &[Uuid]) -> Result<HashMap<Uuid, Stock>, sqlx::Error> {
+    let rows = sqlx::query("SELECT id, available, max_per_order FROM tickets WHERE id = ANY($1) ORDER BY id FOR UPDATE")
+        .bind(ids)
+        .fetch_all(tx)
+        .await?;
+    rows.iter()
+        .map(|r| {
+            let available: i32 = r.try_get("available")?;
+            let max_per_order: i32 = r.try_get("max_per_order")?;
+            Ok((r.try_get("id")?, Stock { available: available.into(), max_per_order: max_per_order.into() }))
+        })
+        .collect()
+}
+
+/// Takes `n` from a ticket. The condition is the second line of defence after the
+/// ledger (the CHECK is the third): if it matches nothing, the batch aborts.
+/// `updated_at` moves so that the api's ticket cache sees the change.
+pub async fn decrement(tx: &mut PgConnection, ticket: Uuid, n: i64) -> Result<(), sqlx::Error> {
+    let done = sqlx::query(
+        "UPDATE tickets SET available = available - $2, updated_at = now() WHERE id = $1 AND available >= $2",
+    )
+    .bind(ticket)
+    .bind(n as i32)
+    .execute(tx)
+    .await?
+    .rows_affected();
+    if done == 1 { Ok(()) } else { Err(sqlx::Error::RowNotFound) }
+}
+
+/// The latest moment before the commit: every row of the batch carries it as `processed_at`.
+pub async fn commit_clock(tx: &mut PgConnection) -> Result<DateTime<Utc>, sqlx::Error> {
+    sqlx::query_scalar("SELECT clock_timestamp()").fetch_one(tx).await
+}
+
+/// Inserts the batch's new orders in one statement; an id already present is skipped.
+pub async fn insert(tx: &mut PgConnection, rows: &[OrderRow]) -> Result<(), sqlx::Error> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let col = |f: fn(&OrderRow) -> String| rows.iter().map(f).collect::<Vec<_>>();
+    sqlx::query(
+        "INSERT INTO orders (id, user_id, ticket_id, quantity, status, reason, idempotency_key, stream_seq, created_at, processed_at)
+         SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::uuid[], $4::int[], $5::text[], $6::text[], $7::text[], $8::bigint[], $9::timestamptz[], $10::timestamptz[])
+         ON CONFLICT (id) DO NOTHING",
+    )
+    .bind(rows.iter().map(|r| r.id).collect::<Vec<_>>())
+    .bind(col(|r| r.user_id.clone()))
+    .bind(rows.iter().map(|r| r.ticket_id).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.quantity).collect::<Vec<_>>())
+    .bind(col(|r| r.status.as_str().to_owned()))
+    .bind(rows.iter().map(|r| r.reason.map(|x| x.as_str().to_owned())).collect::<Vec<Option<String>>>())
+    .bind(col(|r| r.idempotency_key.clone()))
+    .bind(rows.iter().map(|r| r.stream_seq).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.created_at).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.processed_at).collect::<Vec<_>>())
+    .execute(tx)
+    .await?;
+    Ok(())
+}

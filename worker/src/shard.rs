@@ -1,0 +1,277 @@
+//! `ShardRunner`: settles one owned shard until it is told to stop, loses its
+//! lease, or finds itself fenced out.
+//!
+//! Order of effects for every batch: commit, then ack, then announce. A crash
+//! anywhere before the ack only causes a redelivery, which the settled rows turn
+//! into a no-op; an event is never sent for something not committed.
+
+use std::slice;
+use std::sync::Arc;
+use std::time::Instant;
+
+use async_nats::jetstream::{self, consumer::PullConsumer};
+use sqlx::PgPool;
+use tokio_util::sync::CancellationToken;
+use tps_contract::subject::consumer_name;
+
+use crate::acks::{ack_all, nak_all, progress_all};
+use crate::config::WorkerConfig;
+use crate::dead_letter::dead_letter;
+use crate::failpoint::Failpoint;
+use crate::fence::{self, Claim};
+use crate::lease::ShardLease;
+use crate::metrics;
+use crate::pull::{Puller, decode};
+use crate::settle::{CommandKind, Delivery, SettleError, settle_once};
+use crate::transient::backoff;
+
+/// Bound on one settling transaction; past it the attempt counts as transient.
+const SETTLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(20);
+
+/// What every runner of a worker shares.
+pub struct Shared<K> {
+    /// The kind of command settled.
+    pub kind: K,
+    /// Postgres.
+    pub pool: PgPool,
+    /// Core NATS, for events.
+    pub nats: async_nats::Client,
+    /// JetStream, for pulls and dead letters.
+    pub js: jetstream::Context,
+    /// The worker's configuration.
+    pub config: WorkerConfig,
+    /// The armed failpoint, if any.
+    pub failpoint: Failpoint,
+}
+
+/// Why a runner returned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunnerExit {
+    /// Asked to stop (shutdown or hand-over) and did, after its batch.
+    Stopped,
+    /// The lease was not renewed in time; in-flight messages were nak'd.
+    LeaseLost,
+    /// A settling transaction found a newer token in the fence.
+    Fenced,
+    /// The fence already held a token at least as large as ours.
+    Stale {
+        /// The fence's token, to raise the Redis counter past.
+        fence: i64,
+    },
+}
+
+/// Settling stopped before a commit.
+enum Halt {
+    /// Leave the shard for this reason.
+    Exit(RunnerExit),
+    /// The batch cannot be applied; isolate it.
+    Fatal(String),
+}
+
+/// One owned shard.
+pub struct ShardRunner<K: CommandKind> {
+    shared: Arc<Shared<K>>,
+    lease: ShardLease,
+    /// Finish the current batch, then return.
+    stop: CancellationToken,
+    /// Stop at once: the lease is gone.
+    lost: CancellationToken,
+}
+
+impl<K: CommandKind> ShardRunner<K> {
+    /// A runner for a freshly acquired lease.
+    pub fn new(shared: Arc<Shared<K>>, lease: ShardLease, stop: CancellationToken, lost: CancellationToken) -> Self {
+        Self { shared, lease, stop, lost }
+    }
+
+    fn shard(&self) -> u32 {
+        self.lease.shard
+    }
+
+    /// Claims the fence, then settles batches until told otherwise.
+    pub async fn run(self) -> RunnerExit {
+        if let Err(exit) = self.claim_fence().await {
+            return exit;
+        }
+        let consumer = match self.consumer().await {
+            Ok(c) => c,
+            Err(exit) => return exit,
+        };
+        let config = &self.shared.config;
+        let mut puller = Puller::new(consumer, config.batch_size as usize, config.batch_wait());
+        let mut attempt = 0;
+        loop {
+            if self.lost.is_cancelled() {
+                return RunnerExit::LeaseLost;
+            }
+            if self.stop.is_cancelled() {
+                return RunnerExit::Stopped;
+            }
+            // A pull is never interrupted (see `pull`): it ends within about a second.
+            let batch = match puller.next().await {
+                Ok(batch) => batch,
+                Err(e) => {
+                    tracing::warn!(shard = self.shard(), error = %e, "pull failed; retrying");
+                    self.pause(attempt).await;
+                    attempt += 1;
+                    continue;
+                }
+            };
+            attempt = 0;
+            if let Some(exit) = self.handle(batch).await {
+                return exit;
+            }
+        }
+    }
+
+    /// Writes our token into the fence before anything is settled.
+    async fn claim_fence(&self) -> Result<(), RunnerExit> {
+        let s = &self.shared;
+        for attempt in 0.. {
+            match fence::claim(&s.pool, K::STREAM, self.shard(), self.lease.token, &s.config.worker_id).await {
+                Ok(Claim::Claimed) => return Ok(()),
+                Ok(Claim::Stale { fence }) => return Err(RunnerExit::Stale { fence }),
+                Err(e) => tracing::warn!(shard = self.shard(), error = %e, "fence claim failed; retrying"),
+            }
+            if let Some(exit) = self.pause(attempt).await {
+                return Err(exit);
+            }
+        }
+        unreachable!("the retry loop only ends by returning")
+    }
+
+    async fn consumer(&self) -> Result<PullConsumer, RunnerExit> {
+        let name = consumer_name(K::STREAM, self.shard());
+        for attempt in 0.. {
+            match self.shared.js.get_consumer_from_stream(&name, K::STREAM).await {
+                Ok(c) => return Ok(c),
+                Err(e) => tracing::warn!(consumer = name, error = %e, "consumer lookup failed; retrying"),
+            }
+            if let Some(exit) = self.pause(attempt).await {
+                return Err(exit);
+            }
+        }
+        unreachable!("the retry loop only ends by returning")
+    }
+
+    /// Sleeps a backoff; returns why to leave if told to during it.
+    async fn pause(&self, attempt: u32) -> Option<RunnerExit> {
+        tokio::select! {
+            _ = self.lost.cancelled() => Some(RunnerExit::LeaseLost),
+            _ = self.stop.cancelled() => Some(RunnerExit::Stopped),
+            _ = tokio::time::sleep(backoff(attempt)) => None,
+        }
+    }
+
+    /// Dead-letters what cannot be decoded and settles the rest.
+    async fn handle(&self, batch: Vec<jetstream::Message>) -> Option<RunnerExit> {
+        if batch.is_empty() {
+            return None;
+        }
+        let (deliveries, undecodable) = decode(&self.shared.kind, batch);
+        for bad in undecodable {
+            if let Err(e) =
+                dead_letter(&self.shared.js, K::STREAM, self.shard(), &bad.message, &bad.reason, "undecodable").await
+            {
+                tracing::warn!(error = %e, "dead letter failed; the message will come back");
+                nak_all(&[&bad.message], Some(self.shared.config.nak_delay(1))).await;
+            }
+        }
+        if deliveries.is_empty() {
+            return None;
+        }
+        match self.settle(&deliveries).await {
+            Ok(settled) => self.finish(&deliveries, settled).await,
+            Err(Halt::Exit(exit)) => {
+                nak_all(&messages(&deliveries), None).await;
+                return Some(exit);
+            }
+            Err(Halt::Fatal(reason)) => return self.isolate(deliveries, reason).await,
+        }
+        None
+    }
+
+    /// Settles one message at a time to find the ones that fail on their own.
+    async fn isolate(&self, deliveries: Vec<Delivery<K::Command>>, reason: String) -> Option<RunnerExit> {
+        if deliveries.len() == 1 {
+            self.fail(&deliveries[0], &reason).await;
+            return None;
+        }
+        tracing::warn!(shard = self.shard(), size = deliveries.len(), %reason, "batch failed; settling one by one");
+        for (i, d) in deliveries.iter().enumerate() {
+            match self.settle(slice::from_ref(d)).await {
+                Ok(settled) => self.finish(slice::from_ref(d), settled).await,
+                Err(Halt::Fatal(reason)) => self.fail(d, &reason).await,
+                Err(Halt::Exit(exit)) => {
+                    nak_all(&messages(&deliveries[i..]), None).await;
+                    return Some(exit);
+                }
+            }
+        }
+        None
+    }
+
+    /// A message failed on its own: nak it with backoff, or dead-letter it at the limit.
+    async fn fail(&self, d: &Delivery<K::Command>, reason: &str) {
+        let config = &self.shared.config;
+        if d.delivered >= config.max_deliveries {
+            let reason = format!("failed {} deliveries: {reason}", d.delivered);
+            if dead_letter(&self.shared.js, K::STREAM, self.shard(), &d.message, &reason, "max_deliveries").await.is_ok() {
+                return;
+            }
+        }
+        tracing::warn!(shard = self.shard(), seq = d.seq, delivered = d.delivered, reason, "message failed; nak");
+        nak_all(&[&d.message], Some(config.nak_delay(d.delivered))).await;
+    }
+
+    /// Runs the transaction until it commits, retrying transient errors without
+    /// burning deliveries (progress acks keep the messages ours meanwhile).
+    async fn settle(&self, batch: &[Delivery<K::Command>]) -> Result<K::Settled, Halt> {
+        let s = &self.shared;
+        for attempt in 0.. {
+            let started = Instant::now();
+            let attempt_result = tokio::select! {
+                biased;
+                // Lease gone: drop the transaction (it rolls back) and stop at once.
+                _ = self.lost.cancelled() => return Err(Halt::Exit(RunnerExit::LeaseLost)),
+                r = tokio::time::timeout(SETTLE_TIMEOUT, settle_once(&s.kind, &s.pool, self.shard(), self.lease.token, batch)) => r,
+            };
+            let error = match attempt_result {
+                Ok(Ok(settled)) => {
+                    metrics::batch_settled(K::STREAM, batch.len(), started.elapsed());
+                    crate::trace::settled(K::STREAM, self.shard(), batch);
+                    return Ok(settled);
+                }
+                Ok(Err(SettleError::Fenced)) => {
+                    tracing::warn!(shard = self.shard(), token = self.lease.token, "fenced out; leaving the shard");
+                    return Err(Halt::Exit(RunnerExit::Fenced));
+                }
+                Ok(Err(SettleError::Fatal(e))) => return Err(Halt::Fatal(e.to_string())),
+                Ok(Err(SettleError::Transient(e))) => e.to_string(),
+                Err(_) => "settling transaction timed out".to_owned(),
+            };
+            metrics::transient_error(K::STREAM);
+            tracing::warn!(shard = self.shard(), attempt, error, "transient failure; keeping the batch");
+            progress_all(&messages(batch)).await;
+            if let Some(exit) = self.pause(attempt).await {
+                return Err(Halt::Exit(exit));
+            }
+        }
+        unreachable!("the retry loop only ends by returning")
+    }
+
+    /// After the commit: (failpoint), ack, then announce.
+    async fn finish(&self, batch: &[Delivery<K::Command>], settled: K::Settled) {
+        self.shared.failpoint.after_commit();
+        let failed = ack_all(&messages(batch)).await;
+        if failed > 0 {
+            tracing::warn!(shard = self.shard(), failed, "acks unconfirmed; those messages will be redelivered as no-ops");
+        }
+        self.shared.kind.announce(&self.shared.nats, settled).await;
+    }
+}
+
+/// The JetStream messages of a batch.
+fn messages<C>(batch: &[Delivery<C>]) -> Vec<&jetstream::Message> {
+    batch.iter().map(|d| &d.message).collect()
+}

@@ -1,0 +1,98 @@
+//! Starting a worker: connect (waiting for servers that are not up yet),
+//! migrate, ensure streams and consumers, serve probes, then own shards until
+//! shutdown.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
+
+use async_nats::jetstream;
+use tokio_util::sync::CancellationToken;
+use tps_contract::streams::{StreamLimits, ensure_streams, shard_consumer};
+use tps_contract::subject::consumer_name;
+
+use crate::config::WorkerConfig;
+use crate::failpoint::Failpoint;
+use crate::lease::LeaseTable;
+use crate::membership::Membership;
+use crate::orders::Orders;
+use crate::ownership::Ownership;
+use crate::redis_link::RedisLink;
+use crate::settle::CommandKind;
+use crate::shard::Shared;
+use crate::transient::backoff;
+use crate::{WorkerError, http, metrics};
+
+/// Runs an order worker until `shutdown` is cancelled, then drains and returns.
+/// Returns early only on a configuration error or a failed migration.
+pub async fn run(config: WorkerConfig, shutdown: CancellationToken) -> Result<(), WorkerError> {
+    let failpoint = Failpoint::from_env();
+    let Some(pool) = retry("postgres", &shutdown, || tps_contract::db::connect(config.common.database_url.expose(), config.db_pool_size)).await else {
+        return Ok(());
+    };
+    tps_contract::db::migrate(&pool).await.map_err(|e| WorkerError::Migrate(e.to_string()))?;
+    let nats = async_nats::ConnectOptions::new()
+        .name(format!("worker {}", config.worker_id))
+        .retry_on_initial_connect()
+        .connect(&config.common.nats_url)
+        .await
+        .map_err(|e| WorkerError::Nats(e.to_string()))?;
+    let js = jetstream::new(nats.clone());
+    if !prepare_consumers::<Orders>(&js, config.common.shards, &shutdown).await {
+        return Ok(());
+    }
+    let redis = Arc::new(RedisLink::new(&config.common.redis_url).map_err(|e| WorkerError::Config(e.to_string()))?);
+    let ready = Arc::new(AtomicBool::new(false));
+    let app = http::router(ready.clone(), metrics::handle());
+    let (addr, http_task) = http::serve(config.common.metrics_listen, app, shutdown.clone()).await.map_err(WorkerError::Listen)?;
+    tracing::info!(worker = config.worker_id, %addr, shards = config.common.shards, ?failpoint, "worker started");
+
+    let leases = LeaseTable::new(redis.clone(), Orders::STREAM, &config.worker_id, config.lease_ttl());
+    let membership = Membership::new(redis, Orders::STREAM, &config.worker_id, config.lease_ttl());
+    let shared = Arc::new(Shared { kind: Orders, pool: pool.clone(), nats: nats.clone(), js, config, failpoint });
+    Ownership::new(shared, leases, membership, ready).run(shutdown).await;
+
+    let _ = http_task.await;
+    let _ = nats.flush().await;
+    pool.close().await;
+    tracing::info!("worker stopped");
+    Ok(())
+}
+
+/// Ensures the streams and every shard's durable consumer exist; false if shut down first.
+async fn prepare_consumers<K: CommandKind>(js: &jetstream::Context, shards: u32, shutdown: &CancellationToken) -> bool {
+    retry("jetstream", shutdown, || async {
+        ensure_streams(js, &StreamLimits::default()).await.map_err(|e| e.to_string())?;
+        let stream = js.get_stream(K::STREAM).await.map_err(|e| e.to_string())?;
+        for shard in 0..shards {
+            stream
+                .get_or_create_consumer(&consumer_name(K::STREAM, shard), shard_consumer(K::STREAM, shard))
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+        Ok::<_, String>(())
+    })
+    .await
+    .is_some()
+}
+
+/// Retries `op` with backoff until it succeeds (Some) or `shutdown` (None):
+/// a worker started before its servers waits for them instead of crash-looping.
+async fn retry<T, E: std::fmt::Display, F: Future<Output = Result<T, E>>>(
+    what: &str,
+    shutdown: &CancellationToken,
+    mut op: impl FnMut() -> F,
+) -> Option<T> {
+    for attempt in 0u32.. {
+        match op().await {
+            Ok(v) => return Some(v),
+            Err(e) => tracing::warn!(what, attempt, error = %e, "not available yet; retrying"),
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return None,
+            _ = tokio::time::sleep(backoff(attempt).max(Duration::from_millis(250))) => {}
+        }
+    }
+    None
+}

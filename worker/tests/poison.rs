@@ -1,0 +1,82 @@
+//! Poison messages go to DEAD_LETTERS with a reason and delivery count, and the
+//! rest of the shard keeps flowing.
+
+mod common;
+
+use std::time::Duration;
+
+use async_nats::jetstream::consumer::{DeliverPolicy, pull};
+use common::{Harness, InProcess, order};
+use futures::StreamExt;
+use tps_contract::subject::{
+    DEAD_LETTER_DELIVERIES_HEADER, DEAD_LETTER_MSG_ID_HEADER, DEAD_LETTER_REASON_HEADER, DEAD_LETTER_SEQUENCE_HEADER,
+    DEAD_LETTER_STREAM, DEAD_LETTER_SUBJECT_HEADER, order_subject,
+};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn undecodable_and_always_failing_messages_are_dead_lettered() {
+    let h = Harness::start(1).await;
+    let ticket = h.ticket_on(0, 100, 5).await;
+    let before: Vec<_> = (0..20).map(|_| order(ticket, 1)).collect();
+    h.publish(&before).await;
+    h.publish_raw(&order_subject(0), b"{not json".to_vec(), "garbage-1").await.await.unwrap();
+    // Decodes, but Postgres refuses a NUL in text: it fails every time it is settled.
+    let mut cursed = order(ticket, 1);
+    cursed.user_id = "nul\u{0}user".into();
+    h.publish(std::slice::from_ref(&cursed)).await;
+    let after: Vec<_> = (0..20).map(|_| order(ticket, 1)).collect();
+    h.publish(&after).await;
+
+    let worker = InProcess::start(h.config(&["--max-deliveries=3", "--batch-size=100"]));
+    h.wait_settled(40, Duration::from_secs(20)).await;
+    let letters = dead_letters(&h, 2, Duration::from_secs(20)).await;
+    h.wait_drained(Duration::from_secs(20)).await;
+    worker.stop().await;
+
+    let ids: Vec<_> = letters.iter().map(|l| (l.msg_id.clone(), l.reason.clone())).collect();
+    let garbage = letters.iter().find(|l| l.msg_id == "garbage-1").unwrap_or_else(|| panic!("the undecodable message: {ids:?}"));
+    assert!(garbage.reason.starts_with("undecodable"), "{}", garbage.reason);
+    assert_eq!(garbage.deliveries, "1", "undecodable goes at once");
+    let failing = letters.iter().find(|l| l.msg_id == cursed.order_id.to_string()).expect("the failing message");
+    assert_eq!(failing.deliveries, "3");
+    assert!(failing.reason.contains("failed 3 deliveries"), "{}", failing.reason);
+    assert_eq!(failing.subject, "orders.0");
+    assert_eq!(failing.payload, serde_json::to_vec(&cursed).unwrap(), "the payload is kept for replay");
+    assert!(!failing.sequence.is_empty());
+
+    assert_eq!(h.settled().await, 40, "everything else settled");
+    assert_eq!(h.available(ticket).await, 60);
+}
+
+struct Letter {
+    msg_id: String,
+    reason: String,
+    deliveries: String,
+    subject: String,
+    sequence: String,
+    payload: Vec<u8>,
+}
+
+async fn dead_letters(h: &Harness, n: usize, timeout: Duration) -> Vec<Letter> {
+    let stream = h.js.get_stream(DEAD_LETTER_STREAM).await.unwrap();
+    let consumer = stream
+        .create_consumer(pull::Config { deliver_policy: DeliverPolicy::All, ..Default::default() })
+        .await
+        .unwrap();
+    let mut messages = consumer.messages().await.unwrap();
+    let mut letters = Vec::new();
+    while letters.len() < n {
+        let m = tokio::time::timeout(timeout, messages.next()).await.expect("dead letters arrive").unwrap().unwrap();
+        let header = |k: &str| m.headers.as_ref().and_then(|h| h.get(k)).map(|v| v.as_str().to_owned()).unwrap_or_default();
+        letters.push(Letter {
+            msg_id: header(DEAD_LETTER_MSG_ID_HEADER),
+            reason: header(DEAD_LETTER_REASON_HEADER),
+            deliveries: header(DEAD_LETTER_DELIVERIES_HEADER),
+            subject: header(DEAD_LETTER_SUBJECT_HEADER),
+            sequence: header(DEAD_LETTER_SEQUENCE_HEADER),
+            payload: m.payload.to_vec(),
+        });
+        m.ack().await.unwrap();
+    }
+    letters
+}

@@ -1,0 +1,63 @@
+//! A burst of orders is settled exactly: stock sold out, never beyond, in arrival
+//! order; duplicates and redeliveries change nothing.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Harness, InProcess, order};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_sells_exactly_the_stock_in_arrival_order() {
+    let h = Harness::start(4).await;
+    const N: i32 = 200;
+    let hot = h.ticket_on(0, N, 4).await;
+    let others = [h.ticket_on(1, 50, 4).await, h.ticket_on(2, 50, 4).await];
+    let mut commands: Vec<_> = (0..3 * N as u32).map(|i| order(hot, 1 + i % 4)).collect();
+    for t in others {
+        commands.extend((0..100).map(|i| order(t, 1 + i % 3)));
+    }
+    h.publish(&commands).await;
+
+    let worker = InProcess::start(h.config(&["--batch-size=64"]));
+    h.wait_settled(commands.len() as i64, Duration::from_secs(30)).await;
+    worker.stop().await;
+
+    h.assert_exact(hot, N.into()).await;
+    assert_eq!(h.available(hot).await, 0, "demand exceeded stock, so all of it is sold");
+    let rows = h.orders_of(hot).await;
+    assert_eq!(rows.len(), 3 * N as usize);
+    assert!(rows[..10].iter().all(|r| r.2 == "CONFIRMED"), "the first come are the first served");
+    for t in others {
+        h.assert_exact(t, 50).await;
+        assert_eq!(h.available(t).await, 0);
+    }
+    let sold = common::sold(&h.pool).await;
+    assert_eq!(sold[&hot], i64::from(N));
+    let distinct: i64 = sqlx::query_scalar("SELECT count(DISTINCT id) FROM orders").fetch_one(&h.pool).await.unwrap();
+    assert_eq!(distinct, commands.len() as i64);
+    let unprocessed: i64 = sqlx::query_scalar("SELECT count(*) FROM orders WHERE processed_at < created_at").fetch_one(&h.pool).await.unwrap();
+    assert_eq!(unprocessed, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn duplicates_and_redeliveries_make_one_order_and_one_decrement() {
+    let h = Harness::start(2).await;
+    let ticket = h.ticket_on(1, 10, 5).await;
+    let twice = order(ticket, 3);
+    // Same Nats-Msg-Id (JetStream drops it), then a new Nats-Msg-Id for the same
+    // order (as after the dedup window): the primary key must catch it, even in one batch.
+    h.publish(&[twice.clone(), twice.clone()]).await;
+    h.publish_as(&twice, "after-the-window-1").await.await.unwrap();
+    let worker = InProcess::start(h.config(&[]));
+    h.wait_settled(1, Duration::from_secs(20)).await;
+    h.wait_drained(Duration::from_secs(20)).await;
+    // Once more, long after it settled: a separate batch that finds the row.
+    h.publish_as(&twice, "after-the-window-2").await.await.unwrap();
+    h.wait_drained(Duration::from_secs(20)).await;
+    worker.stop().await;
+
+    assert_eq!(h.settled().await, 1);
+    assert_eq!(h.available(ticket).await, 7, "one decrement of 3");
+    h.assert_exact(ticket, 10).await;
+}
