@@ -26,27 +26,45 @@ async fn ws_with_header(api: &AppProcess, user: &str) -> Socket {
     tokio_tungstenite::connect_async(request).await.expect("websocket opens").0
 }
 
-/// Every JSON event that arrives within `window`.
-async fn events_within(socket: &mut Socket, window: Duration) -> Vec<Value> {
-    let deadline = tokio::time::Instant::now() + window;
-    let mut events = Vec::new();
-    while let Ok(Some(msg)) = tokio::time::timeout_at(deadline, socket.next()).await {
-        if let Message::Text(text) = msg.expect("a valid frame") {
-            events.push(serde_json::from_str(&text).unwrap());
-        }
-    }
-    events
+/// A socket and the events read from it that no wait has claimed yet. Stock and order events
+/// travel on different subjects, so either may arrive first; a wait for one must not lose the other.
+struct Client {
+    socket: Socket,
+    unclaimed: Vec<Value>,
 }
 
-/// Reads until `pred` matches an event; panics after 30 s (the worker may still be taking its shards).
-async fn wait_for(socket: &mut Socket, pred: impl Fn(&Value) -> bool) -> Value {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let msg = tokio::time::timeout_at(deadline, socket.next()).await.expect("the event within 30 s");
-        if let Message::Text(text) = msg.expect("open").expect("a valid frame") {
-            let event: Value = serde_json::from_str(&text).unwrap();
-            if pred(&event) {
-                return event;
+impl Client {
+    fn new(socket: Socket) -> Self {
+        Self { socket, unclaimed: Vec::new() }
+    }
+
+    /// Every JSON event that arrives within `window`, plus those read earlier and not yet claimed.
+    async fn events_within(&mut self, window: Duration) -> Vec<Value> {
+        let deadline = tokio::time::Instant::now() + window;
+        let mut events = std::mem::take(&mut self.unclaimed);
+        while let Ok(Some(msg)) = tokio::time::timeout_at(deadline, self.socket.next()).await {
+            if let Message::Text(text) = msg.expect("a valid frame") {
+                events.push(serde_json::from_str(&text).unwrap());
+            }
+        }
+        events
+    }
+
+    /// The first event, earlier unclaimed or newly read, that matches `pred`; panics after 30 s
+    /// (the worker may still be taking its shards). Events that do not match are kept.
+    async fn wait_for(&mut self, pred: impl Fn(&Value) -> bool) -> Value {
+        if let Some(at) = self.unclaimed.iter().position(&pred) {
+            return self.unclaimed.remove(at);
+        }
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let msg = tokio::time::timeout_at(deadline, self.socket.next()).await.expect("the event within 30 s");
+            if let Message::Text(text) = msg.expect("open").expect("a valid frame") {
+                let event: Value = serde_json::from_str(&text).unwrap();
+                if pred(&event) {
+                    return event;
+                }
+                self.unclaimed.push(event);
             }
         }
     }
@@ -82,10 +100,10 @@ async fn an_order_placed_on_api_a_reaches_its_owner_on_api_b_and_nobody_else() {
     let worker = AppProcess::worker(&stack, 4, &[]).await.unwrap();
     let ticket = create_ticket(api_a.url(), 100, 5).await.unwrap();
 
-    let mut alice_on_b = ws_with_query_token(&api_b, "alice").await;
-    let mut alice_on_a = ws_with_header(&api_a, "alice").await;
-    let mut bob_on_a = ws_with_query_token(&api_a, "bob").await;
-    let mut bob_on_b = ws_with_header(&api_b, "bob").await;
+    let mut alice_on_b = Client::new(ws_with_query_token(&api_b, "alice").await);
+    let mut alice_on_a = Client::new(ws_with_header(&api_a, "alice").await);
+    let mut bob_on_a = Client::new(ws_with_query_token(&api_a, "bob").await);
+    let mut bob_on_b = Client::new(ws_with_header(&api_b, "bob").await);
     let http = reqwest::Client::new();
     let mut carol_sse_on_b = http
         .get(format!("{}/v1/events", api_b.url()))
@@ -107,7 +125,7 @@ async fn an_order_placed_on_api_a_reaches_its_owner_on_api_b_and_nobody_else() {
     assert_eq!(placed.status(), 202);
     let order_id = placed.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned();
 
-    let pushed = tokio::time::timeout(Duration::from_secs(30), wait_for(&mut alice_on_b, is_order))
+    let pushed = tokio::time::timeout(Duration::from_secs(30), alice_on_b.wait_for(is_order))
         .await
         .unwrap_or_else(|_| panic!("no order.updated on api B; worker log:\n{}", worker.log_tail()));
     let pushed_at = Instant::now();
@@ -115,12 +133,12 @@ async fn an_order_placed_on_api_a_reaches_its_owner_on_api_b_and_nobody_else() {
     assert_eq!(pushed["order"]["status"], "CONFIRMED");
     assert_eq!(pushed["order"]["quantity"], 2);
     assert!(pushed["order"]["processedAt"].is_string(), "{pushed}");
-    assert_eq!(wait_for(&mut alice_on_a, is_order).await["order"]["id"], order_id.as_str());
+    assert_eq!(alice_on_a.wait_for(is_order).await["order"]["id"], order_id.as_str());
 
     // Everyone, on either pod, over either transport, sees the stock fall.
     let sold = |e: &Value| e["type"] == "ticket.updated" && e["ticketId"] == ticket.to_string().as_str();
     for socket in [&mut alice_on_b, &mut alice_on_a, &mut bob_on_a, &mut bob_on_b] {
-        let update = wait_for(socket, sold).await;
+        let update = socket.wait_for(sold).await;
         assert_eq!((update["available"].as_i64(), update["soldOut"].as_bool()), (Some(98), Some(false)), "{update}");
     }
     let mut buffer = String::new();
@@ -130,7 +148,7 @@ async fn an_order_placed_on_api_a_reaches_its_owner_on_api_b_and_nobody_else() {
 
     // Bob's connections, on both pods, never get alice's order.
     for socket in [&mut bob_on_a, &mut bob_on_b] {
-        let late = events_within(socket, Duration::from_millis(500)).await;
+        let late = socket.events_within(Duration::from_millis(500)).await;
         assert!(!late.iter().any(is_order), "{late:?}");
     }
 
