@@ -10,7 +10,7 @@ use tps_contract::config::{CommonConfig, Secret};
 #[command(
     name = "api",
     version,
-    about = "The HTTP API: accepts orders, makes them durable in JetStream, answers 202.",
+    about = "The HTTP API: accepts orders and sign-ups, makes them durable in JetStream, answers 202.",
     after_help = "Also: `api token USER [--admin] [--ttl SECS]` prints a bearer token signed with AUTH_JWT_SECRET."
 )]
 pub struct Config {
@@ -36,6 +36,14 @@ pub struct Config {
     /// Postgres pool size: reads and admin writes only, so it stays small.
     #[arg(long, env = "API_DB_MAX_CONNECTIONS", default_value_t = 16)]
     pub db_max_connections: u32,
+    /// Open files (connections) the process may hold: the soft limit is raised to this
+    /// at start, as far as the hard limit (or, for root, `fs.nr_open`) allows.
+    #[arg(long, env = "API_MAX_OPEN_FILES", default_value_t = 1 << 20)]
+    pub max_open_files: u64,
+    /// Connections the kernel may queue before `accept` (capped by `net.core.somaxconn`).
+    /// A sign-up storm opens tens of thousands at once; the default of 1,024 would drop SYNs.
+    #[arg(long, env = "API_LISTEN_BACKLOG", default_value_t = 65_535)]
+    pub listen_backlog: u32,
     /// Rate limits, the in-flight bound, the request deadline and backpressure.
     #[command(flatten)]
     pub limits: crate::protect::Limits,

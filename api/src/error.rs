@@ -39,6 +39,9 @@ pub enum ApiError {
     /// The Idempotency-Key was used before with a different body.
     #[error("this Idempotency-Key was already used with a different body")]
     IdempotencyConflict,
+    /// The sign-up id was used before with a different body.
+    #[error("this id was already signed up with a different body")]
+    SignupConflict,
     /// The caller (a user or a client IP) is over its rate limit.
     #[error("too many requests from this {whom}; retry after {retry_after_secs} s")]
     TooManyRequests {
@@ -91,6 +94,7 @@ impl ApiError {
             Self::IdempotencyConflict => {
                 (StatusCode::UNPROCESSABLE_ENTITY, "idempotency-key-reused", "Idempotency-Key reused")
             }
+            Self::SignupConflict => (StatusCode::CONFLICT, "id-reused", "Id reused"),
             Self::TooManyRequests { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate-limited", "Too many requests"),
             Self::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable", "Service unavailable"),
             Self::Database(_) | Self::Internal(_) => {

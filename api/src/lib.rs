@@ -4,7 +4,8 @@
 //! claims the `Idempotency-Key` in Redis in one round trip, publishes the
 //! command to JetStream and answers 202 only after the PubAck. Order reads come
 //! from Postgres (settled) and Redis (pending); the catalog from the in-process
-//! cache; live updates from the workers' events, fanned out per pod. See
+//! cache; live updates from the workers' events, fanned out per pod. `POST /v1/users`
+//! takes the same path for sign-ups, claimed on their id. See
 //! `README.md` for the whole path.
 
 pub mod auth;
@@ -26,6 +27,7 @@ pub mod server;
 pub mod state;
 pub mod telemetry;
 pub mod tickets;
+pub mod users;
 
 pub use config::{Config, TokenCommand};
 pub use error::ApiError;

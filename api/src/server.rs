@@ -2,7 +2,7 @@
 
 use std::net::SocketAddr;
 
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpSocket};
 
 use crate::config::Config;
 use crate::routes;
@@ -18,8 +18,12 @@ pub struct Server {
 impl Server {
     /// Builds the state and binds `API_LISTEN` and `METRICS_LISTEN` (port 0 picks a free port).
     pub async fn bind(config: &Config) -> Result<Self, StartError> {
+        match tps_contract::limits::raise_nofile(config.max_open_files) {
+            Ok(limit) => tracing::info!(limit, "open-file limit"),
+            Err(e) => tracing::warn!(error = %e, "could not raise the open-file limit"),
+        }
         let state = AppState::connect(config).await?;
-        let api = TcpListener::bind(config.common.api_listen).await?;
+        let api = listen(config.common.api_listen, config.listen_backlog)?;
         let metrics = TcpListener::bind(config.common.metrics_listen).await?;
         Ok(Self { state, api, metrics })
     }
@@ -62,6 +66,16 @@ impl Server {
         tracing::info!("api stopped");
         Ok(served?)
     }
+}
+
+/// Binds `addr` with a listen backlog of `backlog` (tokio's `bind` fixes it at 1,024).
+fn listen(addr: SocketAddr, backlog: u32) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
+    // A restarted pod rebinds at once, whatever is left in TIME_WAIT.
+    socket.set_reuseaddr(true)?;
+    socket.set_nodelay(true)?;
+    socket.bind(addr)?;
+    socket.listen(backlog)
 }
 
 /// Builds the state, binds both listeners and serves until `shutdown`.

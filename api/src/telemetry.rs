@@ -42,8 +42,10 @@ fn describe() {
     use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
     describe_counter!("tps_http_requests_total", "HTTP requests by matched route template, method and status class.");
     describe_histogram!("tps_http_request_duration_seconds", Unit::Seconds, "HTTP request latency by route, method and status class.");
-    describe_histogram!("tps_api_publish_duration_seconds", Unit::Seconds, "JetStream publish until PubAck (or failure).");
-    describe_counter!("tps_api_publish_failures_total", "Publishes refused or timed out (answered 503).");
+    describe_histogram!("tps_api_publish_duration_seconds", Unit::Seconds, "JetStream publish until PubAck (or failure), by stream.");
+    describe_counter!("tps_api_publish_failures_total", "Publishes refused or timed out (answered 503), by stream.");
+    describe_counter!("tps_api_signups_accepted_total", "New sign-ups answered 202 (replays excluded).");
+    describe_counter!("tps_api_signup_replays_total", "Sign-ups answered from an earlier request with the same id and body.");
     describe_counter!("tps_api_orders_accepted_total", "New orders answered 202 (replays excluded).");
     describe_counter!("tps_api_idempotent_replays_total", "Orders answered from an earlier request with the same key.");
     describe_counter!("tps_api_sold_out_rejections_total", "Orders answered 409 SOLD_OUT without being queued.");
@@ -58,8 +60,12 @@ fn describe() {
     describe_counter!("tps_api_events_dropped_clients_total", "Event clients disconnected because their queue was full.");
     describe_counter!("tps_api_events_received_total", "Worker events received from core NATS, by type.");
     describe_gauge!("tps_shards_configured", "SHARDS: how many shards the command streams have.");
+    for stream in ["orders", "users"] {
+        metrics::counter!("tps_api_publish_failures_total", "stream" => stream).absolute(0);
+    }
     for name in [
-        "tps_api_publish_failures_total",
+        "tps_api_signups_accepted_total",
+        "tps_api_signup_replays_total",
         "tps_api_orders_accepted_total",
         "tps_api_idempotent_replays_total",
         "tps_api_sold_out_rejections_total",

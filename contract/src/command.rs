@@ -53,6 +53,7 @@ pub struct SignupCommand {
 
 /// The body of `POST /v1/users`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Signup {
     /// Client-chosen id; sign-ups are idempotent on it.
@@ -78,6 +79,7 @@ pub struct Signup {
 
 /// A team in a sign-up.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Team {
     /// Team name.
@@ -90,6 +92,7 @@ pub struct Team {
 
 /// A project of a team.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Project {
     /// Project name.
@@ -100,6 +103,7 @@ pub struct Project {
 
 /// One entry of a sign-up's log.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct LogEntry {
     /// When (ISO 8601 date or date-time, as sent).
@@ -110,12 +114,103 @@ pub struct LogEntry {
 
 /// What a log entry records.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum LogAction {
     /// A login.
     Login,
     /// A logout.
     Logout,
+}
+
+/// Longest name, team name, project name or country, in characters.
+pub const MAX_TEXT: usize = 200;
+/// Most projects in a team, and most entries in a log.
+pub const MAX_ITEMS: usize = 100;
+/// Longest email (RFC 5321's path limit).
+pub const MAX_EMAIL: usize = 254;
+
+impl Signup {
+    /// Checks every field against the contract; the error names the field and says why.
+    /// The api answers 400 with it; the worker dead-letters a command that fails it.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.id.is_nil() {
+            return Err("id must not be the nil uuid".into());
+        }
+        text("name", &self.name)?;
+        if let Some(email) = &self.email {
+            check_email(email)?;
+        }
+        if self.age > 150 {
+            return Err(format!("age must be within 0..=150, not {}", self.age));
+        }
+        if !self.score.is_finite() {
+            return Err("score must be a finite number".into());
+        }
+        text("country", &self.country)?;
+        text("team.name", &self.team.name)?;
+        if self.team.projects.len() > MAX_ITEMS {
+            return Err(format!("team.projects holds at most {MAX_ITEMS} projects"));
+        }
+        for (i, p) in self.team.projects.iter().enumerate() {
+            text(&format!("team.projects[{i}].name"), &p.name)?;
+        }
+        if self.logs.len() > MAX_ITEMS {
+            return Err(format!("logs holds at most {MAX_ITEMS} entries"));
+        }
+        for (i, log) in self.logs.iter().enumerate() {
+            let date = log.date.as_str();
+            let is_date = chrono::NaiveDate::parse_from_str(date, "%Y-%m-%d").is_ok();
+            if !is_date && DateTime::parse_from_rfc3339(date).is_err() {
+                return Err(format!("logs[{i}].date must be an ISO 8601 date (2025-01-31) or RFC 3339 date-time"));
+            }
+        }
+        Ok(())
+    }
+
+    /// The email as uniqueness sees it: lower case. `None` without an email.
+    pub fn email_key(&self) -> Option<String> {
+        self.email.as_deref().map(str::to_lowercase)
+    }
+
+    /// A digest of the whole body (32 hex digits): the same id with the same
+    /// fingerprint is a replay, with another one a conflict. The JSON encoding is
+    /// canonical (field order is the struct's, numbers print one way), so equal
+    /// bodies give equal fingerprints whatever order the client sent the keys in.
+    pub fn fingerprint(&self) -> String {
+        let bytes = serde_json::to_vec(self).unwrap_or_default();
+        // Two FNV-1a passes with different offsets: 128 bits, no extra dependency.
+        let (mut a, mut b) = (0xcbf2_9ce4_8422_2325_u64, 0x6c62_272e_07bb_0142_u64);
+        for byte in bytes {
+            a = (a ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3);
+            b = (b ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3).rotate_left(5);
+        }
+        format!("{a:016x}{b:016x}")
+    }
+}
+
+fn text(field: &str, value: &str) -> Result<(), String> {
+    let chars = value.chars().count();
+    if value.trim().is_empty() || chars > MAX_TEXT {
+        return Err(format!("{field} must be 1-{MAX_TEXT} characters and not blank"));
+    }
+    if value.chars().any(char::is_control) {
+        return Err(format!("{field} must not contain control characters"));
+    }
+    Ok(())
+}
+
+fn check_email(email: &str) -> Result<(), String> {
+    let bad = || Err(format!("email must look like name@example.com (at most {MAX_EMAIL} characters)"));
+    if email.len() > MAX_EMAIL || email.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return bad();
+    }
+    let Some((local, domain)) = email.rsplit_once('@') else { return bad() };
+    let labels_ok = domain.split('.').all(|l| !l.is_empty() && !l.starts_with('-') && !l.ends_with('-'));
+    if local.is_empty() || local.len() > 64 || local.contains('@') || !domain.contains('.') || !labels_ok {
+        return bad();
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -149,5 +244,80 @@ mod tests {
         let mut extra = json;
         extra["surprise"] = 1.into();
         assert!(serde_json::from_value::<OrderCommand>(extra).is_err());
+    }
+
+    fn signup() -> Signup {
+        serde_json::from_value(serde_json::json!({
+            "id": "6f1c2a7e-8d1b-4c43-9a55-0b6c7d1e2f30", "name": "Ada", "email": "Ada@Example.com",
+            "age": 36, "score": 9.5, "active": true, "country": "UK",
+            "team": {"name": "engines", "leader": true, "projects": [{"name": "analytical", "completed": false}]},
+            "logs": [{"date": "2025-01-01", "action": "login"}, {"date": "2025-01-01T17:00:00Z", "action": "logout"}]
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_good_signup_validates_and_keys_its_email_in_lower_case() {
+        let s = signup();
+        assert_eq!(s.validate(), Ok(()));
+        assert_eq!(s.email_key().as_deref(), Some("ada@example.com"));
+        assert_eq!(Signup { email: None, ..s }.validate(), Ok(()));
+    }
+
+    #[test]
+    fn each_bad_field_is_named() {
+        let cases: Vec<(&str, Box<dyn Fn(&mut Signup)>)> = vec![
+            ("id", Box::new(|s| s.id = Uuid::nil())),
+            ("name", Box::new(|s| s.name = "  ".into())),
+            ("name", Box::new(|s| s.name = "x".repeat(201))),
+            ("name", Box::new(|s| s.name = "a\u{0}b".into())),
+            ("email", Box::new(|s| s.email = Some("no-at-sign".into()))),
+            ("email", Box::new(|s| s.email = Some("a@nodot".into()))),
+            ("email", Box::new(|s| s.email = Some("a b@x.io".into()))),
+            ("email", Box::new(|s| s.email = Some(format!("{}@x.io", "a".repeat(65))))),
+            ("age", Box::new(|s| s.age = 151)),
+            ("score", Box::new(|s| s.score = f64::NAN)),
+            ("country", Box::new(|s| s.country = String::new())),
+            ("team.name", Box::new(|s| s.team.name = String::new())),
+            ("team.projects[0].name", Box::new(|s| s.team.projects[0].name = String::new())),
+            ("team.projects", Box::new(|s| s.team.projects = vec![s.team.projects[0].clone(); 101])),
+            ("logs[1].date", Box::new(|s| s.logs[1].date = "yesterday".into())),
+            ("logs", Box::new(|s| s.logs = vec![s.logs[0].clone(); 101])),
+        ];
+        for (field, spoil) in cases {
+            let mut s = signup();
+            spoil(&mut s);
+            let error = s.validate().expect_err(field);
+            assert!(error.starts_with(field), "{field}: {error}");
+        }
+    }
+
+    #[test]
+    fn the_fingerprint_covers_every_field_and_ignores_key_order() {
+        let s = signup();
+        assert_eq!(s.fingerprint(), signup().fingerprint());
+        assert_eq!(s.fingerprint().len(), 32);
+        let reordered: Signup = serde_json::from_str(&format!(
+            r#"{{"logs":{},"team":{},"country":"UK","active":true,"score":9.5,"age":36,"email":"Ada@Example.com","name":"Ada","id":"{}"}}"#,
+            serde_json::to_string(&s.logs).unwrap(),
+            serde_json::to_string(&s.team).unwrap(),
+            s.id
+        ))
+        .unwrap();
+        assert_eq!(reordered.fingerprint(), s.fingerprint());
+        let mut other = signup();
+        other.team.projects[0].completed = true;
+        assert_ne!(other.fingerprint(), s.fingerprint());
+        assert_ne!(Signup { email: Some("ada@example.com".into()), ..signup() }.fingerprint(), s.fingerprint());
+    }
+
+    #[test]
+    fn unknown_fields_are_refused_at_every_level() {
+        let mut v = serde_json::to_value(signup()).unwrap();
+        v["team"]["projects"][0]["owner"] = "x".into();
+        assert!(serde_json::from_value::<Signup>(v).is_err());
+        let mut v = serde_json::to_value(signup()).unwrap();
+        v["logs"][0]["action"] = "signup".into();
+        assert!(serde_json::from_value::<Signup>(v).is_err());
     }
 }

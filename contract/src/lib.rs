@@ -17,6 +17,8 @@ pub mod auth;
 pub mod config;
 #[cfg(feature = "runtime")]
 pub mod db;
+#[cfg(feature = "runtime")]
+pub mod limits;
 #[cfg(feature = "streams")]
 pub mod streams;
 #[cfg(feature = "runtime")]

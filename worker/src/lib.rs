@@ -3,7 +3,7 @@
 //! Shards are owned one at a time through Redis leases (`lease`, `membership`,
 //! `rendezvous`, `ownership`) and fenced in Postgres (`fence`). Each owned shard
 //! is pulled in batches (`pull`) and settled in one transaction per batch
-//! (`settle`, `orders`), then acked (`acks`) and announced; poison goes to
+//! (`settle`, `orders`, `users`), then acked (`acks`) and announced; poison goes to
 //! `dead_letter`. Run one in-process with [`run`] and a [`WorkerConfig`].
 
 pub mod acks;
@@ -24,6 +24,7 @@ pub mod settle;
 pub mod shard;
 pub mod trace;
 pub mod transient;
+pub mod users;
 mod worker;
 
 pub use config::WorkerConfig;

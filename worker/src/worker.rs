@@ -17,6 +17,7 @@ use crate::failpoint::Failpoint;
 use crate::lease::LeaseTable;
 use crate::membership::Membership;
 use crate::orders::Orders;
+use crate::users::Users;
 use crate::ownership::Ownership;
 use crate::redis_link::RedisLink;
 use crate::settle::CommandKind;
@@ -24,7 +25,7 @@ use crate::shard::Shared;
 use crate::transient::backoff;
 use crate::{WorkerError, http, metrics};
 
-/// Runs an order worker until `shutdown` is cancelled, then drains and returns.
+/// Runs a worker (orders and sign-ups) until `shutdown` is cancelled, then drains and returns.
 /// Returns early only on a configuration error or a failed migration.
 pub async fn run(config: WorkerConfig, shutdown: CancellationToken) -> Result<(), WorkerError> {
     let failpoint = Failpoint::from_env();
@@ -39,7 +40,9 @@ pub async fn run(config: WorkerConfig, shutdown: CancellationToken) -> Result<()
         .await
         .map_err(|e| WorkerError::Nats(e.to_string()))?;
     let js = jetstream::new(nats.clone());
-    if !prepare_consumers::<Orders>(&js, config.common.shards, &shutdown).await {
+    if !prepare_consumers::<Orders>(&js, config.common.shards, &shutdown).await
+        || !prepare_consumers::<Users>(&js, config.common.shards, &shutdown).await
+    {
         return Ok(());
     }
     let redis = Arc::new(RedisLink::new(&config.common.redis_url).map_err(|e| WorkerError::Config(e.to_string()))?);
@@ -48,16 +51,24 @@ pub async fn run(config: WorkerConfig, shutdown: CancellationToken) -> Result<()
     let (addr, http_task) = http::serve(config.common.metrics_listen, app, shutdown.clone()).await.map_err(WorkerError::Listen)?;
     tracing::info!(worker = config.worker_id, %addr, shards = config.common.shards, ?failpoint, "worker started");
 
-    let leases = LeaseTable::new(redis.clone(), Orders::STREAM, &config.worker_id, config.lease_ttl());
-    let membership = Membership::new(redis, Orders::STREAM, &config.worker_id, config.lease_ttl());
-    let shared = Arc::new(Shared { kind: Orders, pool: pool.clone(), nats: nats.clone(), js, config, failpoint });
-    Ownership::new(shared, leases, membership, ready).run(shutdown).await;
+    // Orders and sign-ups are owned independently: each stream has its own leases,
+    // membership and fences, and a batch of one never waits for the other.
+    let orders = ownership(Orders, &redis, &ready, Shared { kind: Orders, pool: pool.clone(), nats: nats.clone(), js: js.clone(), config: config.clone(), failpoint });
+    let users = ownership(Users, &redis, &ready, Shared { kind: Users, pool: pool.clone(), nats: nats.clone(), js, config, failpoint });
+    tokio::join!(orders.run(shutdown.clone()), users.run(shutdown));
 
     let _ = http_task.await;
     let _ = nats.flush().await;
     pool.close().await;
     tracing::info!("worker stopped");
     Ok(())
+}
+
+fn ownership<K: CommandKind>(_kind: K, redis: &Arc<RedisLink>, ready: &Arc<AtomicBool>, shared: Shared<K>) -> Ownership<K> {
+    let config = &shared.config;
+    let leases = LeaseTable::new(redis.clone(), K::STREAM, &config.worker_id, config.lease_ttl());
+    let membership = Membership::new(redis.clone(), K::STREAM, &config.worker_id, config.lease_ttl());
+    Ownership::new(Arc::new(shared), leases, membership, ready.clone())
 }
 
 /// Ensures the streams and every shard's durable consumer exist; false if shut down first.

@@ -48,9 +48,9 @@ pub async fn publish(
         Ok(result) => result,
         Err(_) => Err(PublishError::Timeout(timeout)),
     };
-    metrics::histogram!("tps_api_publish_duration_seconds").record(started.elapsed().as_secs_f64());
+    metrics::histogram!("tps_api_publish_duration_seconds", "stream" => "orders").record(started.elapsed().as_secs_f64());
     if result.is_err() {
-        metrics::counter!("tps_api_publish_failures_total").increment(1);
+        metrics::counter!("tps_api_publish_failures_total", "stream" => "orders").increment(1);
     }
     result
 }

@@ -48,7 +48,7 @@ impl DbHealth {
 /// Routes that cannot answer without Postgres: order reads and admin writes. Catalog
 /// reads are served from the ticket cache and keep answering with the last known stock.
 pub fn needs_postgres(method: &Method, path: &str) -> bool {
-    let reads = *method == Method::GET && path.starts_with("/v1/orders");
+    let reads = *method == Method::GET && (path.starts_with("/v1/orders") || path.starts_with("/v1/users/"));
     let admin_writes = *method == Method::POST && path == "/v1/tickets";
     reads || admin_writes
 }

@@ -7,6 +7,7 @@ pub mod openapi;
 pub mod orders;
 pub mod page;
 pub mod tickets;
+pub mod users;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -22,6 +23,7 @@ pub fn app(state: AppState) -> Router {
     let routes = Router::new()
         .merge(orders::router())
         .merge(tickets::router())
+        .merge(users::router())
         .merge(events::router())
         .merge(page::router())
         .merge(health::router())

@@ -10,9 +10,10 @@ use crate::state::AppState;
 /// The document, assembled from the handlers' annotations.
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "throughput API", description = "Spike-proof ticket orders: 202 once durable, settled exactly once."),
+    info(title = "throughput API", description = "Spike-proof ticket orders and sign-ups: 202 once durable, settled exactly once."),
     paths(
         super::orders::create_order, super::orders::get_order, super::orders::list_orders,
+        super::users::create_user, super::users::get_user,
         super::tickets::create_ticket, super::tickets::list_tickets, super::tickets::get_ticket,
         super::admin::list_dead_letters, super::admin::replay_dead_letter,
         super::events::events,
@@ -20,7 +21,7 @@ use crate::state::AppState;
     ),
     components(schemas(crate::error::Problem)),
     modifiers(&BearerAuth),
-    tags((name = "orders"), (name = "tickets"), (name = "events"), (name = "admin"), (name = "ops"))
+    tags((name = "orders"), (name = "users"), (name = "tickets"), (name = "events"), (name = "admin"), (name = "ops"))
 )]
 pub struct ApiDoc;
 

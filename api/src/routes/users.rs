@@ -1,0 +1,156 @@
+//! `POST /v1/users` (a sign-up) and `GET /v1/users/{id}`: public routes.
+//!
+//! The same path as orders: validate, claim the id in Redis, publish to
+//! `users.<shard>` and answer 202 only after the PubAck. The worker settles the
+//! sign-up as CREATED, or REJECTED with `DUPLICATE_EMAIL`.
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use tps_contract::command::Signup;
+use tps_contract::{SignupCommand, UserReason, UserStatus};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use crate::error::{ApiError, Problem};
+use crate::extract::{Json, Path};
+use crate::state::AppState;
+use crate::users::claim::{self, Claim};
+use crate::users::{publish, store};
+
+/// The sign-up routes.
+pub fn router() -> Router<AppState> {
+    Router::new().route("/v1/users", post(create_user)).route("/v1/users/{id}", get(get_user))
+}
+
+/// The 202 answer: the sign-up is durable and will be settled.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SignupAccepted {
+    /// The sign-up's id, as sent.
+    pub id: Uuid,
+    /// Always `PENDING`.
+    #[schema(example = "PENDING")]
+    pub status: &'static str,
+}
+
+/// Where a sign-up stands.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct UserState {
+    /// The id.
+    pub id: Uuid,
+    /// `PENDING`, `CREATED` or `REJECTED`.
+    #[schema(value_type = String, example = "CREATED")]
+    pub status: UserStatus,
+    /// `DUPLICATE_EMAIL`, when rejected.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, example = "DUPLICATE_EMAIL")]
+    pub reason: Option<UserReason>,
+    /// The full user, once CREATED.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user: Option<CreatedUser>,
+}
+
+/// A created user: the sign-up as stored, and when.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CreatedUser {
+    /// Every field of the sign-up.
+    #[serde(flatten)]
+    pub signup: Signup,
+    /// When the api accepted it.
+    pub created_at: DateTime<Utc>,
+    /// When it was stored.
+    pub processed_at: DateTime<Utc>,
+}
+
+/// Sign up. Answers 202 only once JetStream has stored the command; idempotent on `id`.
+#[utoipa::path(
+    post, path = "/v1/users", tag = "users", request_body = Signup,
+    responses(
+        (status = 202, body = SignupAccepted, description = "Durable; will be settled. `Idempotent-Replayed: true` on a replay."),
+        (status = 400, body = Problem, content_type = "application/problem+json", description = "A field is missing, unknown or invalid"),
+        (status = 409, body = Problem, content_type = "application/problem+json", description = "This id was signed up with another body"),
+        (status = 413, body = Problem, content_type = "application/problem+json"),
+        (status = 415, body = Problem, content_type = "application/problem+json"),
+        (status = 503, body = Problem, content_type = "application/problem+json", description = "Not stored; retry the same body after Retry-After"),
+    )
+)]
+pub async fn create_user(State(state): State<AppState>, Json(body): Json<Signup>) -> Result<Response, ApiError> {
+    body.validate().map_err(ApiError::BadRequest)?;
+    let id = body.id;
+    let settings = &state.settings;
+    let now_ms = Utc::now().timestamp_millis();
+    let (created_ms, replayed, degraded) =
+        match claim::claim(&state.redis, &id, &body.fingerprint(), now_ms, settings.pending_ttl_secs).await {
+            Ok(Claim::New { created_ms }) => (created_ms, false, false),
+            Ok(Claim::Replay { created_ms }) => (created_ms, true, false),
+            Ok(Claim::Conflict) => return Err(ApiError::SignupConflict),
+            Err(e) => {
+                // Degraded: JetStream de-duplication on the id and the worker's primary key
+                // still make the sign-up exactly-once without Redis.
+                metrics::counter!("tps_api_redis_degraded_total").increment(1);
+                tracing::debug!(error = %e, "accepting a sign-up without redis");
+                (now_ms, false, true)
+            }
+        };
+    // The original time on a replay, so a re-published command is identical.
+    let accepted_at = DateTime::from_timestamp_millis(created_ms).unwrap_or_else(Utc::now);
+    let command = SignupCommand { user: body, accepted_at };
+    let ack = match publish::publish(&state.jetstream, &command, settings.shards, settings.publish_timeout).await {
+        Ok(ack) => ack,
+        Err(e) => {
+            if !replayed && !degraded {
+                claim::mark_failed(&state.redis, &id).await;
+            }
+            return Err(ApiError::Unavailable(format!("the sign-up could not be stored: {e}")));
+        }
+    };
+    let replayed = replayed || (degraded && ack.duplicate);
+    if replayed {
+        metrics::counter!("tps_api_signup_replays_total").increment(1);
+    } else {
+        metrics::counter!("tps_api_signups_accepted_total").increment(1);
+    }
+    let mut response = (StatusCode::ACCEPTED, axum::Json(SignupAccepted { id, status: "PENDING" })).into_response();
+    let headers = response.headers_mut();
+    if let Ok(location) = HeaderValue::try_from(format!("/v1/users/{id}")) {
+        headers.insert(header::LOCATION, location);
+    }
+    if replayed {
+        headers.insert("idempotent-replayed", HeaderValue::from_static("true"));
+    }
+    Ok(response)
+}
+
+/// A sign-up's state: settled from Postgres, else PENDING while its claim lives in Redis.
+#[utoipa::path(
+    get, path = "/v1/users/{id}", tag = "users",
+    params(("id" = Uuid, Path, description = "The sign-up's id")),
+    responses(
+        (status = 200, body = UserState),
+        (status = 400, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json", description = "Never accepted"),
+        (status = 503, body = Problem, content_type = "application/problem+json", description = "Not settled, and Redis is unreachable"),
+    )
+)]
+pub async fn get_user(State(state): State<AppState>, Path(id): Path<Uuid>) -> Result<axum::Json<UserState>, ApiError> {
+    if let Some(settled) = store::get(&state.db, &id).await? {
+        let user = (settled.status == UserStatus::Created).then(|| CreatedUser {
+            signup: settled.user,
+            created_at: settled.created_at,
+            processed_at: settled.processed_at,
+        });
+        return Ok(axum::Json(UserState { id, status: settled.status, reason: settled.reason, user }));
+    }
+    match claim::pending_since(&state.redis, &id).await {
+        Ok(Some(_)) => Ok(axum::Json(UserState { id, status: UserStatus::Pending, reason: None, user: None })),
+        Ok(None) => Err(ApiError::NotFound("user")),
+        Err(e) => Err(ApiError::Unavailable(format!("the sign-up is not settled and pending sign-ups are unreadable: {e}"))),
+    }
+}

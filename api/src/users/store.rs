@@ -1,0 +1,71 @@
+//! Settled users as Postgres holds them: one statement reads a user with its
+//! projects and log, in order.
+
+use chrono::{DateTime, Utc};
+use sqlx::{PgPool, Row};
+use tps_contract::command::{LogAction, LogEntry, Project, Signup, Team};
+use tps_contract::{UserReason, UserStatus};
+use uuid::Uuid;
+
+/// A settled sign-up.
+#[derive(Debug, Clone)]
+pub struct SettledUser {
+    /// CREATED or REJECTED.
+    pub status: UserStatus,
+    /// Why rejected.
+    pub reason: Option<UserReason>,
+    /// The stored user (for a rejected one, the body that was refused).
+    pub user: Signup,
+    /// When the api accepted it.
+    pub created_at: DateTime<Utc>,
+    /// When the worker committed it.
+    pub processed_at: DateTime<Utc>,
+}
+
+/// The settled sign-up `id`, if any.
+pub async fn get(db: &PgPool, id: &Uuid) -> Result<Option<SettledUser>, sqlx::Error> {
+    let row = sqlx::query(
+        "SELECT u.status, u.reason, u.name, u.email, u.age, u.score, u.active, u.country, u.team_name, u.team_leader,
+                u.created_at, u.processed_at,
+                ARRAY(SELECT p.name FROM user_projects p WHERE p.user_id = u.id ORDER BY p.position) AS project_names,
+                ARRAY(SELECT p.completed FROM user_projects p WHERE p.user_id = u.id ORDER BY p.position) AS project_done,
+                ARRAY(SELECT l.date FROM user_logs l WHERE l.user_id = u.id ORDER BY l.position) AS log_dates,
+                ARRAY(SELECT l.action FROM user_logs l WHERE l.user_id = u.id ORDER BY l.position) AS log_actions
+         FROM users u WHERE u.id = $1",
+    )
+    .bind(id)
+    .fetch_optional(db)
+    .await?;
+    let Some(r) = row else { return Ok(None) };
+    let names: Vec<String> = r.try_get("project_names")?;
+    let done: Vec<bool> = r.try_get("project_done")?;
+    let dates: Vec<String> = r.try_get("log_dates")?;
+    let actions: Vec<String> = r.try_get("log_actions")?;
+    let age: i32 = r.try_get("age")?;
+    let user = Signup {
+        id: *id,
+        name: r.try_get("name")?,
+        email: r.try_get("email")?,
+        age: age.max(0) as u32,
+        score: r.try_get("score")?,
+        active: r.try_get("active")?,
+        country: r.try_get("country")?,
+        team: Team {
+            name: r.try_get("team_name")?,
+            leader: r.try_get("team_leader")?,
+            projects: names.into_iter().zip(done).map(|(name, completed)| Project { name, completed }).collect(),
+        },
+        logs: dates
+            .into_iter()
+            .zip(actions)
+            .map(|(date, action)| LogEntry { date, action: if action == "logout" { LogAction::Logout } else { LogAction::Login } })
+            .collect(),
+    };
+    Ok(Some(SettledUser {
+        status: UserStatus::parse(r.try_get("status")?).unwrap_or(UserStatus::Rejected),
+        reason: r.try_get::<Option<&str>, _>("reason")?.and_then(UserReason::parse),
+        user,
+        created_at: r.try_get("created_at")?,
+        processed_at: r.try_get("processed_at")?,
+    }))
+}

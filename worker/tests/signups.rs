@@ -1,0 +1,164 @@
+//! Sign-ups settled by the worker: one user per id whatever the redeliveries,
+//! one CREATED user per email (case-insensitive) even when the sign-ups of one
+//! email sit on different shards and are settled at once, the first arrival
+//! wins on a shard, and a user's projects and log commit with it.
+
+mod common;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use chrono::Utc;
+use common::{Harness, InProcess};
+use sqlx::Row;
+use tps_contract::SignupCommand;
+use tps_contract::command::{LogAction, LogEntry, Project, Signup, Team};
+use tps_contract::subject::{DEAD_LETTER_STREAM, user_subject};
+use uuid::Uuid;
+
+fn signup(id: Uuid, email: Option<String>) -> SignupCommand {
+    SignupCommand {
+        user: Signup {
+            id,
+            name: format!("user {}", id.simple()),
+            email,
+            age: 30,
+            score: 1.5,
+            active: true,
+            country: "NL".into(),
+            team: Team {
+                name: "core".into(),
+                leader: false,
+                projects: vec![Project { name: "a".into(), completed: true }, Project { name: "b".into(), completed: false }],
+            },
+            logs: vec![LogEntry { date: "2025-03-01".into(), action: LogAction::Login }],
+        },
+        accepted_at: Utc::now(),
+    }
+}
+
+/// A fresh id whose sign-up lands on `shard`.
+fn id_on(shard: u32, shards: u32) -> Uuid {
+    loop {
+        let id = Uuid::new_v4();
+        if tps_contract::shard_for(&id, shards) == shard {
+            return id;
+        }
+    }
+}
+
+async fn publish(h: &Harness, c: &SignupCommand, msg_id: &str) {
+    let subject = user_subject(tps_contract::shard_for(&c.user.id, h.shards));
+    h.publish_raw(&subject, serde_json::to_vec(c).unwrap(), msg_id).await.await.unwrap();
+}
+
+async fn count(h: &Harness, sql: &str) -> i64 {
+    sqlx::query_scalar(sql).fetch_one(&h.pool).await.unwrap()
+}
+
+async fn wait_users(h: &Harness, n: i64) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let got = count(h, "SELECT count(*) FROM users").await;
+        if got == n {
+            return;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{got} of {n} sign-ups settled");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_created_user_per_email_across_shards_and_the_first_arrival_wins_on_a_shard() {
+    const SHARDS: u32 = 4;
+    let h = Harness::start(SHARDS).await;
+    let mut commands = Vec::new();
+    // 120 emails, each signed up on every shard in a different letter case: the
+    // four shards' batches race on the unique index.
+    for e in 0..120 {
+        for shard in 0..SHARDS {
+            let email = if shard % 2 == 0 { format!("racer-{e}@example.test") } else { format!("Racer-{e}@EXAMPLE.test") };
+            commands.push(signup(id_on(shard, SHARDS), Some(email)));
+        }
+    }
+    // On one shard, the earlier of two sign-ups of one email is the one created.
+    let (first, second) = (id_on(2, SHARDS), id_on(2, SHARDS));
+    commands.push(signup(first, Some("first@example.test".into())));
+    commands.push(signup(second, Some("FIRST@example.test".into())));
+    // Without an email nothing can clash.
+    commands.extend((0..40).map(|i| signup(id_on(i % SHARDS, SHARDS), None)));
+    for c in &commands {
+        publish(&h, c, &c.user.id.to_string()).await;
+    }
+
+    let worker = InProcess::start(h.config(&["--batch-size=16"]));
+    wait_users(&h, commands.len() as i64).await;
+    worker.stop().await;
+
+    let created_per_email: HashMap<String, i64> =
+        sqlx::query("SELECT lower(email) AS e, count(*) FILTER (WHERE status = 'CREATED') AS n FROM users WHERE email IS NOT NULL GROUP BY 1")
+            .fetch_all(&h.pool)
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| (r.get("e"), r.get("n")))
+            .collect();
+    assert_eq!(created_per_email.len(), 121);
+    assert!(created_per_email.values().all(|n| *n == 1), "{created_per_email:?}");
+    assert_eq!(count(&h, "SELECT count(*) FROM users WHERE status = 'REJECTED' AND reason = 'DUPLICATE_EMAIL'").await, 120 * 3 + 1);
+    assert_eq!(count(&h, "SELECT count(*) FROM users WHERE status = 'REJECTED' AND reason IS DISTINCT FROM 'DUPLICATE_EMAIL'").await, 0);
+    assert_eq!(count(&h, "SELECT count(*) FROM users WHERE email IS NULL AND status = 'CREATED'").await, 40);
+    let status = |id: Uuid| {
+        let pool = h.pool.clone();
+        async move { sqlx::query_scalar::<_, String>("SELECT status FROM users WHERE id = $1").bind(id).fetch_one(&pool).await.unwrap() }
+    };
+    assert_eq!((status(first).await.as_str(), status(second).await.as_str()), ("CREATED", "REJECTED"));
+    // Projects and logs belong to created users only, all of them, once.
+    let created = count(&h, "SELECT count(*) FROM users WHERE status = 'CREATED'").await;
+    assert_eq!(count(&h, "SELECT count(*) FROM user_projects").await, 2 * created);
+    assert_eq!(count(&h, "SELECT count(*) FROM user_logs").await, created);
+    assert_eq!(
+        count(&h, "SELECT count(*) FROM user_projects p JOIN users u ON u.id = p.user_id WHERE u.status <> 'CREATED'").await,
+        0
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redeliveries_make_one_user_and_poison_is_dead_lettered() {
+    let h = Harness::start(2).await;
+    let once = signup(id_on(1, 2), Some("once@example.test".into()));
+    // The same Nats-Msg-Id (JetStream drops it), then new ones for the same id (as after
+    // the duplicate window), and one with another body: the primary key keeps the first.
+    publish(&h, &once, &once.user.id.to_string()).await;
+    publish(&h, &once, &once.user.id.to_string()).await;
+    publish(&h, &once, "after-the-window-1").await;
+    let mut altered = once.clone();
+    altered.user.name = "someone else".into();
+    publish(&h, &altered, "after-the-window-2").await;
+    // Fails validation: it can never be stored, so it is dead-lettered at once.
+    let mut poison = signup(id_on(0, 2), None);
+    poison.user.age = 400;
+    publish(&h, &poison, &poison.user.id.to_string()).await;
+
+    let worker = InProcess::start(h.config(&[]));
+    wait_users(&h, 1).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let stored = h.js.get_stream(DEAD_LETTER_STREAM).await.unwrap().info().await.unwrap().state.messages;
+        if stored == 1 {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{stored} dead letters");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Once more, long after it settled.
+    publish(&h, &once, "after-the-window-3").await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    worker.stop().await;
+
+    assert_eq!(count(&h, "SELECT count(*) FROM users").await, 1);
+    let name: String = sqlx::query_scalar("SELECT name FROM users").fetch_one(&h.pool).await.unwrap();
+    assert_eq!(name, once.user.name, "the first body stands");
+    assert_eq!(count(&h, "SELECT count(*) FROM user_projects").await, 2);
+    assert_eq!(count(&h, "SELECT count(*) FROM user_logs").await, 1);
+}
