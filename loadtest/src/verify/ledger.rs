@@ -103,7 +103,8 @@ pub async fn last_order_commit(pool: &PgPool, tickets: &[Uuid]) -> Result<Option
 
 /// The sign-ups ledger, or `None` with a note when the schema has no `users`
 /// table yet. `created` are the ids the API reported CREATED: each must have a
-/// row. Duplicates are extra rows per lower-cased email, when there is an email column.
+/// row. Duplicates are extra CREATED rows per lower-cased email (rejected sign-ups keep
+/// their email), when there are email and status columns.
 pub async fn user_tally(pool: &PgPool, accepted: &[Uuid], created: &[Uuid]) -> Result<std::result::Result<UserTally, String>> {
     let table: Option<String> = sqlx::query_scalar("SELECT to_regclass('public.users')::text").fetch_one(pool).await?;
     if table.is_none() {
@@ -116,14 +117,15 @@ pub async fn user_tally(pool: &PgPool, accepted: &[Uuid], created: &[Uuid]) -> R
     .fetch_one(pool)
     .await?;
     let has_email: bool = sqlx::query_scalar(
-        "SELECT EXISTS (SELECT 1 FROM information_schema.columns WHERE table_name = 'users' AND column_name = 'email')",
+        "SELECT EXISTS (SELECT 1 FROM information_schema.columns WHERE table_name = 'users' AND column_name = 'email')
+            AND EXISTS (SELECT 1 FROM information_schema.columns WHERE table_name = 'users' AND column_name = 'status')",
     )
     .fetch_one(pool)
     .await?;
     let duplicates: i64 = if has_email {
         sqlx::query_scalar(
             "SELECT COALESCE(sum(c - 1), 0)::bigint FROM (SELECT count(*) AS c FROM users u JOIN unnest($1::uuid[]) AS a(id) \
-             ON a.id = u.id WHERE u.email IS NOT NULL GROUP BY lower(u.email) HAVING count(*) > 1) d",
+             ON a.id = u.id WHERE u.email IS NOT NULL AND u.status = 'CREATED' GROUP BY lower(u.email) HAVING count(*) > 1) d",
         )
         .bind(accepted)
         .fetch_one(pool)
