@@ -8,7 +8,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use sqlx::PgPool;
 use tokio::task::JoinHandle;
 use tps_contract::streams::{StreamLimits, ensure_streams};
-use tps_contract::subject::{ORDER_EVENTS, TICKET_EVENTS};
+use tps_contract::subject::{ORDER_EVENTS, ORDERS_STREAM, TICKET_EVENTS, USERS_STREAM};
 
 use crate::config::Config;
 use crate::events::{self, Hub};
@@ -129,7 +129,8 @@ impl AppState {
         let tasks = vec![
             tokio::spawn(protection.clone().sweep_forever()),
             tokio::spawn(protection.db.clone().probe_forever(db.clone(), Duration::from_millis(config.limits.db_probe_ms))),
-            tokio::spawn(backlog::watch_forever(protection.backlog.clone(), jetstream.clone(), config.common.shards, lag_every)),
+            tokio::spawn(backlog::watch_forever(protection.backlog.clone(), jetstream.clone(), ORDERS_STREAM, config.common.shards, lag_every)),
+            tokio::spawn(backlog::watch_forever(protection.signup_backlog.clone(), jetstream.clone(), USERS_STREAM, config.common.shards, lag_every)),
             redis_task,
             tokio::spawn(events::pump::run(order_events, ticket_events, tickets.clone(), hub.clone())),
             tokio::spawn(refresh::poll_forever(tickets.clone(), db.clone(), every, watermark)),

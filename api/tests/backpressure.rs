@@ -9,8 +9,8 @@ use std::time::Duration;
 use async_nats::jetstream;
 use common::{SHARDS, TestApi, problem, stored_order_ids};
 use serde_json::{Value, json};
-use tps_contract::streams::{StreamLimits, orders_stream, shard_consumer};
-use tps_contract::subject::{ORDERS_STREAM, consumer_name};
+use tps_contract::streams::{StreamLimits, orders_stream, shard_consumer, users_stream};
+use tps_contract::subject::{ORDERS_STREAM, USERS_STREAM, consumer_name};
 use tps_testkit::{AppProcess, Stack};
 
 async fn jetstream_of(stack: &Stack) -> jetstream::Context {
@@ -84,5 +84,46 @@ async fn consumers_lagging_past_the_bound_get_503_until_a_worker_catches_up() {
     assert!(recovered, "orders are accepted again once the worker caught up");
     let info = stream.consumer_info(consumer_name(ORDERS_STREAM, 0)).await.unwrap();
     assert!(info.num_pending <= 3, "{info:?}");
+    api.stop().await;
+}
+
+fn signup(i: usize) -> Value {
+    json!({
+        "id": uuid::Uuid::new_v4(), "name": format!("lagging {i}"), "email": format!("lag-{i}@example.test"),
+        "age": 30, "score": 1.0, "active": true, "country": "SE",
+        "team": {"name": "t", "leader": false, "projects": []}, "logs": []
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lagging_signup_consumers_refuse_signups_and_leave_orders_alone() {
+    let stack = Stack::start().await.unwrap();
+    let js = jetstream_of(&stack).await;
+    let stream = js.create_stream(users_stream(&StreamLimits::default())).await.unwrap();
+    for shard in 0..SHARDS {
+        stream.create_consumer(shard_consumer(USERS_STREAM, shard)).await.unwrap();
+    }
+    let api = TestApi::start_on(stack, &["--max-consumer-lag", "3", "--lag-poll-ms", "100"]).await;
+    let ticket = api.create_ticket("unaffected", 1_000, 5).await["id"].clone();
+
+    // No worker: the sign-up lag passes 3 and sign-ups get 503 + Retry-After.
+    let mut accepted = 0;
+    let refused = loop {
+        let resp = api.post("/v1/users").json(&signup(accepted)).send().await.unwrap();
+        if resp.status() == 503 {
+            break resp;
+        }
+        assert_eq!(resp.status(), 202, "{}", resp.text().await.unwrap());
+        accepted += 1;
+        assert!(accepted < 40, "never refused");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!((4..=12).contains(&accepted), "refused soon after the bound: {accepted}");
+    assert_eq!(refused.headers()["retry-after"], "1");
+    assert!(problem(refused, 503).await["detail"].as_str().unwrap().contains("sign-ups are backlogged"));
+    let metrics = api.get("/metrics").send().await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("tps_api_signup_consumer_lag"), "the lag is exported");
+    // Orders have their own gate: the sign-up backlog does not refuse them.
+    assert_eq!(api.order("buyer", "k-1", json!({"ticketId": ticket, "quantity": 1})).await.status(), 202);
     api.stop().await;
 }

@@ -193,28 +193,33 @@ async fn ten_thousand_concurrent_signups_with_duplicates_settle_exactly_once() {
         let (http, url, body, start) = (http.clone(), url.clone(), p.body.clone(), start.clone());
         tokio::spawn(async move {
             start.wait().await;
-            // A well-behaved client: retry after Retry-After on 503, and on a refused connection.
-            for _ in 0..20 {
+            // A well-behaved client: on 503 (or a failed connection) it retries the same
+            // body after Retry-After, jittered so that the retries do not come back as one wave.
+            let (mut retries, mut errors) = (0, 0);
+            for _ in 0..30 {
+                let jitter = Duration::from_millis((Uuid::new_v4().as_u128() % 1000) as u64);
                 match http.post(&url).json(&body).send().await {
-                    Ok(r) if r.status() == 503 => tokio::time::sleep(Duration::from_secs(1)).await,
-                    Ok(r) => return (r.status().as_u16(), r.headers().contains_key("idempotent-replayed")),
-                    Err(_) => tokio::time::sleep(Duration::from_millis(500)).await,
+                    Ok(r) if r.status() == 503 => retries += 1,
+                    Ok(r) => return (r.status().as_u16(), r.headers().contains_key("idempotent-replayed"), retries, errors),
+                    Err(_) => errors += 1,
                 }
+                tokio::time::sleep(Duration::from_millis(500) + jitter).await;
             }
-            (0, false)
+            (0, false, retries, errors)
         })
     });
     let sent_at = std::time::Instant::now();
-    let answers: Vec<(u16, bool)> = futures::future::join_all(sends).await.into_iter().map(Result::unwrap).collect();
-    let statuses = answers.iter().fold(HashMap::<u16, usize>::new(), |mut m, (s, _)| {
+    let answers: Vec<(u16, bool, u32, u32)> = futures::future::join_all(sends).await.into_iter().map(Result::unwrap).collect();
+    let statuses = answers.iter().fold(HashMap::<u16, usize>::new(), |mut m, (s, ..)| {
         *m.entry(*s).or_default() += 1;
         m
     });
     assert_eq!(statuses.get(&202), Some(&plan.len()), "every sign-up is accepted: {statuses:?}");
     // Each repeat is a replay; a retry after a 503 whose command was stored after all may be one too.
-    let replays = answers.iter().filter(|(_, replayed)| *replayed).count();
+    let replays = answers.iter().filter(|a| a.1).count();
     assert!(replays >= plan.len() - N as usize, "{replays} replays");
-    eprintln!("accepted {} requests in {:?}, {replays} replays", plan.len(), sent_at.elapsed());
+    let (retries, errors): (u32, u32) = answers.iter().fold((0, 0), |(r, e), a| (r + a.2, e + a.3));
+    eprintln!("accepted {} requests in {:?}: {replays} replays, {retries} retries after 503, {errors} after errors", plan.len(), sent_at.elapsed());
 
     // Every accepted id reaches a final state; one CREATED per email, the rest DUPLICATE_EMAIL.
     let ids: Vec<(Uuid, u64)> = plan[..N as usize].iter().map(|p| (p.id, p.email)).collect();

@@ -15,7 +15,7 @@ use async_nats::jetstream;
 use async_nats::jetstream::context::ConsumerInfoErrorKind;
 use tps_contract::subject::{ORDERS_STREAM, consumer_name};
 
-/// The last measured lag of the order consumers.
+/// The last measured lag of one stream's consumers (orders, or sign-ups).
 #[derive(Debug, Default)]
 pub struct Backlog {
     /// Messages not yet acked, summed over the shards (delivered or not).
@@ -41,15 +41,16 @@ impl Backlog {
     }
 }
 
-/// Measures the lag of every order shard every `every`, forever.
-pub async fn watch_forever(backlog: Arc<Backlog>, js: jetstream::Context, shards: u32, every: Duration) {
+/// Measures the lag of every shard of `stream` every `every`, forever.
+pub async fn watch_forever(backlog: Arc<Backlog>, js: jetstream::Context, stream: &'static str, shards: u32, every: Duration) {
     if backlog.bound == 0 {
         return;
     }
+    let gauge = if stream == ORDERS_STREAM { "tps_api_order_consumer_lag" } else { "tps_api_signup_consumer_lag" };
     loop {
-        if let Some(lag) = measure(&js, shards).await {
+        if let Some(lag) = measure(&js, stream, shards).await {
             backlog.lag.store(lag, Ordering::Relaxed);
-            metrics::gauge!("tps_api_order_consumer_lag").set(lag as f64);
+            metrics::gauge!(gauge).set(lag as f64);
         }
         tokio::time::sleep(every).await;
     }
@@ -58,11 +59,11 @@ pub async fn watch_forever(backlog: Arc<Backlog>, js: jetstream::Context, shards
 /// Sum of pending and unacked messages over the shard consumers; `None` when
 /// JetStream does not answer (then the last value stands, and a dead NATS
 /// refuses publishes anyway).
-async fn measure(js: &jetstream::Context, shards: u32) -> Option<u64> {
-    let stream = js.get_stream_no_info(ORDERS_STREAM).await.ok()?;
+async fn measure(js: &jetstream::Context, name: &str, shards: u32) -> Option<u64> {
+    let stream = js.get_stream_no_info(name).await.ok()?;
     let mut lag = 0;
     for shard in 0..shards {
-        match stream.consumer_info(consumer_name(ORDERS_STREAM, shard)).await {
+        match stream.consumer_info(consumer_name(name, shard)).await {
             Ok(info) => lag += info.num_pending + info.num_ack_pending as u64,
             Err(e) if matches!(e.kind(), ConsumerInfoErrorKind::NotFound) => {}
             Err(_) => return None,

@@ -45,7 +45,8 @@ pub struct Limits {
     /// Deadline of a whole request; past it the client gets 503 (outbound calls have their own, shorter, bounds).
     #[arg(long, env = "API_REQUEST_TIMEOUT_MS", default_value_t = 10_000)]
     pub request_timeout_ms: u64,
-    /// Unacked order commands (summed over the shard consumers) beyond which new orders get 503.
+    /// Unacked commands of one stream (summed over its shard consumers) beyond which new
+    /// orders (ORDERS) or sign-ups (USERS) get 503.
     #[arg(long, env = "API_MAX_CONSUMER_LAG", default_value_t = 1_000_000)]
     pub max_consumer_lag: u64,
     /// How often the consumer lag is measured.
@@ -64,6 +65,8 @@ pub struct Protection {
     request_timeout: Duration,
     /// The order consumers' lag.
     pub backlog: Arc<Backlog>,
+    /// The sign-up consumers' lag.
+    pub signup_backlog: Arc<Backlog>,
     /// Whether Postgres answers.
     pub db: Arc<DbHealth>,
 }
@@ -81,6 +84,7 @@ impl Protection {
             in_flight: (limits.max_in_flight > 0).then(|| Arc::new(Semaphore::new(limits.max_in_flight))),
             request_timeout: Duration::from_millis(limits.request_timeout_ms.max(1)),
             backlog: Arc::new(Backlog::new(limits.max_consumer_lag)),
+            signup_backlog: Arc::new(Backlog::new(limits.max_consumer_lag)),
             db: Arc::new(DbHealth::default()),
         }
     }
@@ -111,7 +115,7 @@ fn is_probe(path: &str) -> bool {
     matches!(path, "/healthz" | "/readyz" | "/metrics")
 }
 
-/// The middleware: per-IP limit, in-flight bound, backpressure on new orders, deadline.
+/// The middleware: per-IP limit, in-flight bound, backpressure on new orders and sign-ups, deadline.
 pub async fn guard(State(state): State<AppState>, request: Request, next: Next) -> Response {
     if is_probe(request.uri().path()) {
         return next.run(request).await;
@@ -140,6 +144,11 @@ pub async fn guard(State(state): State<AppState>, request: Request, next: Next) 
     if request.method() == Method::POST && request.uri().path() == "/v1/orders" && protection.backlog.is_over() {
         metrics::counter!("tps_api_shed_total", "why" => "consumer_lag").increment(1);
         let detail = format!("orders are backlogged ({} unsettled); retry shortly", protection.backlog.lag());
+        return ApiError::Unavailable(detail).into_response();
+    }
+    if request.method() == Method::POST && request.uri().path() == "/v1/users" && protection.signup_backlog.is_over() {
+        metrics::counter!("tps_api_shed_total", "why" => "consumer_lag").increment(1);
+        let detail = format!("sign-ups are backlogged ({} unsettled); retry shortly", protection.signup_backlog.lag());
         return ApiError::Unavailable(detail).into_response();
     }
     match tokio::time::timeout(protection.request_timeout, next.run(request)).await {
