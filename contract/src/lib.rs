@@ -7,6 +7,7 @@
 pub mod command;
 pub mod event;
 pub mod shard;
+pub mod spans;
 pub mod status;
 pub mod subject;
 pub mod trace;
@@ -17,6 +18,8 @@ pub mod auth;
 pub mod config;
 #[cfg(feature = "runtime")]
 pub mod db;
+#[cfg(feature = "otlp")]
+pub mod otlp;
 #[cfg(feature = "streams")]
 pub mod streams;
 #[cfg(feature = "runtime")]
