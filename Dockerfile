@@ -7,6 +7,8 @@
 #
 #   docker build -t tps:dev .                  # runtime: distroless, non-root, no shell
 #   docker build -t tps:dev-shell --target dev .   # the same binaries with a shell
+#   docker build --build-arg CARGO_FEATURES="tps-api/otlp,tps-worker/otlp" -t tps:otlp .
+#                                              # with OTLP span export (docs/observability.md)
 #
 # Stages: chef (cargo-chef) -> planner (dependency recipe) -> builder (dependencies
 # cooked in their own layer, cached until Cargo.lock or a manifest changes; then the
@@ -26,12 +28,15 @@ RUN cargo chef prepare --recipe-path recipe.json
 
 FROM chef AS builder
 ARG BINS="api worker tps-operator loadtest"
+# Cargo features, package-qualified and comma-separated; empty: the defaults.
+ARG CARGO_FEATURES=""
 COPY --from=planner /src/recipe.json recipe.json
 # Dependencies only: this layer stays cached across source edits.
-RUN cargo chef cook --release --locked --recipe-path recipe.json
+RUN cargo chef cook --release --locked --recipe-path recipe.json ${CARGO_FEATURES:+--features "$CARGO_FEATURES"}
 COPY . .
 RUN set -eu; \
-    cargo build --release --locked $(for b in $BINS; do printf -- '--bin %s ' "$b"; done); \
+    cargo build --release --locked ${CARGO_FEATURES:+--features "$CARGO_FEATURES"} \
+      $(for b in $BINS; do printf -- '--bin %s ' "$b"; done); \
     mkdir -p /out; \
     for b in $BINS; do cp "target/release/$b" /out/; done
 

@@ -13,6 +13,10 @@ async fn main() -> anyhow::Result<()> {
     }
     let config = Config::parse();
     tps_contract::telemetry::init(&config.common.rust_log);
-    run(config, shutdown_signal()).await?;
+    // OTLP span export (the `otlp` feature and OTEL_EXPORTER_OTLP_ENDPOINT); a no-op otherwise.
+    let spans = tps_contract::spans::install("tps-api");
+    let served = run(config, shutdown_signal()).await;
+    spans.shutdown().await;
+    served?;
     Ok(())
 }

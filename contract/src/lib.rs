@@ -7,6 +7,7 @@
 pub mod command;
 pub mod event;
 pub mod shard;
+pub mod spans;
 pub mod status;
 pub mod subject;
 pub mod trace;
@@ -19,6 +20,8 @@ pub mod config;
 pub mod db;
 #[cfg(feature = "runtime")]
 pub mod limits;
+#[cfg(feature = "otlp")]
+pub mod otlp;
 #[cfg(feature = "streams")]
 pub mod streams;
 #[cfg(feature = "runtime")]

@@ -3,6 +3,7 @@
 //! consistency checks every test ends with.
 
 pub mod buyers;
+pub mod collector;
 pub mod scrape;
 pub mod verdict;
 

@@ -8,6 +8,8 @@ use tps_worker::{CancellationToken, WorkerConfig};
 async fn main() -> anyhow::Result<()> {
     let config = WorkerConfig::parse();
     tps_contract::telemetry::init(&config.common.rust_log);
+    // OTLP span export (the `otlp` feature and OTEL_EXPORTER_OTLP_ENDPOINT); a no-op otherwise.
+    let spans = tps_contract::spans::install("tps-worker");
     let shutdown = CancellationToken::new();
     let mut term = signal(SignalKind::terminate())?;
     let trigger = shutdown.clone();
@@ -18,6 +20,8 @@ async fn main() -> anyhow::Result<()> {
         }
         trigger.cancel();
     });
-    tps_worker::run(config, shutdown).await?;
+    let settled = tps_worker::run(config, shutdown).await;
+    spans.shutdown().await;
+    settled?;
     Ok(())
 }

@@ -239,7 +239,7 @@ impl<K: CommandKind> ShardRunner<K> {
             let error = match attempt_result {
                 Ok(Ok(settled)) => {
                     metrics::batch_settled(K::STREAM, batch.len(), started.elapsed());
-                    crate::trace::settled(K::STREAM, self.shard(), batch);
+                    crate::trace::settled(K::STREAM, self.shard(), batch, started);
                     return Ok(settled);
                 }
                 Ok(Err(SettleError::Fenced)) => {

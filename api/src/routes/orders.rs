@@ -1,5 +1,7 @@
 //! `POST /v1/orders` (the hot path), `GET /v1/orders/{id}` and `GET /v1/orders`.
 
+use std::time::SystemTime;
+
 use axum::Router;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -9,6 +11,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use tps_contract::OrderCommand;
 use tps_contract::event::OrderView;
+use tps_contract::spans::{self, Span, SpanKind};
 use tps_contract::trace::{TRACEPARENT_HEADER, TraceContext};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
@@ -148,11 +151,10 @@ pub async fn create_order(
     Json(body): Json<CreateOrder>,
 ) -> Result<Response, ApiError> {
     // This request's span: a child of the caller's trace, or the root of a new one.
-    let trace = headers
-        .get(TRACEPARENT_HEADER)
-        .and_then(|v| v.to_str().ok())
-        .and_then(TraceContext::parse)
-        .map_or_else(TraceContext::root, |parent| parent.child());
+    let caller = headers.get(TRACEPARENT_HEADER).and_then(|v| v.to_str().ok()).and_then(TraceContext::parse);
+    let trace = caller.as_ref().map_or_else(TraceContext::root, TraceContext::child);
+    // Only when spans are exported (the `otlp` feature and an endpoint): a constant None otherwise.
+    let started = spans::enabled().then(SystemTime::now);
     let ticket = state.tickets.lookup(&state.db, &body.ticket_id).await?.ok_or(ApiError::NotFound("ticket"))?;
     let max = u32::try_from(ticket.max_per_order).unwrap_or(1);
     if !(1..=max).contains(&body.quantity) {
@@ -214,11 +216,45 @@ pub async fn create_order(
     }
     tracing::debug!(trace_id = %trace.trace_id, span_id = %trace.span_id, %order_id, replayed, "order accepted");
     let mut response = accepted(order_id, body.ticket_id, body.quantity, replayed);
+    if let Some(start) = started {
+        export_span(&trace, caller.map(|c| c.span_id), start, &command, replayed, degraded);
+    }
     // Echoed so a client without a tracer can still quote the trace id.
     if let Ok(value) = HeaderValue::try_from(trace.header()) {
         response.headers_mut().insert(TRACEPARENT_HEADER, value);
     }
     Ok(response)
+}
+
+/// The OTLP span of an accepted order: our own trace context (the one echoed and
+/// put on the message, so the worker's settle span is its child), the caller's
+/// span as parent. Queued without waiting (`tps_contract::spans`).
+fn export_span(
+    trace: &TraceContext,
+    parent_span_id: Option<String>,
+    start: SystemTime,
+    command: &OrderCommand,
+    replayed: bool,
+    degraded: bool,
+) {
+    spans::export(Span {
+        name: "POST /v1/orders",
+        kind: SpanKind::Server,
+        context: trace.clone(),
+        parent_span_id,
+        start,
+        end: SystemTime::now(),
+        attributes: vec![
+            ("http.request.method", "POST".into()),
+            ("http.route", "/v1/orders".into()),
+            ("http.response.status_code", u32::from(StatusCode::ACCEPTED.as_u16()).into()),
+            ("tps.order_id", command.order_id.to_string().into()),
+            ("tps.ticket_id", command.ticket_id.to_string().into()),
+            ("tps.quantity", command.quantity.into()),
+            ("tps.replayed", replayed.into()),
+            ("tps.redis_degraded", degraded.into()),
+        ],
+    });
 }
 
 fn accepted(id: Uuid, ticket_id: Uuid, quantity: u32, replayed: bool) -> Response {
