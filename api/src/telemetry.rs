@@ -44,6 +44,7 @@ fn describe() {
     describe_histogram!("tps_http_request_duration_seconds", Unit::Seconds, "HTTP request latency by route, method and status class.");
     describe_histogram!("tps_api_publish_duration_seconds", Unit::Seconds, "JetStream publish until PubAck (or failure), by stream.");
     describe_counter!("tps_api_publish_failures_total", "Publishes refused or timed out (answered 503), by stream.");
+    describe_counter!("tps_api_queued_total", "Requests that waited for an in-flight slot and got one.");
     describe_counter!("tps_api_signups_accepted_total", "New sign-ups answered 202 (replays excluded).");
     describe_counter!("tps_api_signup_replays_total", "Sign-ups answered from an earlier request with the same id and body.");
     describe_counter!("tps_api_orders_accepted_total", "New orders answered 202 (replays excluded).");

@@ -63,7 +63,8 @@ async fn a_client_ip_over_its_rate_gets_429_but_probes_still_answer() {
 #[tokio::test]
 async fn beyond_the_in_flight_bound_requests_are_shed_at_once_and_slow_ones_meet_a_deadline() {
     let mut api =
-        TestApi::start_with(&["--max-in-flight", "1", "--request-timeout-ms", "1500", "--db-probe-ms", "0"]).await;
+        TestApi::start_with(&["--max-in-flight", "1", "--queue-timeout-ms", "0", "--request-timeout-ms", "1500", "--db-probe-ms", "0"])
+            .await;
     let ticket = api.ticket(10, 1).await;
     // Postgres gone: a settled-order read waits for a connection, holding the one slot.
     api.stack.postgres.kill();
@@ -88,6 +89,37 @@ async fn beyond_the_in_flight_bound_requests_are_shed_at_once_and_slow_ones_meet
     assert!(slow.headers().contains_key("retry-after"));
     problem(slow, 503).await;
     assert!(took < Duration::from_millis(2_900), "answered by the deadline or the pool bound, not hung: {took:?}");
+}
+
+#[tokio::test]
+async fn beyond_the_in_flight_bound_a_request_waits_its_turn_within_the_queue_timeout() {
+    let mut api = TestApi::start_with(&[
+        "--max-in-flight",
+        "1",
+        "--queue-timeout-ms",
+        "4000",
+        "--request-timeout-ms",
+        "1500",
+        "--db-probe-ms",
+        "0",
+    ])
+    .await;
+    let ticket = api.ticket(10, 1).await;
+    api.stack.postgres.kill();
+    // The one slot is held by a read that waits for Postgres until the 1.5 s deadline.
+    let slow = {
+        let request = api.get("/v1/orders").bearer_auth(token("patient", false));
+        tokio::spawn(async move { request.send().await.unwrap() })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let started = Instant::now();
+    let queued = api.get(&format!("/v1/tickets/{ticket}")).send().await.unwrap();
+    let waited = started.elapsed();
+    assert_eq!(queued.status(), 200, "served once the slot was free, not shed");
+    assert!(waited > Duration::from_millis(700), "it waited for the slot: {waited:?}");
+    problem(slow.await.unwrap(), 503).await;
+    let metrics = api.get("/metrics").send().await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("tps_api_queued_total 1"), "{metrics}");
 }
 
 #[tokio::test]

@@ -1,6 +1,7 @@
 //! Protection of the api from its own clients: rate limits per user and per
 //! client IP (429), a bound on requests in flight (503 rather than a queue in
-//! which latency collapses), a deadline on every request, backpressure when
+//! which latency collapses: a short, bounded, first-come-first-served wait for
+//! a slot, then 503), a deadline on every request, backpressure when
 //! the workers lag (503 for new commands), and fail-fast while Postgres is down.
 //!
 //! Everything answers at once with `Retry-After`, so a well-behaved client
@@ -39,9 +40,15 @@ pub struct Limits {
     /// addresses, e.g. 1000.
     #[arg(long, env = "API_RATE_LIMIT_PER_IP", default_value_t = 0)]
     pub rate_limit_per_ip: u32,
-    /// Requests served at once; beyond it new ones get 503 at once instead of queueing.
+    /// Requests served at once. Beyond it a request waits for a slot, first come first
+    /// served, for at most `API_QUEUE_TIMEOUT_MS`, then gets 503. A waiting request has
+    /// not had its body read: it costs its connection and its head, little more.
     #[arg(long, env = "API_MAX_IN_FLIGHT", default_value_t = 4_096)]
     pub max_in_flight: usize,
+    /// How long a request may wait for a slot when `API_MAX_IN_FLIGHT` are being served
+    /// (0: no waiting, 503 at once). A burst of sign-ups queues here instead of being shed.
+    #[arg(long, env = "API_QUEUE_TIMEOUT_MS", default_value_t = 5_000)]
+    pub queue_timeout_ms: u64,
     /// Deadline of a whole request; past it the client gets 503 (outbound calls have their own, shorter, bounds).
     #[arg(long, env = "API_REQUEST_TIMEOUT_MS", default_value_t = 10_000)]
     pub request_timeout_ms: u64,
@@ -62,6 +69,7 @@ pub struct Protection {
     per_user: Option<RateLimiter<String>>,
     per_ip: Option<RateLimiter<IpAddr>>,
     in_flight: Option<Arc<Semaphore>>,
+    queue_timeout: Duration,
     request_timeout: Duration,
     /// The order consumers' lag.
     pub backlog: Arc<Backlog>,
@@ -82,6 +90,7 @@ impl Protection {
             per_user: limiter(limits.rate_limit_per_user),
             per_ip: limiter(limits.rate_limit_per_ip),
             in_flight: (limits.max_in_flight > 0).then(|| Arc::new(Semaphore::new(limits.max_in_flight))),
+            queue_timeout: Duration::from_millis(limits.queue_timeout_ms),
             request_timeout: Duration::from_millis(limits.request_timeout_ms.max(1)),
             backlog: Arc::new(Backlog::new(limits.max_consumer_lag)),
             signup_backlog: Arc::new(Backlog::new(limits.max_consumer_lag)),
@@ -130,10 +139,17 @@ pub async fn guard(State(state): State<AppState>, request: Request, next: Next) 
     let _permit = match &protection.in_flight {
         Some(slots) => match slots.clone().try_acquire_owned() {
             Ok(permit) => Some(permit),
-            Err(_) => {
-                metrics::counter!("tps_api_shed_total", "why" => "in_flight").increment(1);
-                return ApiError::Unavailable("too many requests in flight; retry shortly".into()).into_response();
-            }
+            // Full: wait in line (the semaphore is fair), within the queue timeout.
+            Err(_) => match tokio::time::timeout(protection.queue_timeout, slots.clone().acquire_owned()).await {
+                Ok(Ok(permit)) => {
+                    metrics::counter!("tps_api_queued_total").increment(1);
+                    Some(permit)
+                }
+                _ => {
+                    metrics::counter!("tps_api_shed_total", "why" => "in_flight").increment(1);
+                    return ApiError::Unavailable("too many requests in flight; retry shortly".into()).into_response();
+                }
+            },
         },
         None => None,
     };
