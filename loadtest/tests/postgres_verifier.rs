@@ -98,3 +98,45 @@ async fn lost_duplicate_and_phantom_rows_are_caught() {
     let failed: Vec<_> = order_verdicts(&tally).into_iter().filter(|v| !v.ok).map(|v| v.check).collect();
     assert_eq!(failed, ["lost", "duplicates", "phantom"]);
 }
+
+async fn user(pool: &PgPool, email: &str, status: &str) -> Uuid {
+    let id = Uuid::new_v4();
+    let reason = (status == "REJECTED").then_some("DUPLICATE_EMAIL");
+    sqlx::query(
+        "INSERT INTO users (id, status, reason, name, email, age, score, active, country, team_name, team_leader, fingerprint, stream_seq, created_at) \
+         VALUES ($1, $2, $3, 'n', $4, 30, 1.0, true, 'SE', 't', false, 'fp', 1, now())",
+    )
+    .bind(id)
+    .bind(status)
+    .bind(reason)
+    .bind(email)
+    .execute(pool)
+    .await
+    .unwrap();
+    id
+}
+
+#[tokio::test]
+async fn sign_ups_rejected_for_their_email_pass_and_an_email_created_twice_or_a_lost_user_is_caught() {
+    use tps_loadtest::verify::ledger::user_tally;
+    use tps_loadtest::verify::user_verdicts;
+    let pg = tps_testkit::Postgres::start().await.unwrap();
+
+    // Correct: one CREATED per email; the refused one keeps its email in another case.
+    let good = fresh_db(&pg).await;
+    let created = user(&good, "a@example.test", "CREATED").await;
+    let refused = user(&good, "A@Example.TEST", "REJECTED").await;
+    let tally = user_tally(&good, &[created, refused], &[created]).await.unwrap().unwrap();
+    assert_eq!((tally.lost, tally.duplicates), (0, 0));
+    assert!(user_verdicts(&tally).iter().all(|v| v.ok));
+
+    // Broken: the unique index gone, one email CREATED twice, and a CREATED id with no row.
+    let bad = fresh_db(&pg).await;
+    sqlx::query("DROP INDEX users_email_unique").execute(&bad).await.unwrap();
+    let first = user(&bad, "b@example.test", "CREATED").await;
+    let second = user(&bad, "B@example.test", "CREATED").await;
+    let phantom = Uuid::new_v4();
+    let tally = user_tally(&bad, &[first, second, phantom], &[first, second, phantom]).await.unwrap().unwrap();
+    assert_eq!((tally.lost, tally.duplicates), (1, 1));
+    assert_eq!(user_verdicts(&tally).iter().filter(|v| !v.ok).count(), 2);
+}

@@ -4,7 +4,7 @@
 //! whatever else is already waiting, grouped by user).
 //! `events.tickets` updates the ticket cache at once (the order hot path reads
 //! it), and reaches every connection coalesced: the latest stock of each ticket
-//! that changed, at most once per [`TICKET_FLUSH_EVERY`]. Stock is a state, not
+//! that changed, at most once per [`ticket_flush_gap`] (100 ms, longer past 1,000 clients). Stock is a state, not
 //! a delta, so a client loses nothing by skipping intermediate values, and a
 //! flash sale's hundreds of updates a second cost every client ten frames.
 
@@ -22,9 +22,18 @@ use uuid::Uuid;
 use super::hub::{Batch, Hub};
 use crate::tickets::TicketCache;
 
-/// Shortest gap between two ticket flushes. The first change after a quiet
-/// spell goes out at once; changes within the gap wait for its end.
+/// Shortest gap between two ticket flushes (see [`ticket_flush_gap`]). The first
+/// change after a quiet spell goes out at once; changes within the gap wait for its end.
 pub const TICKET_FLUSH_EVERY: Duration = Duration::from_millis(100);
+
+/// The gap between ticket flushes with `clients` connections on this pod: 100 ms up to
+/// 1,000 clients, then 100 ms more per further 1,000, capped at 1 s. The pod then sends
+/// at most about 10,000 stock frames a second however many clients it holds, so a
+/// flash sale watched by 10,000 browsers does not starve the order path of CPU, and
+/// stock is still never more than a second behind.
+pub fn ticket_flush_gap(clients: usize) -> Duration {
+    TICKET_FLUSH_EVERY * clients.div_ceil(1_000).clamp(1, 10) as u32
+}
 
 /// Most order events delivered in one go, so ticket events are never kept waiting long.
 const MAX_ORDER_DRAIN: usize = 1024;
@@ -48,12 +57,12 @@ pub async fn run(
                 }
                 if Instant::now() >= next_flush {
                     flush_tickets(&hub, &mut pending);
-                    next_flush = Instant::now() + TICKET_FLUSH_EVERY;
+                    next_flush = Instant::now() + ticket_flush_gap(hub.len());
                 }
             }
             () = tokio::time::sleep_until(next_flush), if !pending.is_empty() => {
                 flush_tickets(&hub, &mut pending);
-                next_flush = Instant::now() + TICKET_FLUSH_EVERY;
+                next_flush = Instant::now() + ticket_flush_gap(hub.len());
             }
             else => break,
         }
@@ -93,4 +102,18 @@ fn flush_tickets(hub: &Hub, pending: &mut HashMap<Uuid, TicketUpdated>) {
 fn text(event: &ClientEvent) -> Utf8Bytes {
     // A ClientEvent is plain data: serializing it cannot fail.
     Utf8Bytes::from(serde_json::to_string(event).unwrap_or_default())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_stock_push_gap_grows_with_the_clients_up_to_a_second() {
+        assert_eq!(ticket_flush_gap(0), Duration::from_millis(100));
+        assert_eq!(ticket_flush_gap(1_000), Duration::from_millis(100));
+        assert_eq!(ticket_flush_gap(1_001), Duration::from_millis(200));
+        assert_eq!(ticket_flush_gap(10_000), Duration::from_secs(1));
+        assert_eq!(ticket_flush_gap(1_000_000), Duration::from_secs(1));
+    }
 }

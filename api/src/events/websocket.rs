@@ -18,6 +18,12 @@ pub const PING_EVERY: Duration = Duration::from_secs(20);
 /// stream but pongs and a close, so anything big is abuse.
 pub const MAX_CLIENT_MESSAGE: usize = 4 * 1024;
 
+/// Read buffer of one connection: enough for the largest client message.
+pub const READ_BUFFER: usize = 4 * 1024;
+
+/// Bytes gathered before a write reaches the socket (every event is flushed anyway).
+pub const WRITE_BUFFER: usize = 8 * 1024;
+
 /// Serves `socket` until it ends; `lifetime` is what is left of the token.
 pub async fn serve(socket: WebSocket, mut sub: Subscription, lifetime: Duration) {
     let (mut sink, mut incoming) = socket.split();

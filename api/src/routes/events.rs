@@ -60,6 +60,10 @@ pub async fn events(
     // Subscribed before the handshake completes, so nothing published meanwhile is missed.
     let sub = state.events.subscribe(&claims.sub);
     Ok(upgrade
+        // tungstenite allocates its read buffer up front (128 KiB by default): 1.3 GiB for
+        // 10,000 clients that only ever send pongs. Clients' messages are capped at 4 KiB.
+        .read_buffer_size(websocket::READ_BUFFER)
+        .write_buffer_size(websocket::WRITE_BUFFER)
         .max_message_size(websocket::MAX_CLIENT_MESSAGE)
         .max_frame_size(websocket::MAX_CLIENT_MESSAGE)
         .on_upgrade(move |socket| websocket::serve(socket, sub, lifetime)))
