@@ -31,9 +31,22 @@ pub struct Settings {
     pub pending_ttl_secs: u64,
 }
 
-/// Everything a handler needs; cheap to clone (all handles).
+/// Everything a handler needs. Cloned several times per request (every layer and
+/// extractor that takes `State`), so a clone is one reference count, not one per
+/// handle: cloning the NATS client alone costs a channel-sender clone and drop.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+/// The handles behind an [`AppState`].
+pub struct Shared {
     /// Postgres: reads and admin writes, never the order hot path.
     pub db: PgPool,
     /// The one NATS connection.
@@ -54,10 +67,10 @@ pub struct AppState {
     pub metrics: PrometheusHandle,
     /// Rate limits, the in-flight bound and the consumer lag.
     pub protection: Arc<Protection>,
-    _tasks: Arc<Tasks>,
+    _tasks: Tasks,
 }
 
-/// Background tasks, aborted when the last clone of the state is dropped.
+/// Background tasks, aborted when the state is dropped (its last clone).
 struct Tasks(Vec<JoinHandle<()>>);
 
 impl Drop for Tasks {
@@ -146,7 +159,7 @@ impl AppState {
             publish_timeout: config.publish_timeout(),
             pending_ttl_secs: config.pending_ttl_secs,
         };
-        Ok(Self {
+        Ok(Self(Arc::new(Shared {
             db,
             nats,
             jetstream,
@@ -157,8 +170,8 @@ impl AppState {
             settings: Arc::new(settings),
             metrics,
             protection,
-            _tasks: Arc::new(Tasks(tasks)),
-        })
+            _tasks: Tasks(tasks),
+        })))
     }
 }
 
