@@ -17,6 +17,7 @@ pub mod error;
 pub mod events;
 pub mod extract;
 pub mod gauges;
+pub mod jetstream;
 pub mod middleware;
 pub mod orders;
 pub mod protect;

@@ -132,3 +132,13 @@ async fn connect_forever(client: redis::Client, inner: Arc<Inner>) {
         }
     }
 }
+
+/// Marks the claim at `key` as failed (its publish got no PubAck), so that a retry counts
+/// as new and the claim is not shown as PENDING. Best effort: the retry is what matters.
+pub async fn mark_failed(redis: &RedisLink, key: String) {
+    let _ = redis
+        .run(|mut conn| async move {
+            redis::cmd("HSET").arg(&key).arg("failed").arg(1).query_async::<i64>(&mut conn).await
+        })
+        .await;
+}

@@ -142,8 +142,8 @@ impl AppState {
         let tasks = vec![
             tokio::spawn(protection.clone().sweep_forever()),
             tokio::spawn(protection.db.clone().probe_forever(db.clone(), Duration::from_millis(config.limits.db_probe_ms))),
-            tokio::spawn(backlog::watch_forever(protection.backlog.clone(), jetstream.clone(), ORDERS_STREAM, config.common.shards, lag_every)),
-            tokio::spawn(backlog::watch_forever(protection.signup_backlog.clone(), jetstream.clone(), USERS_STREAM, config.common.shards, lag_every)),
+            tokio::spawn(backlog::watch_forever(protection.backlog.clone(), jetstream.clone(), ORDERS_STREAM, "tps_api_order_consumer_lag", config.common.shards, lag_every)),
+            tokio::spawn(backlog::watch_forever(protection.signup_backlog.clone(), jetstream.clone(), USERS_STREAM, "tps_api_signup_consumer_lag", config.common.shards, lag_every)),
             redis_task,
             tokio::spawn(events::pump::run(order_events, ticket_events, tickets.clone(), hub.clone())),
             tokio::spawn(refresh::poll_forever(tickets.clone(), db.clone(), every, watermark)),

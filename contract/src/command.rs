@@ -266,7 +266,8 @@ mod tests {
 
     #[test]
     fn each_bad_field_is_named() {
-        let cases: Vec<(&str, Box<dyn Fn(&mut Signup)>)> = vec![
+        type Spoil = Box<dyn Fn(&mut Signup)>;
+        let cases: Vec<(&str, Spoil)> = vec![
             ("id", Box::new(|s| s.id = Uuid::nil())),
             ("name", Box::new(|s| s.name = "  ".into())),
             ("name", Box::new(|s| s.name = "x".repeat(201))),

@@ -1,7 +1,7 @@
 //! The `worker` binary: parse config, run until SIGTERM or ctrl-c, exit 0.
 
-/// mimalloc: the request path allocates a lot of small, short-lived buffers, and glibc
-/// malloc spent about a fifth of the api's CPU on them (perf, flash sale).
+/// mimalloc, as in the api (where glibc malloc took about a fifth of the CPU under load):
+/// settling batches allocates many small, short-lived rows and buffers too.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

@@ -100,14 +100,9 @@ pub async fn claim(redis: &RedisLink, req: &ClaimRequest<'_>) -> Result<Claim, R
 }
 
 /// Marks a claim whose publish failed, so that a retry counts as new and the
-/// record is not shown as PENDING. Best effort: the retry is what matters.
+/// record is not shown as PENDING.
 pub async fn mark_failed(redis: &RedisLink, order_id: &Uuid) {
-    let key = super::order_key(order_id);
-    let _ = redis
-        .run(|mut conn| async move {
-            redis::cmd("HSET").arg(&key).arg("failed").arg(1).query_async::<i64>(&mut conn).await
-        })
-        .await;
+    crate::redis_link::mark_failed(redis, super::order_key(order_id)).await;
 }
 
 #[cfg(test)]

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use async_nats::jetstream;
 use async_nats::jetstream::context::ConsumerInfoErrorKind;
-use tps_contract::subject::{ORDERS_STREAM, consumer_name};
+use tps_contract::subject::consumer_name;
 
 /// The last measured lag of one stream's consumers (orders, or sign-ups).
 #[derive(Debug, Default)]
@@ -41,12 +41,18 @@ impl Backlog {
     }
 }
 
-/// Measures the lag of every shard of `stream` every `every`, forever.
-pub async fn watch_forever(backlog: Arc<Backlog>, js: jetstream::Context, stream: &'static str, shards: u32, every: Duration) {
+/// Measures the lag of every shard of `stream` every `every`, forever, exported as `gauge`.
+pub async fn watch_forever(
+    backlog: Arc<Backlog>,
+    js: jetstream::Context,
+    stream: &'static str,
+    gauge: &'static str,
+    shards: u32,
+    every: Duration,
+) {
     if backlog.bound == 0 {
         return;
     }
-    let gauge = if stream == ORDERS_STREAM { "tps_api_order_consumer_lag" } else { "tps_api_signup_consumer_lag" };
     loop {
         if let Some(lag) = measure(&js, stream, shards).await {
             backlog.lag.store(lag, Ordering::Relaxed);

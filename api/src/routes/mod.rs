@@ -11,12 +11,28 @@ pub mod users;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
 
 use crate::error::ApiError;
 use crate::state::AppState;
 
 /// Largest accepted request body.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// A 202 for a command stored in JetStream: `body`, `Location: location`, and
+/// `Idempotent-Replayed: true` when it repeats an earlier request.
+pub fn accepted(body: impl serde::Serialize, location: String, replayed: bool) -> Response {
+    let mut response = (StatusCode::ACCEPTED, axum::Json(body)).into_response();
+    let headers = response.headers_mut();
+    if let Ok(location) = HeaderValue::try_from(location) {
+        headers.insert(header::LOCATION, location);
+    }
+    if replayed {
+        headers.insert("idempotent-replayed", HeaderValue::from_static("true"));
+    }
+    response
+}
 
 /// Every route, with the few layers the hot path can afford.
 pub fn app(state: AppState) -> Router {

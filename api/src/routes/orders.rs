@@ -4,7 +4,7 @@ use std::time::SystemTime;
 
 use axum::Router;
 use axum::extract::State;
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use chrono::{DateTime, Utc};
@@ -258,16 +258,7 @@ fn export_span(
 }
 
 fn accepted(id: Uuid, ticket_id: Uuid, quantity: u32, replayed: bool) -> Response {
-    let body = Accepted { id, status: "PENDING", ticket_id, quantity };
-    let mut response = (StatusCode::ACCEPTED, axum::Json(body)).into_response();
-    let headers = response.headers_mut();
-    if let Ok(location) = HeaderValue::try_from(format!("/v1/orders/{id}")) {
-        headers.insert(header::LOCATION, location);
-    }
-    if replayed {
-        headers.insert("idempotent-replayed", HeaderValue::from_static("true"));
-    }
-    response
+    super::accepted(Accepted { id, status: "PENDING", ticket_id, quantity }, format!("/v1/orders/{id}"), replayed)
 }
 
 fn sold_out(ticket_id: Uuid) -> Response {

@@ -6,8 +6,7 @@
 
 use axum::Router;
 use axum::extract::State;
-use axum::http::{HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::routing::{get, post};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -117,15 +116,7 @@ pub async fn create_user(State(state): State<AppState>, Json(body): Json<Signup>
     } else {
         metrics::counter!("tps_api_signups_accepted_total").increment(1);
     }
-    let mut response = (StatusCode::ACCEPTED, axum::Json(SignupAccepted { id, status: "PENDING" })).into_response();
-    let headers = response.headers_mut();
-    if let Ok(location) = HeaderValue::try_from(format!("/v1/users/{id}")) {
-        headers.insert(header::LOCATION, location);
-    }
-    if replayed {
-        headers.insert("idempotent-replayed", HeaderValue::from_static("true"));
-    }
-    Ok(response)
+    Ok(super::accepted(SignupAccepted { id, status: "PENDING" }, format!("/v1/users/{id}"), replayed))
 }
 
 /// A sign-up's state: settled from Postgres, else PENDING while its claim lives in Redis.
@@ -141,7 +132,7 @@ pub async fn create_user(State(state): State<AppState>, Json(body): Json<Signup>
 )]
 pub async fn get_user(State(state): State<AppState>, Path(id): Path<Uuid>) -> Result<axum::Json<UserState>, ApiError> {
     if let Some(settled) = store::get(&state.db, &id).await? {
-        let user = (settled.status == UserStatus::Created).then(|| CreatedUser {
+        let user = (settled.status == UserStatus::Created).then_some(CreatedUser {
             signup: settled.user,
             created_at: settled.created_at,
             processed_at: settled.processed_at,

@@ -52,12 +52,7 @@ pub async fn claim(redis: &RedisLink, id: &Uuid, fingerprint: &str, now_ms: i64,
 
 /// Marks a claim whose publish failed: a retry counts as new, and it is not shown as PENDING.
 pub async fn mark_failed(redis: &RedisLink, id: &Uuid) {
-    let key = super::signup_key(id);
-    let _ = redis
-        .run(|mut conn| async move {
-            redis::cmd("HSET").arg(&key).arg("failed").arg(1).query_async::<i64>(&mut conn).await
-        })
-        .await;
+    crate::redis_link::mark_failed(redis, super::signup_key(id)).await;
 }
 
 /// When the sign-up was accepted, if a live claim says it is PENDING.

@@ -78,7 +78,7 @@ impl CommandKind for Users {
             let clash = row.user.email_key().is_some_and(|key| !emails.insert(key));
             if clash { rejected.push(row.rejected()) } else { candidates.push(row) }
         }
-        candidates.sort_by_key(|r| r.user.email_key());
+        candidates.sort_by_cached_key(|r| r.user.email_key());
         let created_ids = store::insert_created(tx, &candidates).await?;
         let (created, taken): (Vec<UserRow>, Vec<UserRow>) =
             candidates.into_iter().partition(|r| created_ids.contains(&r.user.id));

@@ -1,0 +1,49 @@
+//! Storing a command in JetStream and waiting for the PubAck, for orders and sign-ups.
+//!
+//! The PubAck means the stream stored the command (file storage), which is
+//! what makes a 202 a promise we can keep.
+
+use std::time::{Duration, Instant};
+
+use async_nats::HeaderMap;
+use async_nats::jetstream::{self, publish::PublishAck};
+
+/// The command was not stored.
+#[derive(Debug, thiserror::Error)]
+pub enum PublishError {
+    /// JetStream refused or the connection failed.
+    #[error("jetstream refused the command: {0}")]
+    Refused(String),
+    /// No PubAck within the bound.
+    #[error("no jetstream acknowledgement within {0:?}")]
+    Timeout(Duration),
+}
+
+/// Publishes `payload` on `subject` with `headers` (the `Nats-Msg-Id` among them) and awaits
+/// the PubAck within `timeout`. Latency and failures are counted under `stream` (`orders`, `users`).
+pub async fn store(
+    js: &jetstream::Context,
+    subject: String,
+    headers: HeaderMap,
+    payload: Vec<u8>,
+    timeout: Duration,
+    stream: &'static str,
+) -> Result<PublishAck, PublishError> {
+    let started = Instant::now();
+    let send_and_ack = async {
+        let ack = js
+            .publish_with_headers(subject, headers, payload.into())
+            .await
+            .map_err(|e| PublishError::Refused(e.to_string()))?;
+        ack.await.map_err(|e| PublishError::Refused(e.to_string()))
+    };
+    let result = match tokio::time::timeout(timeout, send_and_ack).await {
+        Ok(result) => result,
+        Err(_) => Err(PublishError::Timeout(timeout)),
+    };
+    metrics::histogram!("tps_api_publish_duration_seconds", "stream" => stream).record(started.elapsed().as_secs_f64());
+    if result.is_err() {
+        metrics::counter!("tps_api_publish_failures_total", "stream" => stream).increment(1);
+    }
+    result
+}
