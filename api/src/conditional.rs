@@ -15,7 +15,8 @@ const CACHE_CONTROL: HeaderValue = HeaderValue::from_static("no-cache");
 /// `W/"<16 hex digits of sha256(body)>"`.
 pub fn etag(body: &[u8]) -> HeaderValue {
     let digest = Sha256::digest(body);
-    HeaderValue::try_from(format!("W/\"{}\"", hex::encode(&digest[..8]))).expect("hex is a valid header value")
+    HeaderValue::try_from(format!("W/\"{}\"", hex::encode(&digest[..8])))
+        .expect("hex is a valid header value")
 }
 
 /// 304 when `If-None-Match` names the body's tag, else 200 with the body; both carry the tag.
@@ -79,7 +80,12 @@ mod tests {
         assert_eq!(fresh.headers()[header::ETAG], tag);
 
         let strong = tag.to_str().unwrap().trim_start_matches("W/").to_owned();
-        for header in [tag.to_str().unwrap().to_owned(), strong, format!("\"other\", {}", tag.to_str().unwrap()), "*".into()] {
+        for header in [
+            tag.to_str().unwrap().to_owned(),
+            strong,
+            format!("\"other\", {}", tag.to_str().unwrap()),
+            "*".into(),
+        ] {
             let r = respond(&with_if_none_match(&header), "application/json", body.clone());
             assert_eq!(r.status(), 304, "{header}");
             assert_eq!(r.headers()[header::ETAG], tag);

@@ -13,8 +13,9 @@
 use async_nats::jetstream::{self, message::StreamMessage, stream::LastRawMessageErrorKind};
 use chrono::{DateTime, Utc};
 use tps_contract::subject::{
-    DEAD_LETTER_DELIVERIES_HEADER, DEAD_LETTER_MSG_ID_HEADER, DEAD_LETTER_REASON_HEADER, DEAD_LETTER_SEQUENCE_HEADER,
-    DEAD_LETTER_STREAM, DEAD_LETTER_STREAM_HEADER, DEAD_LETTER_SUBJECT_HEADER, DEAD_LETTER_SUBJECTS, MSG_ID_HEADER,
+    DEAD_LETTER_DELIVERIES_HEADER, DEAD_LETTER_MSG_ID_HEADER, DEAD_LETTER_REASON_HEADER,
+    DEAD_LETTER_SEQUENCE_HEADER, DEAD_LETTER_STREAM, DEAD_LETTER_STREAM_HEADER, DEAD_LETTER_SUBJECT_HEADER,
+    DEAD_LETTER_SUBJECTS, MSG_ID_HEADER,
 };
 
 use crate::error::ApiError;
@@ -78,7 +79,10 @@ async fn stream(js: &jetstream::Context) -> Result<jetstream::stream::Stream<()>
 }
 
 /// The first dead letter at or after sequence `from`, if any.
-async fn next_from(stream: &jetstream::stream::Stream<()>, from: u64) -> Result<Option<DeadLetter>, ApiError> {
+async fn next_from(
+    stream: &jetstream::stream::Stream<()>,
+    from: u64,
+) -> Result<Option<DeadLetter>, ApiError> {
     match stream.get_first_raw_message_by_subject(DEAD_LETTER_SUBJECTS, from.max(1)).await {
         Ok(m) => Ok(Some(DeadLetter::from_message(m))),
         Err(e) if matches!(e.kind(), LastRawMessageErrorKind::NoMessageFound) => Ok(None),
@@ -112,7 +116,9 @@ pub async fn get(js: &jetstream::Context, id: u64) -> Result<DeadLetter, ApiErro
     let stream = stream(js).await?;
     match stream.get_raw_message(id).await {
         Ok(m) => Ok(DeadLetter::from_message(m)),
-        Err(e) if matches!(e.kind(), LastRawMessageErrorKind::NoMessageFound) => Err(ApiError::NotFound("dead letter")),
+        Err(e) if matches!(e.kind(), LastRawMessageErrorKind::NoMessageFound) => {
+            Err(ApiError::NotFound("dead letter"))
+        }
         Err(e) => Err(unavailable(e)),
     }
 }

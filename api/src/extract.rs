@@ -44,7 +44,10 @@ impl<S: Send + Sync> FromRequestParts<S> for IdempotencyKey {
 
 /// Visible ASCII is 0x21..=0x7E: no spaces, no control characters, nothing beyond ASCII.
 fn parse_key(bytes: &[u8]) -> Result<&str, ApiError> {
-    if bytes.is_empty() || bytes.len() > MAX_IDEMPOTENCY_KEY || !bytes.iter().all(|b| (0x21..=0x7e).contains(b)) {
+    if bytes.is_empty()
+        || bytes.len() > MAX_IDEMPOTENCY_KEY
+        || !bytes.iter().all(|b| (0x21..=0x7e).contains(b))
+    {
         return Err(ApiError::BadRequest(format!(
             "Idempotency-Key must be 1-{MAX_IDEMPOTENCY_KEY} visible ASCII characters"
         )));

@@ -46,8 +46,10 @@ async fn sample_backlog(js: &jetstream::Context, shards: u32) {
         let label = shard.to_string();
         match stream.consumer_info(consumer_name(ORDERS_STREAM, shard)).await {
             Ok(info) => {
-                metrics::gauge!("tps_orders_backlog_messages", "shard" => label.clone()).set(info.num_pending as f64);
-                metrics::gauge!("tps_orders_unacked_messages", "shard" => label).set(info.num_ack_pending as f64);
+                metrics::gauge!("tps_orders_backlog_messages", "shard" => label.clone())
+                    .set(info.num_pending as f64);
+                metrics::gauge!("tps_orders_unacked_messages", "shard" => label)
+                    .set(info.num_ack_pending as f64);
             }
             // No consumer yet: no worker has started; the gauge stays absent.
             Err(e) => tracing::debug!(shard, error = %e, "consumer info unavailable"),

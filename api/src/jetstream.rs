@@ -41,7 +41,8 @@ pub async fn store(
         Ok(result) => result,
         Err(_) => Err(PublishError::Timeout(timeout)),
     };
-    metrics::histogram!("tps_api_publish_duration_seconds", "stream" => stream).record(started.elapsed().as_secs_f64());
+    metrics::histogram!("tps_api_publish_duration_seconds", "stream" => stream)
+        .record(started.elapsed().as_secs_f64());
     if result.is_err() {
         metrics::counter!("tps_api_publish_failures_total", "stream" => stream).increment(1);
     }

@@ -35,4 +35,3 @@ pub use error::ApiError;
 pub use routes::app;
 pub use server::{Server, run, shutdown_signal};
 pub use state::{AppState, StartError};
-

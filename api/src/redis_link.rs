@@ -45,7 +45,10 @@ struct Inner {
 
 impl RedisLink {
     /// Starts connecting in the background; returns at once.
-    pub fn start(url: &str, timeout: Duration) -> Result<(Self, tokio::task::JoinHandle<()>), redis::RedisError> {
+    pub fn start(
+        url: &str,
+        timeout: Duration,
+    ) -> Result<(Self, tokio::task::JoinHandle<()>), redis::RedisError> {
         let client = redis::Client::open(url)?;
         let link = Self {
             inner: Arc::new(Inner {
@@ -94,7 +97,9 @@ impl RedisLink {
     pub async fn ping(&self) -> Result<(), RedisUnavailable> {
         let Some(conn) = self.inner.conn.get() else { return Err(RedisUnavailable::Skipped) };
         let mut conn = conn.clone();
-        match tokio::time::timeout(self.inner.timeout, redis::cmd("PING").query_async::<String>(&mut conn)).await {
+        match tokio::time::timeout(self.inner.timeout, redis::cmd("PING").query_async::<String>(&mut conn))
+            .await
+        {
             Ok(Ok(_)) => Ok(()),
             Ok(Err(e)) => Err(e.into()),
             Err(_) => Err(RedisUnavailable::Timeout),

@@ -112,7 +112,8 @@ impl AppState {
         let jwt_secret = config.jwt_secret().ok_or(StartError::MissingJwtSecret)?.expose().to_owned();
         let metrics = telemetry::handle();
 
-        let db = tps_contract::db::connect(config.common.database_url.expose(), config.db_max_connections).await?;
+        let db =
+            tps_contract::db::connect(config.common.database_url.expose(), config.db_max_connections).await?;
         tps_contract::db::migrate(&db).await?;
 
         let nats = async_nats::ConnectOptions::new()
@@ -132,7 +133,8 @@ impl AppState {
             let nats = nats.clone();
             async move { nats.subscribe(subject).await.map_err(|e| StartError::Nats(e.to_string())) }
         };
-        let (order_events, ticket_events) = tokio::try_join!(subscribe(ORDER_EVENTS), subscribe(TICKET_EVENTS))?;
+        let (order_events, ticket_events) =
+            tokio::try_join!(subscribe(ORDER_EVENTS), subscribe(TICKET_EVENTS))?;
         let tickets = Arc::new(TicketCache::new());
         let watermark = refresh::load_all(&tickets, &db).await?;
         let every = Duration::from_millis(config.cache_refresh_ms.clamp(10, 500));
@@ -141,9 +143,28 @@ impl AppState {
         let hub = Hub::new(config.events_buffer);
         let tasks = vec![
             tokio::spawn(protection.clone().sweep_forever()),
-            tokio::spawn(protection.db.clone().probe_forever(db.clone(), Duration::from_millis(config.limits.db_probe_ms))),
-            tokio::spawn(backlog::watch_forever(protection.backlog.clone(), jetstream.clone(), ORDERS_STREAM, "tps_api_order_consumer_lag", config.common.shards, lag_every)),
-            tokio::spawn(backlog::watch_forever(protection.signup_backlog.clone(), jetstream.clone(), USERS_STREAM, "tps_api_signup_consumer_lag", config.common.shards, lag_every)),
+            tokio::spawn(
+                protection
+                    .db
+                    .clone()
+                    .probe_forever(db.clone(), Duration::from_millis(config.limits.db_probe_ms)),
+            ),
+            tokio::spawn(backlog::watch_forever(
+                protection.backlog.clone(),
+                jetstream.clone(),
+                ORDERS_STREAM,
+                "tps_api_order_consumer_lag",
+                config.common.shards,
+                lag_every,
+            )),
+            tokio::spawn(backlog::watch_forever(
+                protection.signup_backlog.clone(),
+                jetstream.clone(),
+                USERS_STREAM,
+                "tps_api_signup_consumer_lag",
+                config.common.shards,
+                lag_every,
+            )),
             redis_task,
             tokio::spawn(events::pump::run(order_events, ticket_events, tickets.clone(), hub.clone())),
             tokio::spawn(refresh::poll_forever(tickets.clone(), db.clone(), every, watermark)),
@@ -174,4 +195,3 @@ impl AppState {
         })))
     }
 }
-

@@ -14,8 +14,7 @@ use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 
 /// Latency buckets in seconds: the hot path lives between 0.5 ms and 50 ms.
-const BUCKETS: &[f64] =
-    &[0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0];
+const BUCKETS: &[f64] = &[0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0];
 
 /// The recorder's handle; installs the global recorder on first call (tests
 /// start several servers in one process, and a recorder can be set only once).
@@ -40,16 +39,39 @@ pub fn handle() -> PrometheusHandle {
 /// `/metrics` shows them (and `rate()` works) before the first event.
 fn describe() {
     use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
-    describe_counter!("tps_http_requests_total", "HTTP requests by matched route template, method and status class.");
-    describe_histogram!("tps_http_request_duration_seconds", Unit::Seconds, "HTTP request latency by route, method and status class.");
-    describe_histogram!("tps_api_publish_duration_seconds", Unit::Seconds, "JetStream publish until PubAck (or failure), by stream.");
-    describe_counter!("tps_api_publish_failures_total", "Publishes refused or timed out (answered 503), by stream.");
+    describe_counter!(
+        "tps_http_requests_total",
+        "HTTP requests by matched route template, method and status class."
+    );
+    describe_histogram!(
+        "tps_http_request_duration_seconds",
+        Unit::Seconds,
+        "HTTP request latency by route, method and status class."
+    );
+    describe_histogram!(
+        "tps_api_publish_duration_seconds",
+        Unit::Seconds,
+        "JetStream publish until PubAck (or failure), by stream."
+    );
+    describe_counter!(
+        "tps_api_publish_failures_total",
+        "Publishes refused or timed out (answered 503), by stream."
+    );
     describe_counter!("tps_api_queued_total", "Requests that waited for an in-flight slot and got one.");
     describe_counter!("tps_api_signups_accepted_total", "New sign-ups answered 202 (replays excluded).");
-    describe_counter!("tps_api_signup_replays_total", "Sign-ups answered from an earlier request with the same id and body.");
+    describe_counter!(
+        "tps_api_signup_replays_total",
+        "Sign-ups answered from an earlier request with the same id and body."
+    );
     describe_counter!("tps_api_orders_accepted_total", "New orders answered 202 (replays excluded).");
-    describe_counter!("tps_api_idempotent_replays_total", "Orders answered from an earlier request with the same key.");
-    describe_counter!("tps_api_sold_out_rejections_total", "Orders answered 409 SOLD_OUT without being queued.");
+    describe_counter!(
+        "tps_api_idempotent_replays_total",
+        "Orders answered from an earlier request with the same key."
+    );
+    describe_counter!(
+        "tps_api_sold_out_rejections_total",
+        "Orders answered 409 SOLD_OUT without being queued."
+    );
     describe_counter!("tps_api_redis_degraded_total", "Orders placed without Redis (degraded mode).");
     describe_gauge!("tps_orders_backlog_messages", "Commands on a shard not yet delivered to a worker.");
     describe_gauge!("tps_orders_unacked_messages", "Commands on a shard delivered but not yet acknowledged.");
@@ -58,7 +80,10 @@ fn describe() {
     describe_gauge!("tps_tickets_sold_out", "Tickets with nothing left.");
     describe_gauge!("tps_tickets_known", "Tickets in the api's cache.");
     describe_gauge!("tps_ws_clients", "WebSocket and SSE clients connected to GET /v1/events.");
-    describe_counter!("tps_api_events_dropped_clients_total", "Event clients disconnected because their queue was full.");
+    describe_counter!(
+        "tps_api_events_dropped_clients_total",
+        "Event clients disconnected because their queue was full."
+    );
     describe_counter!("tps_api_events_received_total", "Worker events received from core NATS, by type.");
     describe_gauge!("tps_shards_configured", "SHARDS: how many shards the command streams have.");
     for stream in ["orders", "users"] {

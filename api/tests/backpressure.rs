@@ -45,7 +45,8 @@ async fn a_full_stream_refuses_with_503_and_every_202_is_stored() {
 
     let accepted = order_until_refused(&api, "filler", &ticket, 200).await;
     assert!(accepted.len() >= 3, "some fit before it filled: {}", accepted.len());
-    let stored: Vec<String> = stored_order_ids(&api.stack.nats.url()).await.iter().map(|id| id.to_string()).collect();
+    let stored: Vec<String> =
+        stored_order_ids(&api.stack.nats.url()).await.iter().map(|id| id.to_string()).collect();
     assert_eq!(stored, accepted, "exactly the 202s are stored, in order");
     api.stop().await;
 }

@@ -36,22 +36,34 @@ async fn tickets_are_created_read_paged_and_searched() {
         }
         let page: Value = req.send().await.unwrap().json().await.unwrap();
         pages += 1;
-        names.extend(page["items"].as_array().unwrap().iter().map(|t| t["name"].as_str().unwrap().to_owned()));
+        names
+            .extend(page["items"].as_array().unwrap().iter().map(|t| t["name"].as_str().unwrap().to_owned()));
         match page["nextCursor"].as_str() {
             Some(c) => cursor = Some(c.to_owned()),
             None => break,
         }
     }
     assert_eq!(pages, 3);
-    let expected = ["Rust Conf Berlin", "Jazz Night Paris", "Rust Meetup Paris", "Opera Vienna", "Jazz Brunch Berlin", "Sold Out Show"];
+    let expected = [
+        "Rust Conf Berlin",
+        "Jazz Night Paris",
+        "Rust Meetup Paris",
+        "Opera Vienna",
+        "Jazz Brunch Berlin",
+        "Sold Out Show",
+    ];
     assert_eq!(names, expected, "creation order, each once");
 
     let search = |q: &str| {
         let req = api.get("/v1/tickets").query(&[("q", q)]);
         async move {
             let page: Value = req.send().await.unwrap().json().await.unwrap();
-            let mut found: Vec<String> =
-                page["items"].as_array().unwrap().iter().map(|t| t["name"].as_str().unwrap().to_owned()).collect();
+            let mut found: Vec<String> = page["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|t| t["name"].as_str().unwrap().to_owned())
+                .collect();
             found.sort();
             found
         }
@@ -73,8 +85,16 @@ async fn ticket_bodies_are_validated() {
     problem(post(json!({"name": "", "totalQuantity": 1, "priceCents": 1})).await.unwrap(), 400).await;
     problem(post(json!({"name": "x", "totalQuantity": -1, "priceCents": 1})).await.unwrap(), 400).await;
     problem(post(json!({"name": "x", "totalQuantity": 1, "priceCents": -5})).await.unwrap(), 400).await;
-    problem(post(json!({"name": "x", "totalQuantity": 1, "priceCents": 1, "maxPerOrder": 0})).await.unwrap(), 400).await;
-    problem(post(json!({"name": "x", "totalQuantity": 1, "priceCents": 1, "color": "red"})).await.unwrap(), 400).await;
+    problem(
+        post(json!({"name": "x", "totalQuantity": 1, "priceCents": 1, "maxPerOrder": 0})).await.unwrap(),
+        400,
+    )
+    .await;
+    problem(
+        post(json!({"name": "x", "totalQuantity": 1, "priceCents": 1, "color": "red"})).await.unwrap(),
+        400,
+    )
+    .await;
     problem(post(json!({"name": "x", "totalQuantity": 1})).await.unwrap(), 400).await;
     let created = post(json!({"name": "x", "totalQuantity": 1, "priceCents": 1})).await.unwrap();
     assert_eq!(created.status(), 201);
@@ -96,7 +116,15 @@ async fn probes_metrics_openapi_and_unknown_routes() {
 
     let doc: Value = api.get("/openapi.json").send().await.unwrap().json().await.unwrap();
     assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
-    for path in ["/v1/orders", "/v1/orders/{id}", "/v1/tickets", "/v1/tickets/{id}", "/healthz", "/readyz", "/metrics"] {
+    for path in [
+        "/v1/orders",
+        "/v1/orders/{id}",
+        "/v1/tickets",
+        "/v1/tickets/{id}",
+        "/healthz",
+        "/readyz",
+        "/metrics",
+    ] {
         assert!(doc["paths"][path].is_object(), "{path} documented");
     }
     assert!(doc["components"]["schemas"]["Problem"].is_object());
@@ -121,7 +149,9 @@ async fn catalog_reads_carry_an_etag_answer_304_and_are_gzipped() {
         api.create_ticket(&format!("Compressible concert number {i}"), 100, 5).await;
     }
     let id = api.ticket(10, 5).await;
-    for path in ["/v1/tickets?limit=50".to_owned(), format!("/v1/tickets/{id}"), "/v1/tickets?q=concert".to_owned()] {
+    for path in
+        ["/v1/tickets?limit=50".to_owned(), format!("/v1/tickets/{id}"), "/v1/tickets?q=concert".to_owned()]
+    {
         let first = api.get(&path).send().await.unwrap();
         assert_eq!(first.status(), 200, "{path}");
         let tag = first.headers()["etag"].to_str().unwrap().to_owned();
@@ -144,7 +174,12 @@ async fn catalog_reads_carry_an_etag_answer_304_and_are_gzipped() {
         std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&compressed[..]), &mut plain).unwrap();
         assert_eq!(plain, body, "{path}");
         if body.len() > 1000 {
-            assert!(compressed.len() * 3 < body.len(), "{path}: {} -> {} bytes", body.len(), compressed.len());
+            assert!(
+                compressed.len() * 3 < body.len(),
+                "{path}: {} -> {} bytes",
+                body.len(),
+                compressed.len()
+            );
         }
     }
 
@@ -177,7 +212,11 @@ async fn the_cached_catalog_follows_postgres_within_a_second_without_any_event()
 
     // A change no worker announced (as if its event were lost): only the poll can see it.
     let db = sqlx::PgPool::connect(&api.stack.database_url).await.unwrap();
-    sqlx::query("UPDATE tickets SET available = 58, updated_at = now() WHERE id = $1").bind(id).execute(&db).await.unwrap();
+    sqlx::query("UPDATE tickets SET available = 58, updated_at = now() WHERE id = $1")
+        .bind(id)
+        .execute(&db)
+        .await
+        .unwrap();
     let changed = std::time::Instant::now();
     let fresh = loop {
         let one: Value = api.get(&format!("/v1/tickets/{id}")).send().await.unwrap().json().await.unwrap();

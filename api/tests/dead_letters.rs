@@ -53,7 +53,8 @@ async fn poison_orders_are_listed_and_a_replay_settles_them_exactly_once() {
 
     let mut cursed = Vec::new();
     for i in 0..3 {
-        let resp = api.order("cursed", &format!("poison-{i}"), json!({"ticketId": ticket, "quantity": 2})).await;
+        let resp =
+            api.order("cursed", &format!("poison-{i}"), json!({"ticketId": ticket, "quantity": 2})).await;
         assert_eq!(resp.status(), 202);
         cursed.push(resp.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned());
     }
@@ -71,8 +72,13 @@ async fn poison_orders_are_listed_and_a_replay_settles_them_exactly_once() {
     let cursor = first["nextCursor"].as_str().expect("a second page").to_owned();
     let second = get_json(&api, &format!("/v1/admin/dead-letters?limit=2&cursor={cursor}"), &admin).await;
     assert!(second["nextCursor"].is_null(), "{second}");
-    let letters: Vec<Value> =
-        first["items"].as_array().unwrap().iter().chain(second["items"].as_array().unwrap()).cloned().collect();
+    let letters: Vec<Value> = first["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .chain(second["items"].as_array().unwrap())
+        .cloned()
+        .collect();
     assert_eq!(letters.len(), 3);
     for letter in &letters {
         assert!(letter["reason"].as_str().unwrap().contains("cursed order refused"), "{letter}");
@@ -90,7 +96,8 @@ async fn poison_orders_are_listed_and_a_replay_settles_them_exactly_once() {
 
     // Closed to everyone but admins; unknown and malformed ids are refused.
     problem(api.get("/v1/admin/dead-letters").send().await.unwrap(), 401).await;
-    problem(api.get("/v1/admin/dead-letters").bearer_auth(token("cursed", false)).send().await.unwrap(), 403).await;
+    problem(api.get("/v1/admin/dead-letters").bearer_auth(token("cursed", false)).send().await.unwrap(), 403)
+        .await;
     let id = letters[0]["id"].as_u64().unwrap();
     let replay = |id: String, bearer: String| {
         api.post(&format!("/v1/admin/dead-letters/{id}/replay")).bearer_auth(bearer).send()
@@ -115,8 +122,11 @@ async fn poison_orders_are_listed_and_a_replay_settles_them_exactly_once() {
         })
         .await;
     }
-    let available: i32 =
-        sqlx::query_scalar("SELECT available FROM tickets WHERE id = $1").bind(ticket).fetch_one(&db).await.unwrap();
+    let available: i32 = sqlx::query_scalar("SELECT available FROM tickets WHERE id = $1")
+        .bind(ticket)
+        .fetch_one(&db)
+        .await
+        .unwrap();
     assert_eq!(available, 100 - 3 * 2 - 1, "each order decremented once");
     let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM orders").fetch_one(&db).await.unwrap();
     assert_eq!(rows, 4);

@@ -27,7 +27,9 @@ async fn connect(api: &TestApi, user: &str, in_query: bool) -> Socket {
         tokio_tungstenite::connect_async(format!("{base}/v1/events?token={}", token(user, false))).await
     } else {
         let mut request = format!("{base}/v1/events").into_client_request().unwrap();
-        request.headers_mut().insert("authorization", format!("Bearer {}", token(user, false)).parse().unwrap());
+        request
+            .headers_mut()
+            .insert("authorization", format!("Bearer {}", token(user, false)).parse().unwrap());
         tokio_tungstenite::connect_async(request).await
     };
     socket.expect("websocket opens").0
@@ -86,7 +88,8 @@ async fn a_token_is_required_and_plain_gets_are_refused() {
     problem(api.get("/v1/events?token=nonsense").send().await.unwrap(), 401).await;
     let sse = api.get("/v1/events").header("accept", "text/event-stream").send().await.unwrap();
     problem(sse, 401).await;
-    let ws = tokio_tungstenite::connect_async(format!("{}/v1/events", api.url.replace("http://", "ws://"))).await;
+    let ws =
+        tokio_tungstenite::connect_async(format!("{}/v1/events", api.url.replace("http://", "ws://"))).await;
     assert!(ws.is_err(), "no upgrade without a token");
     let plain = api.get("/v1/events").bearer_auth(token("alice", false)).send().await.unwrap();
     problem(plain, 400).await;
@@ -113,7 +116,10 @@ async fn order_updates_reach_their_owner_only_and_ticket_updates_everyone() {
     publish(&nats, TICKET_EVENTS, &stock).await;
     for socket in [&mut alice_browser, &mut alice_app, &mut bob] {
         let got = next_event(socket).await;
-        assert_eq!(got, json!({"type": "ticket.updated", "ticketId": stock.ticket_id, "available": 41, "soldOut": false}));
+        assert_eq!(
+            got,
+            json!({"type": "ticket.updated", "ticketId": stock.ticket_id, "available": 41, "soldOut": false})
+        );
     }
     assert_silent(&mut bob, Duration::from_millis(300)).await;
 
@@ -144,7 +150,8 @@ async fn the_same_stream_is_served_as_sse() {
     let mut events = Vec::new();
     let mut buffer = String::new();
     while events.len() < 2 {
-        let chunk = tokio::time::timeout(Duration::from_secs(5), sse.chunk()).await.expect("events within 5 s");
+        let chunk =
+            tokio::time::timeout(Duration::from_secs(5), sse.chunk()).await.expect("events within 5 s");
         buffer.push_str(std::str::from_utf8(&chunk.unwrap().expect("the stream stays open")).unwrap());
         while let Some(end) = buffer.find("\n\n") {
             let frame: String = buffer.drain(..end + 2).collect();
@@ -155,7 +162,10 @@ async fn the_same_stream_is_served_as_sse() {
     }
     assert_eq!(events[0]["type"], "order.updated");
     assert_eq!(events[0]["order"]["id"], mine.order.id.to_string(), "dave's order never reaches carol");
-    assert_eq!(events[1], json!({"type": "ticket.updated", "ticketId": stock.ticket_id, "available": 0, "soldOut": true}));
+    assert_eq!(
+        events[1],
+        json!({"type": "ticket.updated", "ticketId": stock.ticket_id, "available": 0, "soldOut": true})
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -202,7 +212,10 @@ async fn a_client_that_never_reads_is_dropped_and_the_others_keep_receiving() {
     assert!(metrics.contains("tps_ws_clients 1"), "the reader is still connected: {metrics}");
 
     publish(&nats, ORDER_EVENTS, &last).await;
-    let seen = tokio::time::timeout(Duration::from_secs(30), reading).await.expect("the reader got the last event").unwrap();
+    let seen = tokio::time::timeout(Duration::from_secs(30), reading)
+        .await
+        .expect("the reader got the last event")
+        .unwrap();
     assert!(seen > EVENTS / 2, "the reader kept receiving ({seen} events)");
 
     // The stalled client finds what the kernel held for it, then the end of the connection.

@@ -55,9 +55,14 @@ async fn nats_down_gives_503_with_retry_after_and_no_202_is_ever_lost() {
         accepted.push(resp.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned());
     }
 
-    let stored: Vec<String> = stored_order_ids(&api.stack.nats.url()).await.iter().map(|id| id.to_string()).collect();
+    let stored: Vec<String> =
+        stored_order_ids(&api.stack.nats.url()).await.iter().map(|id| id.to_string()).collect();
     for id in &accepted {
-        assert_eq!(stored.iter().filter(|s| *s == id).count(), 1, "202'd order {id} is in the stream exactly once");
+        assert_eq!(
+            stored.iter().filter(|s| *s == id).count(),
+            1,
+            "202'd order {id} is in the stream exactly once"
+        );
     }
     assert_eq!(readiness(&api).await.0, 200);
 }
@@ -83,7 +88,8 @@ async fn redis_down_degrades_to_jetstream_dedup_and_readyz_says_so() {
     let replay = api.order("gina", "k2", body.clone()).await;
     assert_eq!(replay.status(), 202);
     assert_eq!(replay.headers()["idempotent-replayed"], "true");
-    let stored: Vec<String> = stored_order_ids(&api.stack.nats.url()).await.iter().map(|id| id.to_string()).collect();
+    let stored: Vec<String> =
+        stored_order_ids(&api.stack.nats.url()).await.iter().map(|id| id.to_string()).collect();
     assert_eq!(stored.iter().filter(|s| **s == id).count(), 1);
     // Its PENDING state is unknowable without Redis: a clean 503, not a wrong 404.
     let read = api.get(&format!("/v1/orders/{id}")).bearer_auth(token("gina", false)).send().await.unwrap();
@@ -104,7 +110,8 @@ async fn redis_down_degrades_to_jetstream_dedup_and_readyz_says_so() {
         let resp = api.order("gina", "k3", body.clone()).await;
         assert_eq!(resp.status(), 202);
         let id = resp.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned();
-        let read = api.get(&format!("/v1/orders/{id}")).bearer_auth(token("gina", false)).send().await.unwrap();
+        let read =
+            api.get(&format!("/v1/orders/{id}")).bearer_auth(token("gina", false)).send().await.unwrap();
         if read.status() == 200 {
             claimed = true;
             break;

@@ -85,8 +85,13 @@ async fn orders_list_newest_first_with_pending_ones_and_pages() {
     }
     ids.reverse();
     assert_eq!(seen, ids, "carol's orders, newest first, nobody else's");
-    problem(api.get("/v1/orders?limit=0").bearer_auth(token("carol", false)).send().await.unwrap(), 400).await;
-    problem(api.get("/v1/orders?cursor=nonsense").bearer_auth(token("carol", false)).send().await.unwrap(), 400).await;
+    problem(api.get("/v1/orders?limit=0").bearer_auth(token("carol", false)).send().await.unwrap(), 400)
+        .await;
+    problem(
+        api.get("/v1/orders?cursor=nonsense").bearer_auth(token("carol", false)).send().await.unwrap(),
+        400,
+    )
+    .await;
     problem(api.get("/v1/orders").send().await.unwrap(), 401).await;
 }
 
@@ -103,7 +108,13 @@ async fn malformed_orders_get_400_404_413_415_and_nothing_is_published() {
     problem(api.order("alice", &long_key, good.clone()).await, 400).await;
     assert_eq!(api.order("alice", &"k".repeat(128), good.clone()).await.status(), 202);
     let non_ascii = reqwest::header::HeaderValue::from_bytes("clé".as_bytes()).unwrap();
-    let resp = api.post("/v1/orders").bearer_auth(&alice).header("Idempotency-Key", non_ascii).json(&good).send().await;
+    let resp = api
+        .post("/v1/orders")
+        .bearer_auth(&alice)
+        .header("Idempotency-Key", non_ascii)
+        .json(&good)
+        .send()
+        .await;
     problem(resp.unwrap(), 400).await;
     problem(api.order("alice", "has space", good.clone()).await, 400).await;
 
@@ -139,10 +150,15 @@ async fn malformed_orders_get_400_404_413_415_and_nothing_is_published() {
         .await
         .unwrap();
     problem(too_large, 413).await;
-    let text = api.post("/v1/orders").bearer_auth(&alice).header("Idempotency-Key", "text").body("hi").send().await;
+    let text =
+        api.post("/v1/orders").bearer_auth(&alice).header("Idempotency-Key", "text").body("hi").send().await;
     problem(text.unwrap(), 415).await;
 
-    assert_eq!(stored_order_ids(&api.stack.nats.url()).await.len(), 1, "only the one valid order was published");
+    assert_eq!(
+        stored_order_ids(&api.stack.nats.url()).await.len(),
+        1,
+        "only the one valid order was published"
+    );
 }
 
 #[tokio::test]
@@ -156,14 +172,17 @@ async fn bad_tokens_get_401_and_non_admins_403() {
     problem(none, 401).await;
 
     let forged = tps_contract::auth::mint(b"not-the-secret", "alice", true, 3600);
-    let resp = api.post("/v1/orders").bearer_auth(forged).header("Idempotency-Key", "k").json(&body).send().await;
+    let resp =
+        api.post("/v1/orders").bearer_auth(forged).header("Idempotency-Key", "k").json(&body).send().await;
     problem(resp.unwrap(), 401).await;
 
     let expired = expired_token("alice");
-    let resp = api.post("/v1/orders").bearer_auth(expired).header("Idempotency-Key", "k").json(&body).send().await;
+    let resp =
+        api.post("/v1/orders").bearer_auth(expired).header("Idempotency-Key", "k").json(&body).send().await;
     problem(resp.unwrap(), 401).await;
 
-    let garbage = api.get("/v1/orders/00000000-0000-0000-0000-000000000000").header("authorization", "Basic eA==");
+    let garbage =
+        api.get("/v1/orders/00000000-0000-0000-0000-000000000000").header("authorization", "Basic eA==");
     problem(garbage.send().await.unwrap(), 401).await;
 
     let new_ticket = json!({"name": "x", "totalQuantity": 1, "priceCents": 1});
@@ -175,7 +194,8 @@ async fn bad_tokens_get_401_and_non_admins_403() {
 fn expired_token(user: &str) -> String {
     use jsonwebtoken::{EncodingKey, Header, encode};
     let claims = tps_contract::auth::Claims { sub: user.into(), exp: 1_000_000, scope: None };
-    encode(&Header::default(), &claims, &EncodingKey::from_secret(tps_testkit::TEST_JWT_SECRET.as_bytes())).unwrap()
+    encode(&Header::default(), &claims, &EncodingKey::from_secret(tps_testkit::TEST_JWT_SECRET.as_bytes()))
+        .unwrap()
 }
 
 #[tokio::test]
@@ -187,6 +207,10 @@ async fn a_sold_out_ticket_gets_409_and_no_order() {
     let body: Value = resp.json().await.unwrap();
     assert_eq!((body["status"].as_str(), body["reason"].as_str()), (Some("REJECTED"), Some("SOLD_OUT")));
     let id = tps_contract::OrderCommand::id_for("erin", "sold-out-1");
-    problem(api.get(&format!("/v1/orders/{id}")).bearer_auth(token("erin", false)).send().await.unwrap(), 404).await;
+    problem(
+        api.get(&format!("/v1/orders/{id}")).bearer_auth(token("erin", false)).send().await.unwrap(),
+        404,
+    )
+    .await;
     assert!(stored_order_ids(&api.stack.nats.url()).await.is_empty());
 }

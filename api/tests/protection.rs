@@ -62,9 +62,17 @@ async fn a_client_ip_over_its_rate_gets_429_but_probes_still_answer() {
 
 #[tokio::test]
 async fn beyond_the_in_flight_bound_requests_are_shed_at_once_and_slow_ones_meet_a_deadline() {
-    let mut api =
-        TestApi::start_with(&["--max-in-flight", "1", "--queue-timeout-ms", "0", "--request-timeout-ms", "1500", "--db-probe-ms", "0"])
-            .await;
+    let mut api = TestApi::start_with(&[
+        "--max-in-flight",
+        "1",
+        "--queue-timeout-ms",
+        "0",
+        "--request-timeout-ms",
+        "1500",
+        "--db-probe-ms",
+        "0",
+    ])
+    .await;
     let ticket = api.ticket(10, 1).await;
     // Postgres gone: a settled-order read waits for a connection, holding the one slot.
     api.stack.postgres.kill();
@@ -88,7 +96,10 @@ async fn beyond_the_in_flight_bound_requests_are_shed_at_once_and_slow_ones_meet
     let (slow, took) = slow.await.unwrap();
     assert!(slow.headers().contains_key("retry-after"));
     problem(slow, 503).await;
-    assert!(took < Duration::from_millis(2_900), "answered by the deadline or the pool bound, not hung: {took:?}");
+    assert!(
+        took < Duration::from_millis(2_900),
+        "answered by the deadline or the pool bound, not hung: {took:?}"
+    );
 }
 
 #[tokio::test]

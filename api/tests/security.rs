@@ -53,9 +53,10 @@ impl Cases {
                 } else {
                     json!(uuid::Uuid::from_u128(u128::from(self.next())))
                 };
-                let quantity = [json!(self.next() as i64), json!(self.text(5)), json!(null), json!(1.5), json!(0)]
-                    [self.below(5) as usize]
-                    .clone();
+                let quantity =
+                    [json!(self.next() as i64), json!(self.text(5)), json!(null), json!(1.5), json!(0)]
+                        [self.below(5) as usize]
+                        .clone();
                 let mut v = json!({"ticketId": id, "quantity": quantity});
                 if self.below(3) == 0 {
                     v[self.text(8)] = json!(self.next());
@@ -77,7 +78,9 @@ impl Cases {
             0 => self.bytes(200),
             1 => self.visible(140).into_bytes(),
             2 => format!("Bearer {}", self.text(60)).into_bytes(),
-            _ => format!("Bearer {}.{}.{}", self.visible(40), self.visible(80), self.visible(43)).into_bytes(),
+            _ => {
+                format!("Bearer {}.{}.{}", self.visible(40), self.visible(80), self.visible(43)).into_bytes()
+            }
         }
     }
 }
@@ -160,7 +163,10 @@ async fn forged_expired_unsigned_and_wrong_algorithm_tokens_get_401() {
         ("expired", signed(Algorithm::HS256, &json!({"sub": "mallory", "exp": 1_000_000, "scope": "admin"}))),
         ("no exp", signed(Algorithm::HS256, &json!({"sub": "mallory", "scope": "admin"}))),
         ("no sub", signed(Algorithm::HS256, &json!({"exp": 4_000_000_000u64, "scope": "admin"}))),
-        ("alg none", format!("{}.{}.", b64(br#"{"alg":"none","typ":"JWT"}"#), b64(admin.to_string().as_bytes()))),
+        (
+            "alg none",
+            format!("{}.{}.", b64(br#"{"alg":"none","typ":"JWT"}"#), b64(admin.to_string().as_bytes())),
+        ),
         ("HS512", signed(Algorithm::HS512, &admin)),
         ("RS256-headed", rs256_headed(&admin)),
         ("tampered", {
@@ -172,7 +178,9 @@ async fn forged_expired_unsigned_and_wrong_algorithm_tokens_get_401() {
         }),
     ];
     for (what, t) in &tokens {
-        for (method, path) in [("GET", "/v1/orders"), ("GET", "/v1/admin/dead-letters"), ("POST", "/v1/tickets")] {
+        for (method, path) in
+            [("GET", "/v1/orders"), ("GET", "/v1/admin/dead-letters"), ("POST", "/v1/tickets")]
+        {
             let request = if method == "GET" { api.get(path) } else { api.post(path).json(&json!({})) };
             let resp = request.bearer_auth(t).send().await.unwrap();
             assert_eq!(resp.status(), 401, "{what} token on {method} {path}");
@@ -192,7 +200,11 @@ async fn strangers_get_404_for_others_orders_and_non_admins_403_on_every_admin_r
     assert_eq!(api.get(&path).bearer_auth(token("owner", false)).send().await.unwrap().status(), 200);
     problem(api.get(&path).bearer_auth(token("stranger", false)).send().await.unwrap(), 404).await;
     let listed = api.get("/v1/orders").bearer_auth(token("stranger", false)).send().await.unwrap();
-    assert_eq!(listed.json::<serde_json::Value>().await.unwrap()["items"], json!([]), "a stranger lists nothing");
+    assert_eq!(
+        listed.json::<serde_json::Value>().await.unwrap()["items"],
+        json!([]),
+        "a stranger lists nothing"
+    );
 
     let user = token("owner", false);
     let new_ticket = json!({"name": "x", "totalQuantity": 1, "priceCents": 1});

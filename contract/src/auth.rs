@@ -37,11 +37,10 @@ pub fn verify(secret: &[u8], token: &str) -> Result<Claims, TokenError> {
 
 /// Signs a token for `sub` valid for `ttl_secs`, with `admin` in its scope when asked.
 pub fn mint(secret: &[u8], sub: &str, admin: bool, ttl_secs: u64) -> String {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    let claims = Claims { sub: sub.to_owned(), exp: now + ttl_secs, scope: admin.then(|| "admin".to_owned()) };
+    let now =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let claims =
+        Claims { sub: sub.to_owned(), exp: now + ttl_secs, scope: admin.then(|| "admin".to_owned()) };
     jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &EncodingKey::from_secret(secret))
         .expect("HS256 signing cannot fail")
 }
@@ -63,7 +62,9 @@ mod tests {
     fn wrong_key_expired_and_wrong_algorithm_are_refused() {
         assert!(verify(b"other", &mint(b"k", "a", false, 60)).is_err());
         let expired = Claims { sub: "a".into(), exp: 1, scope: None };
-        let t = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &expired, &EncodingKey::from_secret(b"k")).unwrap();
+        let t =
+            jsonwebtoken::encode(&Header::new(Algorithm::HS256), &expired, &EncodingKey::from_secret(b"k"))
+                .unwrap();
         assert!(verify(b"k", &t).is_err());
         let hs512 = jsonwebtoken::encode(
             &Header::new(Algorithm::HS512),

@@ -162,7 +162,9 @@ impl Signup {
             let date = log.date.as_str();
             let is_date = chrono::NaiveDate::parse_from_str(date, "%Y-%m-%d").is_ok();
             if !is_date && DateTime::parse_from_rfc3339(date).is_err() {
-                return Err(format!("logs[{i}].date must be an ISO 8601 date (2025-01-31) or RFC 3339 date-time"));
+                return Err(format!(
+                    "logs[{i}].date must be an ISO 8601 date (2025-01-31) or RFC 3339 date-time"
+                ));
             }
         }
         Ok(())
@@ -309,7 +311,10 @@ mod tests {
         let mut other = signup();
         other.team.projects[0].completed = true;
         assert_ne!(other.fingerprint(), s.fingerprint());
-        assert_ne!(Signup { email: Some("ada@example.com".into()), ..signup() }.fingerprint(), s.fingerprint());
+        assert_ne!(
+            Signup { email: Some("ada@example.com".into()), ..signup() }.fingerprint(),
+            s.fingerprint()
+        );
     }
 
     #[test]

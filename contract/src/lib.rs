@@ -31,4 +31,3 @@ pub use command::{OrderCommand, SignupCommand};
 pub use event::{OrderUpdated, TicketUpdated};
 pub use shard::shard_for;
 pub use status::{OrderReason, OrderStatus, UserReason, UserStatus};
-

@@ -11,7 +11,10 @@ pub fn raise_nofile(want: u64) -> std::io::Result<u64> {
     if lim.rlim_cur >= want {
         return Ok(lim.rlim_cur);
     }
-    let ceiling = std::fs::read_to_string("/proc/sys/fs/nr_open").ok().and_then(|s| s.trim().parse().ok()).unwrap_or(lim.rlim_max);
+    let ceiling = std::fs::read_to_string("/proc/sys/fs/nr_open")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(lim.rlim_max);
     let raised = libc::rlimit { rlim_cur: want.min(ceiling), rlim_max: lim.rlim_max.max(want.min(ceiling)) };
     // SAFETY: setrlimit only reads the struct.
     if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {

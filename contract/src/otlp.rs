@@ -91,7 +91,10 @@ impl Config {
         let endpoint = match var(opentelemetry_otlp::OTEL_EXPORTER_OTLP_TRACES_ENDPOINT) {
             Some(url) => url,
             None => {
-                format!("{}/v1/traces", var(opentelemetry_otlp::OTEL_EXPORTER_OTLP_ENDPOINT)?.trim_end_matches('/'))
+                format!(
+                    "{}/v1/traces",
+                    var(opentelemetry_otlp::OTEL_EXPORTER_OTLP_ENDPOINT)?.trim_end_matches('/')
+                )
             }
         };
         let mut config = Self::new(endpoint, default_service_name);
@@ -105,7 +108,8 @@ impl Config {
         config.max_queue_size = size("OTEL_BSP_MAX_QUEUE_SIZE", config.max_queue_size);
         config.max_export_batch_size =
             size("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", config.max_export_batch_size).min(config.max_queue_size);
-        config.max_concurrent_exports = size("OTEL_BSP_MAX_CONCURRENT_EXPORTS", config.max_concurrent_exports);
+        config.max_concurrent_exports =
+            size("OTEL_BSP_MAX_CONCURRENT_EXPORTS", config.max_concurrent_exports);
         Some(config)
     }
 }
@@ -118,7 +122,11 @@ fn resource(default_service_name: &str) -> Resource {
     let named = detected
         .get(&Key::from_static_str(SERVICE_NAME))
         .is_some_and(|name| !name.as_str().starts_with("unknown_service"));
-    if named { detected } else { Resource::builder().with_service_name(default_service_name.to_owned()).build() }
+    if named {
+        detected
+    } else {
+        Resource::builder().with_service_name(default_service_name.to_owned()).build()
+    }
 }
 
 enum Command {
@@ -136,7 +144,8 @@ pub(crate) struct Pipeline {
 impl Pipeline {
     /// Builds the exporter and spawns its task on the current Tokio runtime.
     pub(crate) fn start(config: &Config) -> Result<Self, String> {
-        let runtime = tokio::runtime::Handle::try_current().map_err(|_| "not inside a Tokio runtime".to_owned())?;
+        let runtime =
+            tokio::runtime::Handle::try_current().map_err(|_| "not inside a Tokio runtime".to_owned())?;
         if config.endpoint.starts_with("https:") {
             return Err("https endpoints are not supported (this build has no TLS client); \
                         export over http to a collector or agent"
@@ -392,9 +401,10 @@ pub fn install(config: &Config) -> bool {
 /// [`install`] with the process environment's configuration, if it asks for one.
 pub(crate) fn install_from_env(default_service_name: &str) -> bool {
     let Some(config) = Config::from_env(default_service_name) else { return false };
-    for name in
-        [opentelemetry_otlp::OTEL_EXPORTER_OTLP_TRACES_PROTOCOL, opentelemetry_otlp::OTEL_EXPORTER_OTLP_PROTOCOL]
-    {
+    for name in [
+        opentelemetry_otlp::OTEL_EXPORTER_OTLP_TRACES_PROTOCOL,
+        opentelemetry_otlp::OTEL_EXPORTER_OTLP_PROTOCOL,
+    ] {
         if let Ok(protocol) = std::env::var(name)
             && !protocol.is_empty()
             && protocol != opentelemetry_otlp::OTEL_EXPORTER_OTLP_PROTOCOL_HTTP_JSON
@@ -429,7 +439,8 @@ mod tests {
     use crate::trace::{TRACEPARENT_HEADER, TraceContext};
 
     fn vars(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
-        let map: HashMap<String, String> = pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+        let map: HashMap<String, String> =
+            pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
         move |name| map.get(name).cloned()
     }
 
@@ -438,7 +449,8 @@ mod tests {
         assert_eq!(Config::from_vars(vars(&[]), "svc"), None, "no endpoint, no export");
         assert_eq!(Config::from_vars(vars(&[("OTEL_EXPORTER_OTLP_ENDPOINT", " ")]), "svc"), None);
 
-        let generic = Config::from_vars(vars(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318/")]), "svc");
+        let generic =
+            Config::from_vars(vars(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318/")]), "svc");
         assert_eq!(generic, Some(Config::new("http://collector:4318/v1/traces", "svc")));
 
         let both = [
@@ -448,12 +460,16 @@ mod tests {
         let config = Config::from_vars(vars(&both), "svc").unwrap();
         assert_eq!(config.endpoint, "http://traces:9999/custom", "the signal's endpoint is used as is");
 
-        for off in [("OTEL_SDK_DISABLED", "TRUE"), ("OTEL_TRACES_EXPORTER", "none"), ("OTEL_TRACES_EXPORTER", "zipkin")]
-        {
+        for off in [
+            ("OTEL_SDK_DISABLED", "TRUE"),
+            ("OTEL_TRACES_EXPORTER", "none"),
+            ("OTEL_TRACES_EXPORTER", "zipkin"),
+        ] {
             let set = [("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318"), off];
             assert_eq!(Config::from_vars(vars(&set), "svc"), None, "{off:?}");
         }
-        let listed = [("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:4318"), ("OTEL_TRACES_EXPORTER", "console, otlp")];
+        let listed =
+            [("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:4318"), ("OTEL_TRACES_EXPORTER", "console, otlp")];
         assert!(Config::from_vars(vars(&listed), "svc").is_some());
 
         let tuned = [
@@ -604,8 +620,14 @@ mod tests {
             attributes: vec![("tps.stream", "ORDERS".into()), ("tps.seq", 42u64.into())],
         });
         // Not sampled by the caller: not exported.
-        let unsampled = TraceContext::parse("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00").unwrap();
-        spans::export(Span { name: "ignored", context: unsampled.child(), parent_span_id: None, ..spans_template() });
+        let unsampled =
+            TraceContext::parse("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00").unwrap();
+        spans::export(Span {
+            name: "ignored",
+            context: unsampled.child(),
+            parent_span_id: None,
+            ..spans_template()
+        });
 
         assert!(bodies.try_recv().is_err(), "nothing is sent before the batch is due");
         installed.shutdown().await;
@@ -616,8 +638,9 @@ mod tests {
             collected.extend(spans_of(&body));
         }
         assert_eq!(collected.len(), 2, "{collected:?}");
-        let find =
-            |name: &str| collected.iter().find(|(_, s)| s["name"] == name).unwrap_or_else(|| panic!("no {name}"));
+        let find = |name: &str| {
+            collected.iter().find(|(_, s)| s["name"] == name).unwrap_or_else(|| panic!("no {name}"))
+        };
         let (api_service, api_span) = find("POST /v1/orders");
         let (worker_service, worker_span) = find("settle");
         assert_eq!(api_service, "tps-test");

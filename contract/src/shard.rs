@@ -12,10 +12,7 @@ const FNV_PRIME: u64 = 0x0000_0100_0000_01b3;
 /// FNV-1a 64 over the id's 16 bytes, reduced modulo `shards` (which must be > 0).
 pub fn shard_for(id: &Uuid, shards: u32) -> u32 {
     assert!(shards > 0, "shard count must be positive");
-    let hash = id
-        .as_bytes()
-        .iter()
-        .fold(FNV_OFFSET, |h, b| (h ^ u64::from(*b)).wrapping_mul(FNV_PRIME));
+    let hash = id.as_bytes().iter().fold(FNV_OFFSET, |h, b| (h ^ u64::from(*b)).wrapping_mul(FNV_PRIME));
     (hash % u64::from(shards)) as u32
 }
 

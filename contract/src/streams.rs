@@ -6,8 +6,8 @@ use std::time::Duration;
 use async_nats::jetstream::{self, consumer, stream};
 
 use crate::subject::{
-    DEAD_LETTER_STREAM, DEAD_LETTER_SUBJECTS, DUPLICATE_WINDOW_SECS, ORDERS_STREAM, ORDERS_SUBJECTS, USERS_STREAM,
-    USERS_SUBJECTS, consumer_name,
+    DEAD_LETTER_STREAM, DEAD_LETTER_SUBJECTS, DUPLICATE_WINDOW_SECS, ORDERS_STREAM, ORDERS_SUBJECTS,
+    USERS_STREAM, USERS_SUBJECTS, consumer_name,
 };
 
 /// Size and durability limits of the command streams.

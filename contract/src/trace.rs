@@ -33,7 +33,8 @@ impl TraceContext {
     /// Parses a `traceparent` value; `None` for anything the spec says to ignore.
     pub fn parse(header: &str) -> Option<Self> {
         let mut parts = header.trim().split('-');
-        let (version, trace_id, span_id, flags) = (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+        let (version, trace_id, span_id, flags) =
+            (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
         // Version 00 has exactly four fields; a future version may append more.
         let version_ok = is_hex(version, 2) && version != "ff" && (version != "00" || parts.next().is_none());
         let ids_ok = is_hex(trace_id, 32) && is_hex(span_id, 16) && !is_zero(trace_id) && !is_zero(span_id);

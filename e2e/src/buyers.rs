@@ -85,7 +85,13 @@ impl Buyers {
 
     /// `n` orders from `users` users for `ticket`; every `dup_every`-th order reuses
     /// the previous order's key and body (a client retry), so replays are mixed in.
-    pub fn plan(n: usize, users: usize, ticket: Uuid, quantity: impl Fn(usize) -> u32, dup_every: usize) -> Vec<Planned> {
+    pub fn plan(
+        n: usize,
+        users: usize,
+        ticket: Uuid,
+        quantity: impl Fn(usize) -> u32,
+        dup_every: usize,
+    ) -> Vec<Planned> {
         let mut plan: Vec<Planned> = Vec::with_capacity(n);
         for i in 0..n {
             if dup_every > 0 && i > 0 && i % dup_every == 0 {
@@ -93,7 +99,12 @@ impl Buyers {
                 plan.push(prev);
                 continue;
             }
-            plan.push(Planned { user: format!("user-{}", i % users), key: format!("k-{i}"), ticket, quantity: quantity(i) });
+            plan.push(Planned {
+                user: format!("user-{}", i % users),
+                key: format!("k-{i}"),
+                ticket,
+                quantity: quantity(i),
+            });
         }
         plan
     }
@@ -145,7 +156,8 @@ impl Buyers {
                     match status {
                         202 => {
                             o.replays += usize::from(replayed);
-                            let id: Uuid = body["id"].as_str().and_then(|s| s.parse().ok()).expect("202 carries an id");
+                            let id: Uuid =
+                                body["id"].as_str().and_then(|s| s.parse().ok()).expect("202 carries an id");
                             o.accepted.insert(id, (order.user.clone(), order.quantity));
                             return;
                         }
@@ -160,7 +172,9 @@ impl Buyers {
                 backoff = (backoff * 2).min(Duration::from_secs(1));
                 // A client behind a load balancer lands on another pod when one goes away.
                 if self.bases.len() > 1 {
-                    base = self.bases[(self.bases.iter().position(|b| *b == base).unwrap_or(0) + 1) % self.bases.len()].clone();
+                    base = self.bases
+                        [(self.bases.iter().position(|b| *b == base).unwrap_or(0) + 1) % self.bases.len()]
+                    .clone();
                 }
                 continue;
             }

@@ -27,12 +27,20 @@ pub struct Ledger {
 /// asserts: each accepted id is there exactly once with its quantity, no ticket
 /// is oversold, `available = total - sold`, and each order reads back final
 /// through the API with its owner's token.
-pub async fn settle_and_check(db_url: &str, api: &str, outcome: &Outcome, timeout: Duration) -> anyhow::Result<Ledger> {
+pub async fn settle_and_check(
+    db_url: &str,
+    api: &str,
+    outcome: &Outcome,
+    timeout: Duration,
+) -> anyhow::Result<Ledger> {
     let pool = PgPool::connect(db_url).await?;
     let ids: Vec<Uuid> = outcome.accepted.keys().copied().collect();
     let deadline = tokio::time::Instant::now() + timeout;
     loop {
-        let settled: i64 = sqlx::query_scalar("SELECT count(*) FROM orders WHERE id = ANY($1)").bind(&ids).fetch_one(&pool).await?;
+        let settled: i64 = sqlx::query_scalar("SELECT count(*) FROM orders WHERE id = ANY($1)")
+            .bind(&ids)
+            .fetch_one(&pool)
+            .await?;
         if settled as usize == ids.len() {
             break;
         }
@@ -45,9 +53,13 @@ pub async fn settle_and_check(db_url: &str, api: &str, outcome: &Outcome, timeou
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     // Nothing but accepted orders may exist, each once, with the accepted quantity.
-    let rows: Vec<(Uuid, String, i32)> = sqlx::query_as("SELECT id, user_id, quantity FROM orders").fetch_all(&pool).await?;
+    let rows: Vec<(Uuid, String, i32)> =
+        sqlx::query_as("SELECT id, user_id, quantity FROM orders").fetch_all(&pool).await?;
     for (id, user, qty) in &rows {
-        let (u, q) = outcome.accepted.get(id).ok_or_else(|| anyhow::anyhow!("order {id} settled but never acknowledged"))?;
+        let (u, q) = outcome
+            .accepted
+            .get(id)
+            .ok_or_else(|| anyhow::anyhow!("order {id} settled but never acknowledged"))?;
         anyhow::ensure!(u == user && *q as i32 == *qty, "order {id} changed: {user}/{qty} vs {u}/{q}");
     }
     let tickets: Vec<(Uuid, i64, i64, i64)> = sqlx::query_as(
@@ -57,10 +69,14 @@ pub async fn settle_and_check(db_url: &str, api: &str, outcome: &Outcome, timeou
     )
     .fetch_all(&pool)
     .await?;
-    let mut ledger = Ledger { sold: HashMap::new(), available: HashMap::new(), total: HashMap::new(), orders: rows.len() };
+    let mut ledger =
+        Ledger { sold: HashMap::new(), available: HashMap::new(), total: HashMap::new(), orders: rows.len() };
     for (id, total, available, sold) in tickets {
         anyhow::ensure!(sold <= total, "oversold ticket {id}: sold {sold} of {total}");
-        anyhow::ensure!(available == total - sold, "ticket {id}: available {available} but total {total} - sold {sold}");
+        anyhow::ensure!(
+            available == total - sold,
+            "ticket {id}: available {available} but total {total} - sold {sold}"
+        );
         ledger.sold.insert(id, sold);
         ledger.available.insert(id, available);
         ledger.total.insert(id, total);
@@ -73,12 +89,23 @@ pub async fn settle_and_check(db_url: &str, api: &str, outcome: &Outcome, timeou
 async fn check_through_api(api: &str, outcome: &Outcome) -> anyhow::Result<()> {
     let client = reqwest::Client::new();
     for (id, (user, _)) in outcome.accepted.iter().take(50) {
-        let resp = client.get(format!("{api}/v1/orders/{id}")).bearer_auth(tps_testkit::token(user, false)).send().await?;
+        let resp = client
+            .get(format!("{api}/v1/orders/{id}"))
+            .bearer_auth(tps_testkit::token(user, false))
+            .send()
+            .await?;
         anyhow::ensure!(resp.status() == 200, "GET order {id}: {}", resp.status());
         let body: Value = resp.json().await?;
         let status = body["status"].as_str().unwrap_or_default();
-        anyhow::ensure!(status == "CONFIRMED" || status == "REJECTED", "order {id} not final via API: {body}");
-        let stranger = client.get(format!("{api}/v1/orders/{id}")).bearer_auth(tps_testkit::token("someone-else", false)).send().await?;
+        anyhow::ensure!(
+            status == "CONFIRMED" || status == "REJECTED",
+            "order {id} not final via API: {body}"
+        );
+        let stranger = client
+            .get(format!("{api}/v1/orders/{id}"))
+            .bearer_auth(tps_testkit::token("someone-else", false))
+            .send()
+            .await?;
         anyhow::ensure!(stranger.status() == 404, "another user read order {id}: {}", stranger.status());
     }
     Ok(())

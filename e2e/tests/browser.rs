@@ -22,7 +22,9 @@ async fn chromedriver() -> (tokio::process::Child, String) {
         .stderr(Stdio::null())
         .kill_on_drop(true)
         .spawn()
-        .unwrap_or_else(|e| panic!("{CHROMEDRIVER}: {e} (install chromium and chromium-driver; scripts/test does)"));
+        .unwrap_or_else(|e| {
+            panic!("{CHROMEDRIVER}: {e} (install chromium and chromium-driver; scripts/test does)")
+        });
     let url = format!("http://127.0.0.1:{port}");
     let http = reqwest::Client::new();
     for _ in 0..100 {
@@ -88,17 +90,36 @@ async fn a_buyer_sees_the_order_confirmed_live_without_a_reload() {
         .expect("a Chromium session");
 
     browser.goto(&format!("{}/#token={}", api.url(), token("alice", false))).await.unwrap();
-    until(&browser, "document.getElementById('live').textContent === 'live'", "the WebSocket", Duration::from_secs(10)).await;
-    let buy = browser.wait().for_element(Locator::Css(&format!("tr[data-ticket='{ticket}'] button.buy"))).await.unwrap();
+    until(
+        &browser,
+        "document.getElementById('live').textContent === 'live'",
+        "the WebSocket",
+        Duration::from_secs(10),
+    )
+    .await;
+    let buy = browser
+        .wait()
+        .for_element(Locator::Css(&format!("tr[data-ticket='{ticket}'] button.buy")))
+        .await
+        .unwrap();
     let row = format!("document.querySelector(\"tr[data-ticket='{ticket}'] .available\").textContent");
     assert_eq!(browser.execute(&format!("return {row};"), vec![]).await.unwrap(), "10");
-    assert!(!browser.current_url().await.unwrap().as_str().contains("token="), "the token leaves the address bar");
+    assert!(
+        !browser.current_url().await.unwrap().as_str().contains("token="),
+        "the token leaves the address bar"
+    );
 
     // A reload would lose this mark.
     browser.execute("window.stillTheSamePage = true;", vec![]).await.unwrap();
     buy.click().await.unwrap();
     let status = "document.querySelector('tr[data-order] .status')?.textContent";
-    let confirmed = until(&browser, &format!("{status} === 'CONFIRMED' && {status}"), "CONFIRMED", Duration::from_secs(30)).await;
+    let confirmed = until(
+        &browser,
+        &format!("{status} === 'CONFIRMED' && {status}"),
+        "CONFIRMED",
+        Duration::from_secs(30),
+    )
+    .await;
     assert_eq!(confirmed, "CONFIRMED");
     until(&browser, &format!("{row} === '9'"), "the stock falling to 9", Duration::from_secs(5)).await;
     let same = browser.execute("return window.stillTheSamePage === true;", vec![]).await.unwrap();

@@ -31,7 +31,8 @@ async fn under_load(
 
 async fn verdict(stack: &Stack, api: &AppProcess, ticket: uuid::Uuid, stock: u32, outcome: &Outcome) {
     let started = std::time::Instant::now();
-    let ledger = settle_and_check(&stack.database_url, api.url(), outcome, Duration::from_secs(120)).await.unwrap();
+    let ledger =
+        settle_and_check(&stack.database_url, api.url(), outcome, Duration::from_secs(120)).await.unwrap();
     assert_eq!(ledger.sold[&ticket], i64::from(stock), "demand exceeded stock, so all of it is sold");
     // The measured outcome, quoted in RELIABILITY.md (run with --no-capture).
     let mut statuses: Vec<_> = outcome.statuses.iter().collect();
@@ -71,7 +72,11 @@ async fn nats_restarted_during_load_loses_nothing() {
         stack.nats.start_again().await.unwrap();
     })
     .await;
-    assert!(outcome.statuses.get(&503).copied().unwrap_or(0) > 0, "NATS down must answer 503: {:?}", outcome.statuses);
+    assert!(
+        outcome.statuses.get(&503).copied().unwrap_or(0) > 0,
+        "NATS down must answer 503: {:?}",
+        outcome.statuses
+    );
     verdict(&stack, &api, ticket, 1_500, &outcome).await;
 }
 

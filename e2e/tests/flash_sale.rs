@@ -25,7 +25,8 @@ async fn twenty_thousand_orders_for_a_thousand_tickets_sell_exactly_a_thousand()
     assert_eq!(outcome.inconsistent, 0, "a repeated request got a different answer than the original");
     assert!(outcome.replays > 0, "replays are answered with Idempotent-Replayed: true");
 
-    let ledger = settle_and_check(&stack.database_url, api.url(), &outcome, Duration::from_secs(90)).await.unwrap();
+    let ledger =
+        settle_and_check(&stack.database_url, api.url(), &outcome, Duration::from_secs(90)).await.unwrap();
     assert_eq!(ledger.sold[&ticket], 1_000, "demand exceeds stock, so every ticket is sold");
     assert_eq!(ledger.available[&ticket], 0);
     assert_eq!(ledger.orders, outcome.accepted.len(), "every 202 is one order row");

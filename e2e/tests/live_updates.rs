@@ -21,7 +21,8 @@ async fn ws_with_query_token(api: &AppProcess, user: &str) -> Socket {
 }
 
 async fn ws_with_header(api: &AppProcess, user: &str) -> Socket {
-    let mut request = format!("{}/v1/events", api.url().replace("http://", "ws://")).into_client_request().unwrap();
+    let mut request =
+        format!("{}/v1/events", api.url().replace("http://", "ws://")).into_client_request().unwrap();
     request.headers_mut().insert("authorization", format!("Bearer {}", token(user, false)).parse().unwrap());
     tokio_tungstenite::connect_async(request).await.expect("websocket opens").0
 }
@@ -58,7 +59,8 @@ impl Client {
         }
         let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
         loop {
-            let msg = tokio::time::timeout_at(deadline, self.socket.next()).await.expect("the event within 30 s");
+            let msg =
+                tokio::time::timeout_at(deadline, self.socket.next()).await.expect("the event within 30 s");
             if let Message::Text(text) = msg.expect("open").expect("a valid frame") {
                 let event: Value = serde_json::from_str(&text).unwrap();
                 if pred(&event) {
@@ -71,7 +73,11 @@ impl Client {
 }
 
 /// The `data:` events of an SSE response until `pred` matches one; panics after 10 s.
-async fn sse_wait_for(response: &mut reqwest::Response, buffer: &mut String, pred: impl Fn(&Value) -> bool) -> Value {
+async fn sse_wait_for(
+    response: &mut reqwest::Response,
+    buffer: &mut String,
+    pred: impl Fn(&Value) -> bool,
+) -> Value {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     loop {
         while let Some(end) = buffer.find("\n\n") {
@@ -139,7 +145,11 @@ async fn an_order_placed_on_api_a_reaches_its_owner_on_api_b_and_nobody_else() {
     let sold = |e: &Value| e["type"] == "ticket.updated" && e["ticketId"] == ticket.to_string().as_str();
     for socket in [&mut alice_on_b, &mut alice_on_a, &mut bob_on_a, &mut bob_on_b] {
         let update = socket.wait_for(sold).await;
-        assert_eq!((update["available"].as_i64(), update["soldOut"].as_bool()), (Some(98), Some(false)), "{update}");
+        assert_eq!(
+            (update["available"].as_i64(), update["soldOut"].as_bool()),
+            (Some(98), Some(false)),
+            "{update}"
+        );
     }
     let mut buffer = String::new();
     let update = sse_wait_for(&mut carol_sse_on_b, &mut buffer, |e| is_order(e) || sold(e)).await;
@@ -154,12 +164,21 @@ async fn an_order_placed_on_api_a_reaches_its_owner_on_api_b_and_nobody_else() {
 
     // The listing on the other pod reflects the sale within a second of the push.
     loop {
-        let page: Value = http.get(format!("{}/v1/tickets", api_b.url())).send().await.unwrap().json().await.unwrap();
-        let listed = page["items"].as_array().unwrap().iter().find(|t| t["id"] == ticket.to_string().as_str()).cloned();
+        let page: Value =
+            http.get(format!("{}/v1/tickets", api_b.url())).send().await.unwrap().json().await.unwrap();
+        let listed = page["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["id"] == ticket.to_string().as_str())
+            .cloned();
         if listed.as_ref().is_some_and(|t| t["available"] == 98) {
             break;
         }
-        assert!(pushed_at.elapsed() < Duration::from_secs(1), "api B still lists {listed:?} 1 s after the sale");
+        assert!(
+            pushed_at.elapsed() < Duration::from_secs(1),
+            "api B still lists {listed:?} 1 s after the sale"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }

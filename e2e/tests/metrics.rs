@@ -73,12 +73,24 @@ fn check_api(page: &Scrape, outcome: &Outcome) {
     let with = |extra: (&'static str, &'static str)| [orders[0], orders[1], extra];
     assert_eq!(page.sum("tps_http_requests_total", &with(("status", "2xx"))), Some(status(outcome, 202)));
     assert_eq!(page.sum("tps_http_requests_total", &with(("status", "4xx"))), Some(status(outcome, 409)));
-    assert_eq!(page.sum("tps_http_requests_total", &[("route", "/v1/tickets"), ("method", "POST"), ("status", "2xx")]), Some(1.0));
-    assert!(page.samples.iter().all(|s| !s.labels.values().any(|v| v.parse::<uuid::Uuid>().is_ok())), "an id in a label");
+    assert_eq!(
+        page.sum(
+            "tps_http_requests_total",
+            &[("route", "/v1/tickets"), ("method", "POST"), ("status", "2xx")]
+        ),
+        Some(1.0)
+    );
+    assert!(
+        page.samples.iter().all(|s| !s.labels.values().any(|v| v.parse::<uuid::Uuid>().is_ok())),
+        "an id in a label"
+    );
 
     let requests = page.sum("tps_http_requests_total", &orders).unwrap();
     assert_eq!(page.sum("tps_http_request_duration_seconds_count", &orders), Some(requests));
-    assert_eq!(page.sum("tps_http_request_duration_seconds_bucket", &[orders[0], orders[1], ("le", "+Inf")]), Some(requests));
+    assert_eq!(
+        page.sum("tps_http_request_duration_seconds_bucket", &[orders[0], orders[1], ("le", "+Inf")]),
+        Some(requests)
+    );
 
     let accepted = outcome.accepted.len() as f64;
     assert_eq!(page.sum("tps_api_orders_accepted_total", &[]), Some(accepted));
@@ -103,7 +115,10 @@ fn check_worker(page: &Scrape, outcome: &Outcome) {
         .filter_map(|o| page.sum("tps_worker_settled_total", &[orders[0], ("outcome", o)]))
         .sum();
     assert_eq!(final_outcomes, accepted, "one settle per accepted order");
-    assert_eq!(page.sum("tps_worker_settled_total", &[orders[0], ("outcome", "CONFIRMED")]), Some(f64::from(STOCK)));
+    assert_eq!(
+        page.sum("tps_worker_settled_total", &[orders[0], ("outcome", "CONFIRMED")]),
+        Some(f64::from(STOCK))
+    );
     assert_eq!(page.sum("tps_worker_settle_lag_seconds_count", &orders), Some(accepted));
 
     let batches = page.sum("tps_worker_batch_size_count", &orders).unwrap();
@@ -116,7 +131,14 @@ fn check_worker(page: &Scrape, outcome: &Outcome) {
     assert_eq!(page.sum("tps_worker_shards_owned", &orders), Some(f64::from(SHARDS)));
     for shard in 0..SHARDS {
         let shard = shard.to_string();
-        assert_eq!(page.sum("tps_worker_shard_owned", &[orders[0], ("shard", &shard)]), Some(1.0), "shard {shard}");
+        assert_eq!(
+            page.sum("tps_worker_shard_owned", &[orders[0], ("shard", &shard)]),
+            Some(1.0),
+            "shard {shard}"
+        );
     }
-    assert_eq!(page.sum("tps_worker_dead_letters_total", &[orders[0], ("kind", "max_deliveries")]), Some(0.0));
+    assert_eq!(
+        page.sum("tps_worker_dead_letters_total", &[orders[0], ("kind", "max_deliveries")]),
+        Some(0.0)
+    );
 }

@@ -66,13 +66,17 @@ async fn one_order_is_exported_as_an_api_span_and_its_settle_span() {
     assert_eq!(settle.attribute("tps.stream"), Some(&json!({"stringValue": "ORDERS"})));
     assert_eq!(settle.attribute("tps.shard"), Some(&json!({"intValue": "0"})));
     assert!(settle.attribute("tps.seq").is_some(), "{:?}", settle.span);
-    assert!(!collector.spans().iter().any(|s| s.field("name") == "POST /v1/orders"), "the api's batch is not due yet");
+    assert!(
+        !collector.spans().iter().any(|s| s.field("name") == "POST /v1/orders"),
+        "the api's batch is not due yet"
+    );
 
     // SIGTERM: the api drains, flushes its queued span, and exits 0.
     let code = tokio::task::block_in_place(|| api.terminate(Duration::from_secs(20)));
     assert_eq!(code, Some(0), "{}", api.log_tail());
     let spans = collector.spans();
-    let api_spans: Vec<&CollectedSpan> = spans.iter().filter(|s| s.field("name") == "POST /v1/orders").collect();
+    let api_spans: Vec<&CollectedSpan> =
+        spans.iter().filter(|s| s.field("name") == "POST /v1/orders").collect();
     assert_eq!(api_spans.len(), 1, "one span per accepted order, flushed on shutdown:\n{}", api.log_tail());
     let span = api_spans[0];
     assert_eq!(span.service, "tps-api", "the default service name");

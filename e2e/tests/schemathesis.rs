@@ -23,7 +23,8 @@ fn schemathesis() -> PathBuf {
         let venv = Command::new(&python).args(["-m", "venv", VENV]).status().expect("python3 runs");
         assert!(venv.success(), "python3 -m venv {VENV}");
         let pip = Path::new(VENV).join("bin/pip");
-        let installed = Command::new(pip).args(["install", "--quiet"]).args(PACKAGES).status().expect("pip runs");
+        let installed =
+            Command::new(pip).args(["install", "--quiet"]).args(PACKAGES).status().expect("pip runs");
         assert!(installed.success(), "pip install {PACKAGES:?}");
         std::fs::write(Path::new(VENV).join(MARKER), "").expect("marker written");
     }
@@ -34,7 +35,8 @@ fn schemathesis() -> PathBuf {
 async fn no_generated_request_gets_a_5xx() {
     let st = tokio::task::spawn_blocking(schemathesis).await.unwrap();
     let stack = Stack::start().await.unwrap();
-    let api = AppProcess::api(&stack, 4, &[("API_RATE_LIMIT_PER_USER", "0"), ("RUST_LOG", "warn")]).await.unwrap();
+    let api =
+        AppProcess::api(&stack, 4, &[("API_RATE_LIMIT_PER_USER", "0"), ("RUST_LOG", "warn")]).await.unwrap();
     let _worker = AppProcess::worker(&stack, 4, &[("RUST_LOG", "warn")]).await.unwrap();
     // An admin token opens every route, so generation reaches the handlers behind auth.
     let auth = format!("Authorization: Bearer {}", token("schemathesis", true));
@@ -55,7 +57,8 @@ async fn no_generated_request_gets_a_5xx() {
     })
     .await
     .unwrap();
-    let report = format!("{}\n{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    let report =
+        format!("{}\n{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
     eprintln!("{report}");
     assert!(
         output.status.success(),

@@ -120,7 +120,8 @@ async fn the_signup_contract_over_http() {
     assert_eq!(location, format!("/v1/users/{id}"));
     let first: Value = accepted.json().await.unwrap();
     assert_eq!(first, json!({"id": id, "status": "PENDING"}));
-    let pending: Value = http.get(format!("{}{location}", api.url())).send().await.unwrap().json().await.unwrap();
+    let pending: Value =
+        http.get(format!("{}{location}", api.url())).send().await.unwrap().json().await.unwrap();
     assert_eq!(pending, json!({"id": id, "status": "PENDING"}));
 
     // The same body, keys in another order: a replay with the same answer.
@@ -156,12 +157,18 @@ async fn the_signup_contract_over_http() {
 
     // Settled changes nothing about replays and conflicts.
     let late = post(&http, &api, &grace).await;
-    assert_eq!((late.status().as_u16(), late.headers()["idempotent-replayed"].to_str().unwrap()), (202, "true"));
+    assert_eq!(
+        (late.status().as_u16(), late.headers()["idempotent-replayed"].to_str().unwrap()),
+        (202, "true")
+    );
     problem(post(&http, &api, &other).await, 409).await;
 
     // Sign-ups are in the OpenAPI document.
-    let doc: Value = http.get(format!("{}/openapi.json", api.url())).send().await.unwrap().json().await.unwrap();
-    assert!(doc["paths"]["/v1/users"]["post"].is_object() && doc["paths"]["/v1/users/{id}"]["get"].is_object());
+    let doc: Value =
+        http.get(format!("{}/openapi.json", api.url())).send().await.unwrap().json().await.unwrap();
+    assert!(
+        doc["paths"]["/v1/users"]["post"].is_object() && doc["paths"]["/v1/users/{id}"]["get"].is_object()
+    );
     drop(worker);
 }
 
@@ -182,13 +189,20 @@ async fn ten_thousand_concurrent_signups_with_duplicates_settle_exactly_once() {
     // claim would fall back to running without Redis, where a repeat is recognised only when
     // JetStream still holds its twin; this test counts replays, so every claim must be made.
     let api = AppProcess::api(&stack, 4, &[("API_REDIS_TIMEOUT_MS", "2000")]).await.unwrap();
-    let _workers = [AppProcess::worker(&stack, 4, &[]).await.unwrap(), AppProcess::worker(&stack, 4, &[]).await.unwrap()];
+    let _workers = [
+        AppProcess::worker(&stack, 4, &[]).await.unwrap(),
+        AppProcess::worker(&stack, 4, &[]).await.unwrap(),
+    ];
 
     // One in ten reuses an earlier sign-up's email in capitals; one in twenty is sent twice.
     let mut plan: Vec<Planned> = (0..N)
         .map(|i| {
             let email = if i % 10 == 9 { i / 2 } else { i };
-            let address = if email == i { format!("storm-{email}@example.test") } else { format!("STORM-{email}@EXAMPLE.test") };
+            let address = if email == i {
+                format!("storm-{email}@example.test")
+            } else {
+                format!("STORM-{email}@EXAMPLE.test")
+            };
             let id = Uuid::new_v4();
             Planned { id, email, body: body(id, &address) }
         })
@@ -211,7 +225,14 @@ async fn ten_thousand_concurrent_signups_with_duplicates_settle_exactly_once() {
                 let jitter = Duration::from_millis((Uuid::new_v4().as_u128() % 1000) as u64);
                 match http.post(&url).json(&body).send().await {
                     Ok(r) if r.status() == 503 => retries += 1,
-                    Ok(r) => return (r.status().as_u16(), r.headers().contains_key("idempotent-replayed"), retries, errors),
+                    Ok(r) => {
+                        return (
+                            r.status().as_u16(),
+                            r.headers().contains_key("idempotent-replayed"),
+                            retries,
+                            errors,
+                        );
+                    }
                     Err(_) => errors += 1,
                 }
                 tokio::time::sleep(Duration::from_millis(500) + jitter).await;
@@ -220,7 +241,8 @@ async fn ten_thousand_concurrent_signups_with_duplicates_settle_exactly_once() {
         })
     });
     let sent_at = std::time::Instant::now();
-    let answers: Vec<(u16, bool, u32, u32)> = futures::future::join_all(sends).await.into_iter().map(Result::unwrap).collect();
+    let answers: Vec<(u16, bool, u32, u32)> =
+        futures::future::join_all(sends).await.into_iter().map(Result::unwrap).collect();
     let statuses = answers.iter().fold(HashMap::<u16, usize>::new(), |mut m, (s, ..)| {
         *m.entry(*s).or_default() += 1;
         m
@@ -234,7 +256,11 @@ async fn ten_thousand_concurrent_signups_with_duplicates_settle_exactly_once() {
     let degraded = scrape.sum("tps_api_redis_degraded_total", &[]).unwrap_or(0.0) as usize;
     assert!(replays + degraded >= plan.len() - N as usize, "{replays} replays, {degraded} degraded");
     let (retries, errors): (u32, u32) = answers.iter().fold((0, 0), |(r, e), a| (r + a.2, e + a.3));
-    eprintln!("accepted {} requests in {:?}: {replays} replays, {retries} retries after 503, {errors} after errors", plan.len(), sent_at.elapsed());
+    eprintln!(
+        "accepted {} requests in {:?}: {replays} replays, {retries} retries after 503, {errors} after errors",
+        plan.len(),
+        sent_at.elapsed()
+    );
 
     // Every accepted id reaches a final state; one CREATED per email, the rest DUPLICATE_EMAIL.
     let ids: Vec<(Uuid, u64)> = plan[..N as usize].iter().map(|p| (p.id, p.email)).collect();
@@ -246,7 +272,8 @@ async fn ten_thousand_concurrent_signups_with_duplicates_settle_exactly_once() {
             for (id, email) in chunk {
                 let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
                 loop {
-                    let state: Value = http.get(format!("{base}/v1/users/{id}")).send().await.unwrap().json().await.unwrap();
+                    let state: Value =
+                        http.get(format!("{base}/v1/users/{id}")).send().await.unwrap().json().await.unwrap();
                     if state["status"] != "PENDING" {
                         out.push((email, state));
                         break;
@@ -283,6 +310,9 @@ async fn ten_thousand_concurrent_signups_with_duplicates_settle_exactly_once() {
         async move { sqlx::query_scalar::<_, i64>(sql).fetch_one(&pool).await.unwrap() }
     };
     assert_eq!(q("SELECT count(*) FROM users").await, N as i64);
-    assert_eq!(q("SELECT count(DISTINCT lower(email)) FROM users WHERE status = 'CREATED'").await, emails.len() as i64);
+    assert_eq!(
+        q("SELECT count(DISTINCT lower(email)) FROM users WHERE status = 'CREATED'").await,
+        emails.len() as i64
+    );
     assert_eq!(q("SELECT count(*) FROM user_projects").await, 2 * emails.len() as i64);
 }

@@ -15,7 +15,8 @@ const CLIENT: &str = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
 async fn one_order_is_followed_from_the_api_span_to_the_worker_span() {
     let stack = Stack::start().await.unwrap();
     let api = AppProcess::api(&stack, 1, &[]).await.unwrap();
-    let worker = AppProcess::worker(&stack, 1, &[("RUST_LOG", "info,tps_worker::trace=debug")]).await.unwrap();
+    let worker =
+        AppProcess::worker(&stack, 1, &[("RUST_LOG", "info,tps_worker::trace=debug")]).await.unwrap();
     let ticket = create_ticket(api.url(), 10, 5).await.unwrap();
 
     let resp = reqwest::Client::new()
@@ -66,12 +67,19 @@ async fn one_order_is_followed_from_the_api_span_to_the_worker_span() {
         .await
         .unwrap();
     assert_eq!(resp.status(), 202);
-    assert!(resp.headers().get("x-request-id").is_some_and(|v| !v.is_empty()), "an id is made up when none came");
+    assert!(
+        resp.headers().get("x-request-id").is_some_and(|v| !v.is_empty()),
+        "an id is made up when none came"
+    );
     let root = TraceContext::parse(resp.headers()["traceparent"].to_str().unwrap()).unwrap();
     assert_ne!(root.trace_id, client.trace_id);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     while !worker.log_tail().contains(&root.trace_id) {
-        assert!(tokio::time::Instant::now() < deadline, "the worker never logged the new trace:\n{}", worker.log_tail());
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the worker never logged the new trace:\n{}",
+            worker.log_tail()
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }

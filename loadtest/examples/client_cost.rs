@@ -76,9 +76,7 @@ fn main() {
     for round in 0..2 {
         for (name, which) in [("raw hyper", 0), ("reqwest", 1)] {
             let (wall, cpu) = (Instant::now(), thread_cpu_secs());
-            rt.block_on(async {
-                if which == 0 { raw_hyper(&url).await } else { reqwest_pool(&url).await }
-            });
+            rt.block_on(async { if which == 0 { raw_hyper(&url).await } else { reqwest_pool(&url).await } });
             let (wall, cpu) = (wall.elapsed().as_secs_f64(), thread_cpu_secs() - cpu);
             if round == 1 {
                 println!(

@@ -67,7 +67,11 @@ pub struct Common {
     #[arg(long = "pid", value_delimiter = ',')]
     pub pids: Vec<u32>,
     /// Server process names to sample (comm or argv[0] file name).
-    #[arg(long = "process-name", value_delimiter = ',', default_value = "api,worker,tps-api,tps-worker,nats-server,postgres,redis-server")]
+    #[arg(
+        long = "process-name",
+        value_delimiter = ',',
+        default_value = "api,worker,tps-api,tps-worker,nats-server,postgres,redis-server"
+    )]
     pub process_names: Vec<String>,
     /// Skip the no-op baseline phase (no ratio then).
     #[arg(long)]
@@ -161,7 +165,8 @@ pub struct ReadMixArgs {
 /// Parses `90`, `90s`, `500ms` or `2m`.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
-    let (number, unit) = s.find(|c: char| !c.is_ascii_digit() && c != '.').map_or((s, "s"), |i| s.split_at(i));
+    let (number, unit) =
+        s.find(|c: char| !c.is_ascii_digit() && c != '.').map_or((s, "s"), |i| s.split_at(i));
     let n: f64 = number.parse().map_err(|_| format!("bad duration {s:?}"))?;
     let secs = match unit {
         "ms" => n / 1000.0,

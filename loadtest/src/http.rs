@@ -78,7 +78,14 @@ pub struct Call {
 impl Call {
     /// A GET of `path`.
     pub fn get(path: impl Into<String>) -> Self {
-        Self { method: Method::GET, path: path.into(), auth: None, idempotency_key: None, body: None, route: 0 }
+        Self {
+            method: Method::GET,
+            path: path.into(),
+            auth: None,
+            idempotency_key: None,
+            body: None,
+            route: 0,
+        }
     }
 
     /// A POST of a JSON `body` to `path`.
@@ -124,7 +131,8 @@ impl Conn {
     pub async fn open(target: &Arc<Target>, source: Option<IpAddr>) -> Result<Self> {
         let addr = target.addr;
         let connect_err = |source| Error::Connect { addr, source };
-        let socket = if addr.is_ipv4() { TcpSocket::new_v4() } else { TcpSocket::new_v6() }.map_err(connect_err)?;
+        let socket =
+            if addr.is_ipv4() { TcpSocket::new_v4() } else { TcpSocket::new_v6() }.map_err(connect_err)?;
         if let Some(ip) = source {
             socket.bind(SocketAddr::new(ip, 0)).map_err(connect_err)?;
         }
@@ -168,7 +176,12 @@ impl Conn {
     }
 
     /// Sends `call` and parses a JSON answer, failing unless the status is `want`.
-    pub async fn json<T: serde::de::DeserializeOwned>(&mut self, what: &str, call: &Call, want: u16) -> Result<T> {
+    pub async fn json<T: serde::de::DeserializeOwned>(
+        &mut self,
+        what: &str,
+        call: &Call,
+        want: u16,
+    ) -> Result<T> {
         let answer = self.send(call).await?;
         if answer.status != want {
             let body = String::from_utf8_lossy(&answer.body[..answer.body.len().min(300)]).into_owned();

@@ -104,7 +104,13 @@ pub fn timeline(samples: &[Sample]) -> Vec<TimelinePoint> {
         .filter(|(_, h)| !h.is_empty())
         .map(|(i, h)| {
             let p = Percentiles::of(h);
-            TimelinePoint { second: i as u32, count: h.len(), p50_ms: p.p50_ms, p99_ms: p.p99_ms, max_ms: p.max_ms }
+            TimelinePoint {
+                second: i as u32,
+                count: h.len(),
+                p50_ms: p.p50_ms,
+                p99_ms: p.p99_ms,
+                max_ms: p.max_ms,
+            }
         })
         .collect()
 }

@@ -10,11 +10,11 @@ pub mod load;
 pub mod schedule;
 
 pub use error::{Error, Result};
-pub mod verify;
+pub mod cli;
 pub mod nofile;
-pub mod ws;
 pub mod procstat;
 pub mod report;
-pub mod cli;
 pub mod scenario;
 pub mod top;
+pub mod verify;
+pub mod ws;

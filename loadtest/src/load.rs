@@ -94,7 +94,12 @@ struct Shared<W> {
 }
 
 /// Runs one phase and returns its samples once every request is answered or timed out.
-pub async fn run<W: Workload>(target: Arc<Target>, plan: Plan, workload: Arc<W>, progress: ProgressBar) -> PhaseRun<W::Note> {
+pub async fn run<W: Workload>(
+    target: Arc<Target>,
+    plan: Plan,
+    workload: Arc<W>,
+    progress: ProgressBar,
+) -> PhaseRun<W::Note> {
     let connections = plan.connections.clamp(1, plan.requests.max(1) as usize);
     let shared = Arc::new(Shared {
         target,
@@ -137,13 +142,20 @@ pub async fn run<W: Workload>(target: Arc<Target>, plan: Plan, workload: Arc<W>,
 }
 
 async fn worker<W: Workload>(shared: Arc<Shared<W>>, w: usize) -> WorkerRun<W::Note> {
-    let source = (!shared.plan.source_ips.is_empty()).then(|| shared.plan.source_ips[w % shared.plan.source_ips.len()]);
+    let source = (!shared.plan.source_ips.is_empty())
+        .then(|| shared.plan.source_ips[w % shared.plan.source_ips.len()]);
     let mut conn = open(&shared, source).await;
     let connect_failed = conn.is_none();
     shared.barrier.wait().await;
     let (start, _) = *shared.start.get_or_init(|| (Instant::now(), SystemTime::now()));
     let schedule = Schedule::new(start, shared.plan.model);
-    let mut run = WorkerRun { samples: Vec::new(), notes: Vec::new(), unanswered: Vec::new(), connect_failed, last_sent: None };
+    let mut run = WorkerRun {
+        samples: Vec::new(),
+        notes: Vec::new(),
+        unanswered: Vec::new(),
+        connect_failed,
+        last_sent: None,
+    };
     loop {
         let i = shared.next.fetch_add(1, Ordering::Relaxed);
         if i >= shared.plan.requests {
@@ -189,7 +201,12 @@ async fn open<W>(shared: &Shared<W>, source: Option<IpAddr>) -> Option<Conn> {
 
 /// Sends on the worker's connection, reopening it first when the server closed it.
 /// Returns the answer, or the pseudo-status of the failure.
-async fn send<W>(shared: &Shared<W>, conn: &mut Option<Conn>, source: Option<IpAddr>, call: &Call) -> Result<Answer, u16> {
+async fn send<W>(
+    shared: &Shared<W>,
+    conn: &mut Option<Conn>,
+    source: Option<IpAddr>,
+    call: &Call,
+) -> Result<Answer, u16> {
     if !conn.as_ref().is_some_and(Conn::is_open) {
         *conn = Conn::open(&shared.target, source).await.ok();
     }

@@ -14,7 +14,9 @@ fn main() -> ExitCode {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("a tokio runtime");
     let cli = match cli.scenario {
         // `top` only watches; it has no report and no verdict.
-        Scenario::Top(args) => return exit_code(runtime.block_on(tps_loadtest::top::run(args)).map(|()| true)),
+        Scenario::Top(args) => {
+            return exit_code(runtime.block_on(tps_loadtest::top::run(args)).map(|()| true));
+        }
         scenario => Cli { scenario },
     };
     exit_code(runtime.block_on(run(cli)).map(|report| report.passed))
@@ -35,7 +37,9 @@ fn exit_code(outcome: anyhow::Result<bool>) -> ExitCode {
 async fn run(cli: Cli) -> anyhow::Result<Report> {
     let report_path = match &cli.scenario {
         tps_loadtest::cli::Scenario::FlashSale(a) => a.common.report.clone(),
-        tps_loadtest::cli::Scenario::SignupBurst(a) | tps_loadtest::cli::Scenario::SignupSustained(a) => a.common.report.clone(),
+        tps_loadtest::cli::Scenario::SignupBurst(a) | tps_loadtest::cli::Scenario::SignupSustained(a) => {
+            a.common.report.clone()
+        }
         tps_loadtest::cli::Scenario::ReadMix(a) => a.common.report.clone(),
         Scenario::Top(_) => None,
     };
@@ -51,7 +55,8 @@ fn write(report: &Report, path: &Path) -> anyhow::Result<()> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
     }
-    std::fs::write(path, serde_json::to_vec_pretty(report)?).with_context(|| format!("write {}", path.display()))?;
+    std::fs::write(path, serde_json::to_vec_pretty(report)?)
+        .with_context(|| format!("write {}", path.display()))?;
     let svg = path.with_extension("svg");
     chart::draw(report, &svg).with_context(|| format!("draw {}", svg.display()))?;
     println!("report: {}\nchart:  {}", path.display(), svg.display());

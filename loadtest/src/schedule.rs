@@ -94,7 +94,12 @@ mod tests {
             let done = sent + service;
             free_at = done;
             let at_us = schedule.offset(i, sent).as_micros() as u64;
-            let sample = |latency: Duration| Sample { at_us, latency_us: latency.as_micros() as u64, status: 202, route: 0 };
+            let sample = |latency: Duration| Sample {
+                at_us,
+                latency_us: latency.as_micros() as u64,
+                status: 202,
+                route: 0,
+            };
             corrected.push(sample(schedule.latency(i, sent, done)));
             naive.push(sample(done - sent));
         }

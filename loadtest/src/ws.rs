@@ -87,7 +87,9 @@ impl WsSample {
 
 async fn read_updates<S>(mut socket: S, mut stopped: watch::Receiver<bool>) -> Histogram<u64>
 where
-    S: futures::Stream<Item = Result<tokio_tungstenite::tungstenite::Message, tokio_tungstenite::tungstenite::Error>> + Unpin,
+    S: futures::Stream<
+            Item = Result<tokio_tungstenite::tungstenite::Message, tokio_tungstenite::tungstenite::Error>,
+        > + Unpin,
 {
     let mut delays = histogram();
     loop {
@@ -130,7 +132,8 @@ mod tests {
         assert_eq!(commit_delay_us(pending, now), None);
         let ticket = r#"{"type":"ticket.updated","ticketId":"t","available":3,"soldOut":false}"#;
         assert_eq!(commit_delay_us(ticket, now), None);
-        let future = r#"{"type":"order.updated","order":{"status":"REJECTED","processedAt":"2025-01-01T00:00:02Z"}}"#;
+        let future =
+            r#"{"type":"order.updated","order":{"status":"REJECTED","processedAt":"2025-01-01T00:00:02Z"}}"#;
         assert_eq!(commit_delay_us(future, now), Some(0), "clock skew never goes negative");
     }
 }

@@ -15,8 +15,28 @@ async fn e2e_small_flash_sale_against_a_real_stack() {
         return;
     };
     let secret = std::env::var("AUTH_JWT_SECRET").expect("AUTH_JWT_SECRET with TPS_E2E_BASE_URL");
-    let mut args = vec!["loadtest".to_owned(), "flash-sale".into(), "--base-url".into(), base, "--jwt-secret".into(), secret];
-    for a in ["--requests", "5000", "--users", "500", "--tickets", "1000", "--connections", "64", "--ws-sample", "20", "--settle-timeout", "60s"] {
+    let mut args = vec![
+        "loadtest".to_owned(),
+        "flash-sale".into(),
+        "--base-url".into(),
+        base,
+        "--jwt-secret".into(),
+        secret,
+    ];
+    for a in [
+        "--requests",
+        "5000",
+        "--users",
+        "500",
+        "--tickets",
+        "1000",
+        "--connections",
+        "64",
+        "--ws-sample",
+        "20",
+        "--settle-timeout",
+        "60s",
+    ] {
         args.push(a.into());
     }
     if let Ok(db) = std::env::var("DATABASE_URL") {

@@ -29,7 +29,9 @@ async fn create_ticket(State(f): State<Arc<Fake>>, Json(b): Json<Value>) -> (Sta
 
 async fn get_ticket(State(f): State<Arc<Fake>>, Path(id): Path<Uuid>) -> Json<Value> {
     let (total, available) = f.tickets.lock().unwrap()[&id];
-    Json(json!({ "id": id, "totalQuantity": total, "available": available.max(0), "soldOut": available <= 0 }))
+    Json(
+        json!({ "id": id, "totalQuantity": total, "available": available.max(0), "soldOut": available <= 0 }),
+    )
 }
 
 async fn place(State(f): State<Arc<Fake>>, Json(b): Json<Value>) -> (StatusCode, Json<Value>) {
@@ -67,7 +69,18 @@ async fn serve(oversell: bool) -> String {
 }
 
 async fn flash_sale(url: &str, extra: &[&str]) -> tps_loadtest::report::Report {
-    let mut args = vec!["loadtest", "flash-sale", "--base-url", url, "--jwt-secret", "k", "--requests", "3000", "--users", "50"];
+    let mut args = vec![
+        "loadtest",
+        "flash-sale",
+        "--base-url",
+        url,
+        "--jwt-secret",
+        "k",
+        "--requests",
+        "3000",
+        "--users",
+        "50",
+    ];
     args.extend(["--tickets", "500", "--connections", "16", "--ws-sample", "0", "--settle-timeout", "5s"]);
     args.extend(extra);
     let Scenario::FlashSale(a) = Cli::try_parse_from(args).unwrap().scenario else { unreachable!() };

@@ -136,7 +136,8 @@ async fn sign_ups_rejected_for_their_email_pass_and_an_email_created_twice_or_a_
     let first = user(&bad, "b@example.test", "CREATED").await;
     let second = user(&bad, "B@example.test", "CREATED").await;
     let phantom = Uuid::new_v4();
-    let tally = user_tally(&bad, &[first, second, phantom], &[first, second, phantom]).await.unwrap().unwrap();
+    let tally =
+        user_tally(&bad, &[first, second, phantom], &[first, second, phantom]).await.unwrap().unwrap();
     assert_eq!((tally.lost, tally.duplicates), (1, 1));
     assert_eq!(user_verdicts(&tally).iter().filter(|v| !v.ok).count(), 2);
 }

@@ -15,7 +15,9 @@ const WORKER: &str = "tps_worker_shard_owned{stream=\"ORDERS\",shard=\"0\"} 1\n"
 async fn serve(page: &'static str) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, Router::new().route("/metrics", get(move || async move { page }))).await });
+    tokio::spawn(async move {
+        axum::serve(listener, Router::new().route("/metrics", get(move || async move { page }))).await
+    });
     format!("http://{addr}/metrics")
 }
 
@@ -36,7 +38,10 @@ async fn top_prints_one_screen_from_every_endpoint() {
     let worker_host = worker.trim_start_matches("http://").trim_end_matches("/metrics");
     assert!(screen.contains("stock left         1234"), "{screen}");
     assert!(screen.contains("dead letters: 1"), "{screen}");
-    assert!(screen.lines().any(|l| l.trim_start().starts_with("0        4  ") && l.ends_with(worker_host)), "{screen}");
+    assert!(
+        screen.lines().any(|l| l.trim_start().starts_with("0        4  ") && l.ends_with(worker_host)),
+        "{screen}"
+    );
     assert!(screen.lines().any(|l| l.trim_start().starts_with("1        0  NO OWNER")), "{screen}");
     assert!(screen.contains("unreachable: 127.0.0.1:1"), "{screen}");
 }

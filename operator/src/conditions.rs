@@ -23,7 +23,11 @@ pub struct Observed<'a> {
 }
 
 /// The status after a successful apply.
-pub fn observed_status(old: Option<&ThroughputServiceStatus>, seen: &Observed, now: Time) -> ThroughputServiceStatus {
+pub fn observed_status(
+    old: Option<&ThroughputServiceStatus>,
+    seen: &Observed,
+    now: Time,
+) -> ThroughputServiceStatus {
     let api = counts(&seen.applied.api);
     let worker = counts(&seen.applied.worker);
     let available = |c: ReplicaCounts| match c.ready_replicas {
@@ -31,7 +35,11 @@ pub fn observed_status(old: Option<&ThroughputServiceStatus>, seen: &Observed, n
         n => (ConditionStatus::True, "PodsReady", format!("{n} of {} pods ready", c.replicas)),
     };
     let streams = match seen.streams {
-        Ok(()) => (ConditionStatus::True, "StreamsProvisioned", "ORDERS, USERS and DEAD_LETTERS are provisioned".into()),
+        Ok(()) => (
+            ConditionStatus::True,
+            "StreamsProvisioned",
+            "ORDERS, USERS and DEAD_LETTERS are provisioned".into(),
+        ),
         Err(e) => (ConditionStatus::False, "ProvisioningFailed", e.to_string()),
     };
     let short = api.ready_replicas < api.replicas || worker.ready_replicas < worker.replicas;
@@ -42,7 +50,9 @@ pub fn observed_status(old: Option<&ThroughputServiceStatus>, seen: &Observed, n
     };
     let parts = [available(api), available(worker), streams];
     let ready = match parts.iter().find(|p| p.0 != ConditionStatus::True) {
-        None if degraded.0 == ConditionStatus::False => (ConditionStatus::True, "AllAvailable", String::new()),
+        None if degraded.0 == ConditionStatus::False => {
+            (ConditionStatus::True, "AllAvailable", String::new())
+        }
         None => (ConditionStatus::False, degraded.1, degraded.2.clone()),
         Some(failing) => (ConditionStatus::False, failing.1, failing.2.clone()),
     };
@@ -56,9 +66,17 @@ pub fn observed_status(old: Option<&ThroughputServiceStatus>, seen: &Observed, n
     ];
     let conditions = wanted
         .into_iter()
-        .map(|(type_, (status, reason, message))| condition(old, seen.generation, &now, type_, status, reason, message))
+        .map(|(type_, (status, reason, message))| {
+            condition(old, seen.generation, &now, type_, status, reason, message)
+        })
         .collect();
-    ThroughputServiceStatus { observed_generation: seen.generation, conditions, api, worker, shards: Some(seen.shards) }
+    ThroughputServiceStatus {
+        observed_generation: seen.generation,
+        conditions,
+        api,
+        worker,
+        shards: Some(seen.shards),
+    }
 }
 
 /// The status of a resource whose spec was refused: not Ready, Degraded, the
@@ -71,7 +89,8 @@ pub fn invalid_status(
 ) -> ThroughputServiceStatus {
     let mut status = old.cloned().unwrap_or_default();
     for type_ in [ConditionType::Ready, ConditionType::Degraded] {
-        let value = if type_ == ConditionType::Ready { ConditionStatus::False } else { ConditionStatus::True };
+        let value =
+            if type_ == ConditionType::Ready { ConditionStatus::False } else { ConditionStatus::True };
         let c = condition(old, generation, &now, type_, value, "InvalidSpec", invalid.0.clone());
         match status.conditions.iter_mut().find(|x| x.type_ == type_) {
             Some(existing) => *existing = c,
@@ -96,10 +115,20 @@ fn condition(
         Some(p) if p.status == status => p.last_transition_time.clone(),
         _ => Some(now.clone()),
     };
-    Condition { type_, status, reason: reason.to_owned(), message, observed_generation: generation, last_transition_time }
+    Condition {
+        type_,
+        status,
+        reason: reason.to_owned(),
+        message,
+        observed_generation: generation,
+        last_transition_time,
+    }
 }
 
 fn counts(deployment: &Deployment) -> ReplicaCounts {
     let status = deployment.status.clone().unwrap_or_default();
-    ReplicaCounts { replicas: status.replicas.unwrap_or(0), ready_replicas: status.ready_replicas.unwrap_or(0) }
+    ReplicaCounts {
+        replicas: status.replicas.unwrap_or(0),
+        ready_replicas: status.ready_replicas.unwrap_or(0),
+    }
 }

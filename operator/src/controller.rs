@@ -41,13 +41,19 @@ pub fn scoped_api(client: Client, namespace: Option<&str>) -> Api<ThroughputServ
 pub async fn ensure_crd_installed(api: &Api<ThroughputService>) -> Result<(), StartError> {
     match api.list(&ListParams::default().limit(1)).await {
         Ok(_) => Ok(()),
-        Err(kube::Error::Api(e)) if e.code == 404 => Err(StartError::CrdMissing(ThroughputService::crd_name().into())),
+        Err(kube::Error::Api(e)) if e.code == 404 => {
+            Err(StartError::CrdMissing(ThroughputService::crd_name().into()))
+        }
         Err(e) => Err(e.into()),
     }
 }
 
 /// Runs the controller until `shutdown` resolves, then lets running reconciles finish.
-pub async fn run(ctx: Arc<Context>, namespace: Option<String>, shutdown: impl Future<Output = ()> + Send + Sync + 'static) {
+pub async fn run(
+    ctx: Arc<Context>,
+    namespace: Option<String>,
+    shutdown: impl Future<Output = ()> + Send + Sync + 'static,
+) {
     let client = ctx.client.clone();
     let api = scoped_api(client.clone(), namespace.as_deref());
     let deployments: Api<Deployment> = match &namespace {
@@ -89,9 +95,14 @@ mod tests {
         let api = scoped_api(Client::new(service, "default"), None);
         let server = tokio::spawn(async move {
             let (request, send) = handle.next_request().await.expect("listed");
-            assert_eq!(request.uri().to_string(), "/apis/throughput.dev/v1alpha1/throughputservices?&limit=1");
+            assert_eq!(
+                request.uri().to_string(),
+                "/apis/throughput.dev/v1alpha1/throughputservices?&limit=1"
+            );
             let body = r#"{"kind":"Status","apiVersion":"v1","status":"Failure","reason":"NotFound","code":404,"message":"404 page not found"}"#;
-            send.send_response(Response::builder().status(404).body(Body::from(body.as_bytes().to_vec())).unwrap());
+            send.send_response(
+                Response::builder().status(404).body(Body::from(body.as_bytes().to_vec())).unwrap(),
+            );
         });
         let err = ensure_crd_installed(&api).await.expect_err("missing CRD");
         assert!(matches!(err, StartError::CrdMissing(_)));

@@ -8,34 +8,63 @@ use crate::error::Result;
 use crate::resource::{ConditionStatus, ConditionType, ThroughputService, ThroughputServiceStatus};
 
 /// Publishes one event about a resource.
-pub async fn publish(ctx: &Context, tps: &ThroughputService, type_: EventType, reason: &str, note: String) -> Result<()> {
-    let event = Event { type_, reason: reason.into(), note: Some(note), action: "Reconciling".into(), secondary: None };
+pub async fn publish(
+    ctx: &Context,
+    tps: &ThroughputService,
+    type_: EventType,
+    reason: &str,
+    note: String,
+) -> Result<()> {
+    let event = Event {
+        type_,
+        reason: reason.into(),
+        note: Some(note),
+        action: "Reconciling".into(),
+        secondary: None,
+    };
     ctx.recorder.publish(&event, &tps.object_ref(&())).await?;
     Ok(())
 }
 
 /// The events a status change deserves: streams provisioned or failing, the
 /// service becoming ready or losing readiness, the spec becoming invalid.
-pub fn transitions(old: Option<&ThroughputServiceStatus>, new: &ThroughputServiceStatus) -> Vec<(EventType, &'static str, String)> {
-    let status_of = |s: Option<&ThroughputServiceStatus>, t| s.and_then(|s| s.condition(t)).map(|c| (c.status, c.reason.clone()));
+pub fn transitions(
+    old: Option<&ThroughputServiceStatus>,
+    new: &ThroughputServiceStatus,
+) -> Vec<(EventType, &'static str, String)> {
+    let status_of = |s: Option<&ThroughputServiceStatus>, t| {
+        s.and_then(|s| s.condition(t)).map(|c| (c.status, c.reason.clone()))
+    };
     let mut events = Vec::new();
-    let (old_streams, new_streams) = (status_of(old, ConditionType::StreamsReady), status_of(Some(new), ConditionType::StreamsReady));
+    let (old_streams, new_streams) =
+        (status_of(old, ConditionType::StreamsReady), status_of(Some(new), ConditionType::StreamsReady));
     if old_streams.as_ref().map(|s| s.0) != new_streams.as_ref().map(|s| s.0) {
         match new_streams {
-            Some((ConditionStatus::True, _)) => events.push((EventType::Normal, "StreamsProvisioned", message(new, ConditionType::StreamsReady))),
-            Some((ConditionStatus::False, _)) => events.push((EventType::Warning, "StreamsFailed", message(new, ConditionType::StreamsReady))),
+            Some((ConditionStatus::True, _)) => events.push((
+                EventType::Normal,
+                "StreamsProvisioned",
+                message(new, ConditionType::StreamsReady),
+            )),
+            Some((ConditionStatus::False, _)) => {
+                events.push((EventType::Warning, "StreamsFailed", message(new, ConditionType::StreamsReady)))
+            }
             _ => {}
         }
     }
-    let (old_ready, new_ready) = (status_of(old, ConditionType::Ready), status_of(Some(new), ConditionType::Ready));
+    let (old_ready, new_ready) =
+        (status_of(old, ConditionType::Ready), status_of(Some(new), ConditionType::Ready));
     match (old_ready, new_ready) {
-        (old, Some((ConditionStatus::False, reason))) if reason == "InvalidSpec" && old.as_ref().map(|o| o.1.as_str()) != Some("InvalidSpec") => {
+        (old, Some((ConditionStatus::False, reason)))
+            if reason == "InvalidSpec" && old.as_ref().map(|o| o.1.as_str()) != Some("InvalidSpec") =>
+        {
             events.push((EventType::Warning, "InvalidSpec", message(new, ConditionType::Ready)));
         }
         (Some((ConditionStatus::True, _)), Some((ConditionStatus::False, _))) => {
             events.push((EventType::Warning, "NotReady", message(new, ConditionType::Ready)));
         }
-        (old, Some((ConditionStatus::True, _))) if old.as_ref().map(|o| o.0) != Some(ConditionStatus::True) => {
+        (old, Some((ConditionStatus::True, _)))
+            if old.as_ref().map(|o| o.0) != Some(ConditionStatus::True) =>
+        {
             events.push((EventType::Normal, "Ready", "the api and workers are available".into()));
         }
         _ => {}

@@ -3,10 +3,10 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::get;
-use axum::Router;
 use metrics_exporter_prometheus::PrometheusHandle;
 
 /// What the endpoints read.
@@ -61,7 +61,9 @@ mod tests {
     async fn health_readiness_and_metrics_are_served() {
         let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
         let handle = recorder.handle();
-        metrics::with_local_recorder(&recorder, || metrics::counter!("tps_operator_reconciles_total").increment(3));
+        metrics::with_local_recorder(&recorder, || {
+            metrics::counter!("tps_operator_reconciles_total").increment(3)
+        });
         let ready = Arc::new(AtomicBool::new(false));
         let app = router(Health { metrics: handle, ready: ready.clone() });
         assert_eq!(get(&app, "/healthz").await.0, StatusCode::OK);

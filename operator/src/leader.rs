@@ -44,7 +44,11 @@ pub struct Leadership {
 }
 
 /// Waits until this replica holds the Lease `LEASE_NAME` in `namespace`.
-pub async fn acquire(client: Client, namespace: &str, identity: &str) -> kube_lease_manager::Result<Leadership> {
+pub async fn acquire(
+    client: Client,
+    namespace: &str,
+    identity: &str,
+) -> kube_lease_manager::Result<Leadership> {
     let manager = LeaseManagerBuilder::new(client, LEASE_NAME)
         .with_namespace(namespace)
         .with_identity(identity)

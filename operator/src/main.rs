@@ -10,11 +10,11 @@ use clap::Parser;
 use kube::Client;
 use metrics_exporter_prometheus::PrometheusBuilder;
 use tokio_util::sync::CancellationToken;
+use tps_operator::Context;
 use tps_operator::controller::{ensure_crd_installed, run, scoped_api};
 use tps_operator::http::{Health, describe_metrics, router};
 use tps_operator::leader::{self, LeaderElection};
 use tps_operator::streams::JetStreamProvisioner;
-use tps_operator::Context;
 
 /// Reconciles ThroughputService resources (throughput.dev/v1alpha1).
 #[derive(Debug, Parser)]
@@ -58,13 +58,15 @@ async fn main() -> anyhow::Result<()> {
         .context("installing the metrics recorder")?;
     describe_metrics();
 
-    let client = Client::try_default().await.context("no Kubernetes configuration (in-cluster or kubeconfig)")?;
+    let client =
+        Client::try_default().await.context("no Kubernetes configuration (in-cluster or kubeconfig)")?;
     ensure_crd_installed(&scoped_api(client.clone(), args.watch_namespace.as_deref())).await?;
 
     let shutdown = CancellationToken::new();
     tokio::spawn(cancel_on_signal(shutdown.clone()));
     let ready = Arc::new(AtomicBool::new(false));
-    let listener = tokio::net::TcpListener::bind(args.http_listen).await.context("binding the http address")?;
+    let listener =
+        tokio::net::TcpListener::bind(args.http_listen).await.context("binding the http address")?;
     let server = axum::serve(listener, router(Health { metrics, ready: ready.clone() }))
         .with_graceful_shutdown(shutdown.clone().cancelled_owned());
     let server = tokio::spawn(async move { server.await });
@@ -95,7 +97,8 @@ async fn main() -> anyhow::Result<()> {
 
 async fn cancel_on_signal(token: CancellationToken) {
     let ctrl_c = tokio::signal::ctrl_c();
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+    let mut term =
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
     tokio::select! {
         _ = ctrl_c => {}
         _ = term.recv() => {}

@@ -76,11 +76,16 @@ pub const APPLY_QUERY: &str = "?&force=true&fieldManager=tps-operator";
 
 impl ApiServerVerifier {
     /// Takes the next request, asserting its method and URI; returns its JSON body.
-    pub async fn expect(&mut self, method: Method, uri: &str) -> (Value, tower_test::mock::SendResponse<Response<Body>>) {
+    pub async fn expect(
+        &mut self,
+        method: Method,
+        uri: &str,
+    ) -> (Value, tower_test::mock::SendResponse<Response<Body>>) {
         let (request, send) = self.0.next_request().await.expect("service not called");
         assert_eq!((request.method(), request.uri().to_string().as_str()), (&method, uri));
         let bytes = request.into_body().collect_bytes().await.unwrap();
-        let body = if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes).expect("json body") };
+        let body =
+            if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes).expect("json body") };
         (body, send)
     }
 
@@ -96,13 +101,19 @@ impl ApiServerVerifier {
     /// A list at `uri`, answered with `items`.
     pub async fn list(&mut self, uri: &str, items: Vec<Value>) {
         let (_, send) = self.expect(Method::GET, uri).await;
-        send.send_response(json_response(200, &json!({ "apiVersion": "v1", "kind": "List", "metadata": {}, "items": items })));
+        send.send_response(json_response(
+            200,
+            &json!({ "apiVersion": "v1", "kind": "List", "metadata": {}, "items": items }),
+        ));
     }
 
     /// A delete at `uri`.
     pub async fn delete(&mut self, uri: &str) {
         let (_, send) = self.expect(Method::DELETE, uri).await;
-        send.send_response(json_response(200, &json!({ "kind": "Status", "apiVersion": "v1", "status": "Success" })));
+        send.send_response(json_response(
+            200,
+            &json!({ "kind": "Status", "apiVersion": "v1", "status": "Success" }),
+        ));
     }
 
     /// An event of `reason` and type about the fixture resource.
@@ -116,7 +127,10 @@ impl ApiServerVerifier {
 
     /// A status apply whose status is exactly `expected`.
     pub async fn status(&mut self, tps: &ThroughputService, expected: Value) {
-        let path = format!("/apis/throughput.dev/v1alpha1/namespaces/sales/throughputservices/{}/status", tps.name_any());
+        let path = format!(
+            "/apis/throughput.dev/v1alpha1/namespaces/sales/throughputservices/{}/status",
+            tps.name_any()
+        );
         let (body, send) = self.expect(Method::PATCH, &format!("{path}{APPLY_QUERY}")).await;
         assert_eq!(body["apiVersion"], "throughput.dev/v1alpha1");
         assert_eq!(body["kind"], "ThroughputService");

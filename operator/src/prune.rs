@@ -21,7 +21,8 @@ use crate::validate::Validated;
 /// Deletes the optional children this resource owns but no longer wants.
 pub async fn prune(client: &Client, v: &Validated, desired: &Desired) -> Result<()> {
     let ns = &v.namespace;
-    let hpas: BTreeSet<String> = [&desired.api.hpa, &desired.worker.hpa].into_iter().flatten().map(|h| h.name_any()).collect();
+    let hpas: BTreeSet<String> =
+        [&desired.api.hpa, &desired.worker.hpa].into_iter().flatten().map(|h| h.name_any()).collect();
     prune_kind(Api::<HorizontalPodAutoscaler>::namespaced(client.clone(), ns), v, &hpas).await?;
     let ingresses: BTreeSet<String> = desired.ingress.iter().map(|i| i.name_any()).collect();
     prune_kind(Api::<Ingress>::namespaced(client.clone(), ns), v, &ingresses).await?;

@@ -33,7 +33,8 @@ pub const STREAMS_RETRY: Duration = Duration::from_secs(30);
 pub async fn reconcile(tps: Arc<ThroughputService>, ctx: Arc<Context>) -> Result<Action> {
     let started = Instant::now();
     metrics::counter!("tps_operator_reconciles_total").increment(1);
-    let api: Api<ThroughputService> = Api::namespaced(ctx.client.clone(), &tps.namespace().unwrap_or_default());
+    let api: Api<ThroughputService> =
+        Api::namespaced(ctx.client.clone(), &tps.namespace().unwrap_or_default());
     let key = backoff_key(&tps);
     let result = finalizer(&api, FINALIZER, tps, |event| async {
         match event {
@@ -76,7 +77,12 @@ async fn apply(tps: &ThroughputService, ctx: &Context) -> Result<Action> {
     // HPA still targets, so a switch of autoscaler must remove the old one first.
     prune(&ctx.client, &validated, &desired).await?;
     let applied = apply_all(&ctx.client, &validated.namespace, &desired).await?;
-    let seen = Observed { generation: tps.meta().generation, applied: &applied, streams: &streams, shards: validated.spec.worker.shards };
+    let seen = Observed {
+        generation: tps.meta().generation,
+        applied: &applied,
+        streams: &streams,
+        shards: validated.spec.worker.shards,
+    };
     let status = observed_status(tps.status.as_ref(), &seen, (ctx.clock)());
     update_status(tps, ctx, status).await?;
     Ok(Action::requeue(if streams.is_ok() { RESYNC } else { STREAMS_RETRY }))
@@ -90,15 +96,21 @@ async fn refuse(tps: &ThroughputService, ctx: &Context, invalid: InvalidSpec) ->
 
 /// Publishes the transition events, then writes the status if it changed; an
 /// unchanged status is not written, so a reconcile never triggers itself.
-async fn update_status(tps: &ThroughputService, ctx: &Context, status: ThroughputServiceStatus) -> Result<()> {
+async fn update_status(
+    tps: &ThroughputService,
+    ctx: &Context,
+    status: ThroughputServiceStatus,
+) -> Result<()> {
     for (type_, reason, note) in transitions(tps.status.as_ref(), &status) {
         publish(ctx, tps, type_, reason, note).await?;
     }
     if tps.status.as_ref() == Some(&status) {
         return Ok(());
     }
-    let api: Api<ThroughputService> = Api::namespaced(ctx.client.clone(), &tps.namespace().unwrap_or_default());
-    let patch = json!({ "apiVersion": "throughput.dev/v1alpha1", "kind": "ThroughputService", "status": status });
+    let api: Api<ThroughputService> =
+        Api::namespaced(ctx.client.clone(), &tps.namespace().unwrap_or_default());
+    let patch =
+        json!({ "apiVersion": "throughput.dev/v1alpha1", "kind": "ThroughputService", "status": status });
     api.patch_status(&tps.name_any(), &apply_params(), &Patch::Apply(&patch)).await?;
     Ok(())
 }
@@ -111,7 +123,9 @@ async fn cleanup(tps: &ThroughputService, ctx: &Context) -> Result<Action> {
             ctx.streams.delete(&tps.spec.nats.url).await?;
             ("StreamsDeleted", "deletionPolicy Delete: ORDERS, USERS and DEAD_LETTERS were deleted")
         }
-        DeletionPolicy::Retain => ("StreamsRetained", "deletionPolicy Retain: the streams and their commands are kept"),
+        DeletionPolicy::Retain => {
+            ("StreamsRetained", "deletionPolicy Retain: the streams and their commands are kept")
+        }
     };
     publish(ctx, tps, EventType::Normal, reason, note.into()).await?;
     Ok(Action::await_change())

@@ -39,9 +39,8 @@ pub fn validate(tps: &ThroughputService) -> Result<Validated, InvalidSpec> {
     if name.len() > MAX_NAME_LEN {
         return Err(InvalidSpec(format!("metadata.name is longer than {MAX_NAME_LEN} characters")));
     }
-    let owner = tps
-        .controller_owner_ref(&())
-        .ok_or_else(|| InvalidSpec("the resource has no uid yet".into()))?;
+    let owner =
+        tps.controller_owner_ref(&()).ok_or_else(|| InvalidSpec("the resource has no uid yet".into()))?;
     check_spec(&tps.spec)?;
     Ok(Validated { name, namespace, owner, spec: tps.spec.clone() })
 }

@@ -40,5 +40,8 @@ fn sample_uses_only_known_fields_and_valid_values() {
     assert_known_fields("spec", &sample["spec"], &serde_json::to_value(&parsed.spec).unwrap());
     let spec = &parsed.spec;
     assert!(spec.api.min_replicas <= spec.api.max_replicas);
-    assert!(spec.worker.min_replicas <= spec.worker.max_replicas && spec.worker.max_replicas <= spec.worker.shards);
+    assert!(
+        spec.worker.min_replicas <= spec.worker.max_replicas
+            && spec.worker.max_replicas <= spec.worker.shards
+    );
 }

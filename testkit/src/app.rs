@@ -46,7 +46,8 @@ impl AppProcess {
         let api_url = format!("http://{}", get("API_LISTEN"));
         let metrics_url = format!("http://{}/metrics", get("METRICS_LISTEN"));
         let dir = scratch_dir(name);
-        let mut process = ChildProcess::new(name, binary(name)?, &[], dir.join(format!("{name}.log"))).envs(env);
+        let mut process =
+            ChildProcess::new(name, binary(name)?, &[], dir.join(format!("{name}.log"))).envs(env);
         process.start()?;
         Ok(Self { name: name.to_owned(), process, api_url, metrics_url, _dir: dir })
     }
@@ -92,7 +93,11 @@ impl AppProcess {
     /// Starts the same binary again with the same environment (same ports).
     pub async fn start_again(&mut self) -> anyhow::Result<()> {
         self.process.start()?;
-        let url = if self.name == "api" { format!("{}/readyz", self.api_url) } else { format!("{}/healthz", self.metrics_base()) };
+        let url = if self.name == "api" {
+            format!("{}/readyz", self.api_url)
+        } else {
+            format!("{}/healthz", self.metrics_base())
+        };
         self.wait_ready(&url).await
     }
 

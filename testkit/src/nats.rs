@@ -25,10 +25,11 @@ impl Nats {
         let config = dir.join("nats.conf");
         let store = dir.join("js").to_string_lossy().into_owned();
         std::fs::write(&config, format!("jetstream {{\n  store_dir: {store:?}\n  max_file_store: 1T\n}}\n"))?;
-        let args: Vec<String> = ["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-c", &config.to_string_lossy()]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
+        let args: Vec<String> =
+            ["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-c", &config.to_string_lossy()]
+                .iter()
+                .map(|s| s.to_string())
+                .collect();
         let process = ChildProcess::new("nats-server", binary(), &args, dir.join("nats.log"));
         let mut nats = Self { port, dir, process };
         nats.start_again().await?;

@@ -33,14 +33,30 @@ impl Postgres {
         let port = free_port();
         // Tests trade crash-safety of the OS for speed; a killed *server* still loses nothing.
         let args: Vec<String> = [
-            "-D", &data.to_string_lossy(), "-p", &port.to_string(), "-k", &dir.to_string_lossy(),
-            "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off", "-c", "synchronous_commit=off",
-            "-c", "full_page_writes=off", "-c", "max_connections=300", "-c", "shared_buffers=64MB",
+            "-D",
+            &data.to_string_lossy(),
+            "-p",
+            &port.to_string(),
+            "-k",
+            &dir.to_string_lossy(),
+            "-c",
+            "listen_addresses=127.0.0.1",
+            "-c",
+            "fsync=off",
+            "-c",
+            "synchronous_commit=off",
+            "-c",
+            "full_page_writes=off",
+            "-c",
+            "max_connections=300",
+            "-c",
+            "shared_buffers=64MB",
         ]
         .iter()
         .map(|s| s.to_string())
         .collect();
-        let process = ChildProcess::new("postgres", bin.join("postgres"), &args, dir.join("postgres.log")).run_as(owner);
+        let process = ChildProcess::new("postgres", bin.join("postgres"), &args, dir.join("postgres.log"))
+            .run_as(owner);
         let mut pg = Self { port, dir, process };
         pg.start_again().await?;
         Ok(pg)
@@ -127,7 +143,11 @@ fn postgres_owner() -> anyhow::Result<Option<(u32, u32)>> {
 
 /// One `initdb` per machine and Postgres version, shared by every test via a copy.
 fn template(bin: &Path, owner: Option<(u32, u32)>) -> anyhow::Result<PathBuf> {
-    let version = bin.parent().and_then(|p| p.file_name()).map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    let version = bin
+        .parent()
+        .and_then(|p| p.file_name())
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let root = std::env::temp_dir().join("tps-testkit-cache");
     let template = root.join(format!("pg{version}-template"));
     if template.join("PG_VERSION").exists() {
@@ -140,7 +160,9 @@ fn template(bin: &Path, owner: Option<(u32, u32)>) -> anyhow::Result<PathBuf> {
         run(Command::new("chown").arg(format!("{uid}:{gid}")).arg(&staging))?;
     }
     let mut initdb = Command::new(bin.join("initdb"));
-    initdb.args(["-U", "postgres", "-A", "trust", "-E", "UTF8", "--locale=C", "--no-sync", "-D"]).arg(&staging);
+    initdb
+        .args(["-U", "postgres", "-A", "trust", "-E", "UTF8", "--locale=C", "--no-sync", "-D"])
+        .arg(&staging);
     if let Some((uid, gid)) = owner {
         use std::os::unix::process::CommandExt;
         initdb.uid(uid).gid(gid);

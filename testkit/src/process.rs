@@ -68,7 +68,8 @@ impl ChildProcess {
             cmd.uid(uid).gid(gid);
         }
         die_with_parent(&mut cmd);
-        let child = cmd.spawn().with_context(|| format!("spawn {} ({})", self.name, self.program.display()))?;
+        let child =
+            cmd.spawn().with_context(|| format!("spawn {} ({})", self.name, self.program.display()))?;
         self.child = Some(child);
         Ok(())
     }

@@ -21,8 +21,18 @@ impl Redis {
         let port = free_port();
         let dir = scratch_dir("redis");
         let args: Vec<String> = [
-            "--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-            "--dir", &dir.to_string_lossy(), "--daemonize", "no",
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            &dir.to_string_lossy(),
+            "--daemonize",
+            "no",
         ]
         .iter()
         .map(|s| s.to_string())

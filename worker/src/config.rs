@@ -6,7 +6,10 @@ use tps_contract::config::CommonConfig;
 
 /// Everything a worker needs, from flags or environment.
 #[derive(Debug, Clone, clap::Parser)]
-#[command(name = "worker", about = "Settles order and sign-up commands from JetStream into Postgres, exactly once.")]
+#[command(
+    name = "worker",
+    about = "Settles order and sign-up commands from JetStream into Postgres, exactly once."
+)]
 pub struct WorkerConfig {
     /// The variables every binary shares (NATS_URL, DATABASE_URL, REDIS_URL, SHARDS, …).
     #[command(flatten)]

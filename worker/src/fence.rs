@@ -21,7 +21,13 @@ pub enum Claim {
 }
 
 /// Raises the fence of `stream`/`shard` to `token` if it is larger than the current one.
-pub async fn claim(pool: &PgPool, stream: &str, shard: u32, token: i64, owner: &str) -> Result<Claim, sqlx::Error> {
+pub async fn claim(
+    pool: &PgPool,
+    stream: &str,
+    shard: u32,
+    token: i64,
+    owner: &str,
+) -> Result<Claim, sqlx::Error> {
     let raised = sqlx::query(
         "INSERT INTO shard_fences (stream, shard, token, owner) VALUES ($1, $2, $3, $4)
          ON CONFLICT (stream, shard) DO UPDATE SET token = EXCLUDED.token, owner = EXCLUDED.owner
@@ -47,13 +53,19 @@ pub async fn claim(pool: &PgPool, stream: &str, shard: u32, token: i64, owner: &
 
 /// Inside a settling transaction: whether `token` still owns the shard. Locks the
 /// fence row until the transaction ends (see the module note).
-pub async fn still_ours(tx: &mut PgConnection, stream: &str, shard: u32, token: i64) -> Result<bool, sqlx::Error> {
-    let rows = sqlx::query("UPDATE shard_fences SET token = token WHERE stream = $1 AND shard = $2 AND token = $3")
-        .bind(stream)
-        .bind(shard as i32)
-        .bind(token)
-        .execute(tx)
-        .await?
-        .rows_affected();
+pub async fn still_ours(
+    tx: &mut PgConnection,
+    stream: &str,
+    shard: u32,
+    token: i64,
+) -> Result<bool, sqlx::Error> {
+    let rows =
+        sqlx::query("UPDATE shard_fences SET token = token WHERE stream = $1 AND shard = $2 AND token = $3")
+            .bind(stream)
+            .bind(shard as i32)
+            .bind(token)
+            .execute(tx)
+            .await?
+            .rows_affected();
     Ok(rows == 1)
 }

@@ -47,4 +47,3 @@ pub enum WorkerError {
     #[error("listen: {0}")]
     Listen(std::io::Error),
 }
-

@@ -44,17 +44,30 @@ pub fn handle() -> PrometheusHandle {
 /// `/metrics` shows them (and `rate()` works) before the first event.
 fn describe() {
     metrics::describe_histogram!("tps_worker_batch_size", "Commands per committed batch.");
-    metrics::describe_histogram!("tps_worker_settle_seconds", metrics::Unit::Seconds, "Time to settle one batch (pull excluded).");
+    metrics::describe_histogram!(
+        "tps_worker_settle_seconds",
+        metrics::Unit::Seconds,
+        "Time to settle one batch (pull excluded)."
+    );
     metrics::describe_histogram!(
         "tps_worker_settle_lag_seconds",
         metrics::Unit::Seconds,
         "From the api's accept (202) to the commit that settled the command."
     );
     metrics::describe_counter!("tps_worker_settled_total", "Commands settled, by outcome.");
-    metrics::describe_counter!("tps_worker_transient_errors_total", "Batches rolled back by a transient error and retried.");
-    metrics::describe_counter!("tps_worker_dead_letters_total", "Commands moved to the dead-letter stream, by kind.");
+    metrics::describe_counter!(
+        "tps_worker_transient_errors_total",
+        "Batches rolled back by a transient error and retried."
+    );
+    metrics::describe_counter!(
+        "tps_worker_dead_letters_total",
+        "Commands moved to the dead-letter stream, by kind."
+    );
     metrics::describe_counter!("tps_worker_lease_acquisitions_total", "Shard leases acquired.");
-    metrics::describe_counter!("tps_worker_lease_losses_total", "Shard leases lost (not renewed, fenced, Redis gone).");
+    metrics::describe_counter!(
+        "tps_worker_lease_losses_total",
+        "Shard leases lost (not renewed, fenced, Redis gone)."
+    );
     metrics::describe_gauge!("tps_worker_shards_owned", "Shards this worker owns now.");
     metrics::describe_gauge!("tps_worker_shard_owned", "1 while this worker owns the shard, else 0.");
     for stream in [tps_contract::subject::ORDERS_STREAM, tps_contract::subject::USERS_STREAM] {
@@ -107,7 +120,11 @@ pub fn lease_lost(stream: &'static str) {
 
 /// Whether this worker owns `shard` now (1 or 0); bounded by SHARDS, never an id.
 pub fn shard_owned(stream: &'static str, shard: u32, owned: bool) {
-    gauge!("tps_worker_shard_owned", "stream" => stream, "shard" => shard.to_string()).set(if owned { 1.0 } else { 0.0 });
+    gauge!("tps_worker_shard_owned", "stream" => stream, "shard" => shard.to_string()).set(if owned {
+        1.0
+    } else {
+        0.0
+    });
 }
 
 /// How many shards this worker owns now.

@@ -50,7 +50,12 @@ pub struct Ownership<K: CommandKind> {
 
 impl<K: CommandKind> Ownership<K> {
     /// Ownership over `leases`, using `membership`, reporting health into `healthy`.
-    pub fn new(shared: Arc<Shared<K>>, leases: LeaseTable, membership: Membership, healthy: Arc<AtomicBool>) -> Self {
+    pub fn new(
+        shared: Arc<Shared<K>>,
+        leases: LeaseTable,
+        membership: Membership,
+        healthy: Arc<AtomicBool>,
+    ) -> Self {
         let shards = shared.config.common.shards as usize;
         Self { shared, leases, membership, owned: HashMap::new(), free_ticks: vec![0; shards], healthy }
     }
@@ -87,7 +92,8 @@ impl<K: CommandKind> Ownership<K> {
 
     /// Releases the leases of runners that returned.
     async fn reap(&mut self) {
-        let done: Vec<u32> = self.owned.iter().filter(|(_, o)| o.task.is_finished()).map(|(s, _)| *s).collect();
+        let done: Vec<u32> =
+            self.owned.iter().filter(|(_, o)| o.task.is_finished()).map(|(s, _)| *s).collect();
         for shard in done {
             let Some(o) = self.owned.remove(&shard) else { continue };
             metrics::shard_owned(K::STREAM, shard, false);

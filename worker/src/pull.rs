@@ -93,7 +93,10 @@ impl Puller {
 }
 
 /// Splits a pulled batch into decoded deliveries and undecodable messages.
-pub fn decode<K: CommandKind>(kind: &K, batch: Vec<jetstream::Message>) -> (Vec<Delivery<K::Command>>, Vec<Undecodable>) {
+pub fn decode<K: CommandKind>(
+    kind: &K,
+    batch: Vec<jetstream::Message>,
+) -> (Vec<Delivery<K::Command>>, Vec<Undecodable>) {
     let mut good = Vec::with_capacity(batch.len());
     let mut bad = Vec::new();
     for message in batch {
@@ -107,7 +110,9 @@ pub fn decode<K: CommandKind>(kind: &K, batch: Vec<jetstream::Message>) -> (Vec<
         match serde_json::from_slice::<K::Command>(&message.payload) {
             Ok(command) => match kind.validate(&command) {
                 Ok(()) => good.push(Delivery { message, seq, delivered, command }),
-                Err(reason) => bad.push(Undecodable { reason: format!("invalid command: {reason}"), message }),
+                Err(reason) => {
+                    bad.push(Undecodable { reason: format!("invalid command: {reason}"), message })
+                }
             },
             Err(e) => bad.push(Undecodable { reason: format!("undecodable: {e}"), message }),
         }

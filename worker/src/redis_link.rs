@@ -43,15 +43,21 @@ impl RedisLink {
             .set_response_timeout(CALL_TIMEOUT)
             .set_number_of_retries(1)
             .set_max_delay(500);
-        let c = tokio::time::timeout(CALL_TIMEOUT * 2, ConnectionManager::new_with_config(self.client.clone(), config))
-            .await
-            .map_err(|_| RedisError("connect timed out".into()))??;
+        let c = tokio::time::timeout(
+            CALL_TIMEOUT * 2,
+            ConnectionManager::new_with_config(self.client.clone(), config),
+        )
+        .await
+        .map_err(|_| RedisError("connect timed out".into()))??;
         *slot = Some(c.clone());
         Ok(c)
     }
 
     /// Runs a script under the call timeout.
-    pub async fn eval<T: redis::FromRedisValue>(&self, invocation: &redis::ScriptInvocation<'_>) -> Result<T, RedisError> {
+    pub async fn eval<T: redis::FromRedisValue>(
+        &self,
+        invocation: &redis::ScriptInvocation<'_>,
+    ) -> Result<T, RedisError> {
         let mut conn = self.conn().await?;
         tokio::time::timeout(CALL_TIMEOUT, invocation.invoke_async(&mut conn))
             .await

@@ -7,10 +7,7 @@
 
 /// The member that `shard` of `stream` prefers, or `None` when nobody is alive.
 pub fn preferred_owner<'a>(members: &'a [String], stream: &str, shard: u32) -> Option<&'a str> {
-    members
-        .iter()
-        .max_by_key(|m| (weight(m, stream, shard), m.as_str()))
-        .map(String::as_str)
+    members.iter().max_by_key(|m| (weight(m, stream, shard), m.as_str())).map(String::as_str)
 }
 
 fn weight(member: &str, stream: &str, shard: u32) -> u64 {
@@ -42,7 +39,8 @@ mod tests {
             assert!((10..=35).contains(&n), "{m} got {n} of 64");
         }
         let four = members(4);
-        let moved = (0..64).filter(|s| preferred_owner(&four, "ORDERS", *s).unwrap() != owners[*s as usize]).count();
+        let moved =
+            (0..64).filter(|s| preferred_owner(&four, "ORDERS", *s).unwrap() != owners[*s as usize]).count();
         // Only shards that now prefer the newcomer move.
         assert!((0..64).all(|s| {
             let now = preferred_owner(&four, "ORDERS", s).unwrap();

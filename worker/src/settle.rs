@@ -33,7 +33,11 @@ pub trait CommandKind: Send + Sync + 'static {
     ) -> impl Future<Output = Result<Self::Settled, sqlx::Error>> + Send + 'a;
 
     /// Publishes the events of a committed, acked batch (best effort) and counts outcomes.
-    fn announce<'a>(&'a self, nats: &'a async_nats::Client, settled: Self::Settled) -> impl Future<Output = ()> + Send + 'a;
+    fn announce<'a>(
+        &'a self,
+        nats: &'a async_nats::Client,
+        settled: Self::Settled,
+    ) -> impl Future<Output = ()> + Send + 'a;
 }
 
 /// One decoded message of a batch.

@@ -80,7 +80,12 @@ pub struct ShardRunner<K: CommandKind> {
 
 impl<K: CommandKind> ShardRunner<K> {
     /// A runner for a freshly acquired lease.
-    pub fn new(shared: Arc<Shared<K>>, lease: ShardLease, stop: CancellationToken, lost: CancellationToken) -> Self {
+    pub fn new(
+        shared: Arc<Shared<K>>,
+        lease: ShardLease,
+        stop: CancellationToken,
+        lost: CancellationToken,
+    ) -> Self {
         Self { shared, lease, stop, lost }
     }
 
@@ -128,7 +133,8 @@ impl<K: CommandKind> ShardRunner<K> {
     async fn claim_fence(&self) -> Result<(), RunnerExit> {
         let s = &self.shared;
         for attempt in 0.. {
-            match fence::claim(&s.pool, K::STREAM, self.shard(), self.lease.token, &s.config.worker_id).await {
+            match fence::claim(&s.pool, K::STREAM, self.shard(), self.lease.token, &s.config.worker_id).await
+            {
                 Ok(Claim::Claimed) => return Ok(()),
                 Ok(Claim::Stale { fence }) => return Err(RunnerExit::Stale { fence }),
                 Err(e) => tracing::warn!(shard = self.shard(), error = %e, "fence claim failed; retrying"),
@@ -170,8 +176,15 @@ impl<K: CommandKind> ShardRunner<K> {
         }
         let (deliveries, undecodable) = decode(&self.shared.kind, batch);
         for bad in undecodable {
-            if let Err(e) =
-                dead_letter(&self.shared.js, K::STREAM, self.shard(), &bad.message, &bad.reason, "undecodable").await
+            if let Err(e) = dead_letter(
+                &self.shared.js,
+                K::STREAM,
+                self.shard(),
+                &bad.message,
+                &bad.reason,
+                "undecodable",
+            )
+            .await
             {
                 tracing::warn!(error = %e, "dead letter failed; the message will come back");
                 nak_all(&[&bad.message], Some(self.shared.config.nak_delay(1))).await;
@@ -216,11 +229,20 @@ impl<K: CommandKind> ShardRunner<K> {
         let config = &self.shared.config;
         if d.delivered >= config.max_deliveries {
             let reason = format!("failed {} deliveries: {reason}", d.delivered);
-            if dead_letter(&self.shared.js, K::STREAM, self.shard(), &d.message, &reason, "max_deliveries").await.is_ok() {
+            if dead_letter(&self.shared.js, K::STREAM, self.shard(), &d.message, &reason, "max_deliveries")
+                .await
+                .is_ok()
+            {
                 return;
             }
         }
-        tracing::warn!(shard = self.shard(), seq = d.seq, delivered = d.delivered, reason, "message failed; nak");
+        tracing::warn!(
+            shard = self.shard(),
+            seq = d.seq,
+            delivered = d.delivered,
+            reason,
+            "message failed; nak"
+        );
         nak_all(&[&d.message], Some(config.nak_delay(d.delivered))).await;
     }
 
@@ -243,7 +265,11 @@ impl<K: CommandKind> ShardRunner<K> {
                     return Ok(settled);
                 }
                 Ok(Err(SettleError::Fenced)) => {
-                    tracing::warn!(shard = self.shard(), token = self.lease.token, "fenced out; leaving the shard");
+                    tracing::warn!(
+                        shard = self.shard(),
+                        token = self.lease.token,
+                        "fenced out; leaving the shard"
+                    );
                     return Err(Halt::Exit(RunnerExit::Fenced));
                 }
                 Ok(Err(SettleError::Fatal(e))) => return Err(Halt::Fatal(e.to_string())),
@@ -265,7 +291,11 @@ impl<K: CommandKind> ShardRunner<K> {
         self.shared.failpoint.after_commit();
         let failed = ack_all(&messages(batch)).await;
         if failed > 0 {
-            tracing::warn!(shard = self.shard(), failed, "acks unconfirmed; those messages will be redelivered as no-ops");
+            tracing::warn!(
+                shard = self.shard(),
+                failed,
+                "acks unconfirmed; those messages will be redelivered as no-ops"
+            );
         }
         self.shared.kind.announce(&self.shared.nats, settled).await;
     }

@@ -17,19 +17,23 @@ use crate::failpoint::Failpoint;
 use crate::lease::LeaseTable;
 use crate::membership::Membership;
 use crate::orders::Orders;
-use crate::users::Users;
 use crate::ownership::Ownership;
 use crate::redis_link::RedisLink;
 use crate::settle::CommandKind;
 use crate::shard::Shared;
 use crate::transient::backoff;
+use crate::users::Users;
 use crate::{WorkerError, http, metrics};
 
 /// Runs a worker (orders and sign-ups) until `shutdown` is cancelled, then drains and returns.
 /// Returns early only on a configuration error or a failed migration.
 pub async fn run(config: WorkerConfig, shutdown: CancellationToken) -> Result<(), WorkerError> {
     let failpoint = Failpoint::from_env();
-    let Some(pool) = retry("postgres", &shutdown, || tps_contract::db::connect(config.common.database_url.expose(), config.db_pool_size)).await else {
+    let Some(pool) = retry("postgres", &shutdown, || {
+        tps_contract::db::connect(config.common.database_url.expose(), config.db_pool_size)
+    })
+    .await
+    else {
         return Ok(());
     };
     tps_contract::db::migrate(&pool).await.map_err(|e| WorkerError::Migrate(e.to_string()))?;
@@ -45,16 +49,36 @@ pub async fn run(config: WorkerConfig, shutdown: CancellationToken) -> Result<()
     {
         return Ok(());
     }
-    let redis = Arc::new(RedisLink::new(&config.common.redis_url).map_err(|e| WorkerError::Config(e.to_string()))?);
+    let redis =
+        Arc::new(RedisLink::new(&config.common.redis_url).map_err(|e| WorkerError::Config(e.to_string()))?);
     let ready = Arc::new(AtomicBool::new(false));
     let app = http::router(ready.clone(), metrics::handle());
-    let (addr, http_task) = http::serve(config.common.metrics_listen, app, shutdown.clone()).await.map_err(WorkerError::Listen)?;
+    let (addr, http_task) = http::serve(config.common.metrics_listen, app, shutdown.clone())
+        .await
+        .map_err(WorkerError::Listen)?;
     tracing::info!(worker = config.worker_id, %addr, shards = config.common.shards, ?failpoint, "worker started");
 
     // Orders and sign-ups are owned independently: each stream has its own leases,
     // membership and fences, and a batch of one never waits for the other.
-    let orders = ownership(Orders, &redis, &ready, Shared { kind: Orders, pool: pool.clone(), nats: nats.clone(), js: js.clone(), config: config.clone(), failpoint });
-    let users = ownership(Users, &redis, &ready, Shared { kind: Users, pool: pool.clone(), nats: nats.clone(), js, config, failpoint });
+    let orders = ownership(
+        Orders,
+        &redis,
+        &ready,
+        Shared {
+            kind: Orders,
+            pool: pool.clone(),
+            nats: nats.clone(),
+            js: js.clone(),
+            config: config.clone(),
+            failpoint,
+        },
+    );
+    let users = ownership(
+        Users,
+        &redis,
+        &ready,
+        Shared { kind: Users, pool: pool.clone(), nats: nats.clone(), js, config, failpoint },
+    );
     tokio::join!(orders.run(shutdown.clone()), users.run(shutdown));
 
     let _ = http_task.await;
@@ -64,7 +88,12 @@ pub async fn run(config: WorkerConfig, shutdown: CancellationToken) -> Result<()
     Ok(())
 }
 
-fn ownership<K: CommandKind>(_kind: K, redis: &Arc<RedisLink>, ready: &Arc<AtomicBool>, shared: Shared<K>) -> Ownership<K> {
+fn ownership<K: CommandKind>(
+    _kind: K,
+    redis: &Arc<RedisLink>,
+    ready: &Arc<AtomicBool>,
+    shared: Shared<K>,
+) -> Ownership<K> {
     let config = &shared.config;
     let leases = LeaseTable::new(redis.clone(), K::STREAM, &config.worker_id, config.lease_ttl());
     let membership = Membership::new(redis.clone(), K::STREAM, &config.worker_id, config.lease_ttl());
@@ -72,7 +101,11 @@ fn ownership<K: CommandKind>(_kind: K, redis: &Arc<RedisLink>, ready: &Arc<Atomi
 }
 
 /// Ensures the streams and every shard's durable consumer exist; false if shut down first.
-async fn prepare_consumers<K: CommandKind>(js: &jetstream::Context, shards: u32, shutdown: &CancellationToken) -> bool {
+async fn prepare_consumers<K: CommandKind>(
+    js: &jetstream::Context,
+    shards: u32,
+    shutdown: &CancellationToken,
+) -> bool {
     retry("jetstream", shutdown, || async {
         ensure_streams(js, &StreamLimits::default()).await.map_err(|e| e.to_string())?;
         let stream = js.get_stream(K::STREAM).await.map_err(|e| e.to_string())?;

@@ -16,10 +16,15 @@ async fn redelivery_after_a_crash_between_commit_and_ack_changes_nothing() {
     let commands: Vec<_> = (0..120).map(|i| order(ticket, 1 + i % 2)).collect();
     h.publish(&commands).await;
 
-    let mut doomed = h.worker_process("doomed", &[("TPS_FAILPOINT", "crash-after-commit"), ("BATCH_SIZE", "50")]);
+    let mut doomed =
+        h.worker_process("doomed", &[("TPS_FAILPOINT", "crash-after-commit"), ("BATCH_SIZE", "50")]);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     while doomed.is_running() {
-        assert!(tokio::time::Instant::now() < deadline, "the failpoint never fired:\n{}", doomed.log_tail(3000));
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the failpoint never fired:\n{}",
+            doomed.log_tail(3000)
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let committed = snapshot(&h).await;
@@ -36,8 +41,13 @@ async fn redelivery_after_a_crash_between_commit_and_ack_changes_nothing() {
     for (id, row) in &committed {
         assert_eq!(after.get(id), Some(row), "order {id} changed on redelivery");
     }
-    let confirmed_before: i64 = committed.values().filter(|r| r.0 == "CONFIRMED").map(|r| i64::from(r.2)).sum();
-    assert_eq!(stock_after_crash, 40 - confirmed_before, "the crashed batch's decrement is exactly its grants");
+    let confirmed_before: i64 =
+        committed.values().filter(|r| r.0 == "CONFIRMED").map(|r| i64::from(r.2)).sum();
+    assert_eq!(
+        stock_after_crash,
+        40 - confirmed_before,
+        "the crashed batch's decrement is exactly its grants"
+    );
     h.assert_exact(ticket, 40).await;
     assert_eq!(h.available(ticket).await, 0);
 }

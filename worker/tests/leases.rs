@@ -48,14 +48,20 @@ async fn one_holder_growing_tokens_and_the_fence_refuses_the_stale() {
     let mut tx_a = h.pool.begin().await.unwrap();
     assert!(!fence::still_ours(&mut tx_a, STREAM, 0, la.token).await.unwrap(), "a stale token never commits");
     tx_a.rollback().await.unwrap();
-    assert_eq!(fence::claim(&h.pool, STREAM, 0, la.token, "a").await.unwrap(), Claim::Stale { fence: lb.token });
+    assert_eq!(
+        fence::claim(&h.pool, STREAM, 0, la.token, "a").await.unwrap(),
+        Claim::Stale { fence: lb.token }
+    );
 
     // Redis loses everything: its counter restarts below the fence, which refuses
     // the small token; raising the counter past the fence recovers.
     redis.query::<String>(&redis::cmd("FLUSHALL")).await.unwrap();
     let small = a.acquire(0).await.unwrap().unwrap();
     assert!(small.token <= lb.token);
-    assert_eq!(fence::claim(&h.pool, STREAM, 0, small.token, "a").await.unwrap(), Claim::Stale { fence: lb.token });
+    assert_eq!(
+        fence::claim(&h.pool, STREAM, 0, small.token, "a").await.unwrap(),
+        Claim::Stale { fence: lb.token }
+    );
     a.raise_counter(0, lb.token).await.unwrap();
     assert!(a.release(&small).await.unwrap());
     let fresh = a.acquire(0).await.unwrap().unwrap();

@@ -9,8 +9,8 @@ use async_nats::jetstream::consumer::{DeliverPolicy, pull};
 use common::{Harness, InProcess, order};
 use futures::StreamExt;
 use tps_contract::subject::{
-    DEAD_LETTER_DELIVERIES_HEADER, DEAD_LETTER_MSG_ID_HEADER, DEAD_LETTER_REASON_HEADER, DEAD_LETTER_SEQUENCE_HEADER,
-    DEAD_LETTER_STREAM, DEAD_LETTER_SUBJECT_HEADER, order_subject,
+    DEAD_LETTER_DELIVERIES_HEADER, DEAD_LETTER_MSG_ID_HEADER, DEAD_LETTER_REASON_HEADER,
+    DEAD_LETTER_SEQUENCE_HEADER, DEAD_LETTER_STREAM, DEAD_LETTER_SUBJECT_HEADER, order_subject,
 };
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -34,10 +34,14 @@ async fn undecodable_and_always_failing_messages_are_dead_lettered() {
     worker.stop().await;
 
     let ids: Vec<_> = letters.iter().map(|l| (l.msg_id.clone(), l.reason.clone())).collect();
-    let garbage = letters.iter().find(|l| l.msg_id == "garbage-1").unwrap_or_else(|| panic!("the undecodable message: {ids:?}"));
+    let garbage = letters
+        .iter()
+        .find(|l| l.msg_id == "garbage-1")
+        .unwrap_or_else(|| panic!("the undecodable message: {ids:?}"));
     assert!(garbage.reason.starts_with("undecodable"), "{}", garbage.reason);
     assert_eq!(garbage.deliveries, "1", "undecodable goes at once");
-    let failing = letters.iter().find(|l| l.msg_id == cursed.order_id.to_string()).expect("the failing message");
+    let failing =
+        letters.iter().find(|l| l.msg_id == cursed.order_id.to_string()).expect("the failing message");
     assert_eq!(failing.deliveries, "3");
     assert!(failing.reason.contains("failed 3 deliveries"), "{}", failing.reason);
     assert_eq!(failing.subject, "orders.0");
@@ -66,8 +70,14 @@ async fn dead_letters(h: &Harness, n: usize, timeout: Duration) -> Vec<Letter> {
     let mut messages = consumer.messages().await.unwrap();
     let mut letters = Vec::new();
     while letters.len() < n {
-        let m = tokio::time::timeout(timeout, messages.next()).await.expect("dead letters arrive").unwrap().unwrap();
-        let header = |k: &str| m.headers.as_ref().and_then(|h| h.get(k)).map(|v| v.as_str().to_owned()).unwrap_or_default();
+        let m = tokio::time::timeout(timeout, messages.next())
+            .await
+            .expect("dead letters arrive")
+            .unwrap()
+            .unwrap();
+        let header = |k: &str| {
+            m.headers.as_ref().and_then(|h| h.get(k)).map(|v| v.as_str().to_owned()).unwrap_or_default()
+        };
         letters.push(Letter {
             msg_id: header(DEAD_LETTER_MSG_ID_HEADER),
             reason: header(DEAD_LETTER_REASON_HEADER),

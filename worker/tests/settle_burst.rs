@@ -34,9 +34,13 @@ async fn a_burst_sells_exactly_the_stock_in_arrival_order() {
     }
     let sold = common::sold(&h.pool).await;
     assert_eq!(sold[&hot], i64::from(N));
-    let distinct: i64 = sqlx::query_scalar("SELECT count(DISTINCT id) FROM orders").fetch_one(&h.pool).await.unwrap();
+    let distinct: i64 =
+        sqlx::query_scalar("SELECT count(DISTINCT id) FROM orders").fetch_one(&h.pool).await.unwrap();
     assert_eq!(distinct, commands.len() as i64);
-    let unprocessed: i64 = sqlx::query_scalar("SELECT count(*) FROM orders WHERE processed_at < created_at").fetch_one(&h.pool).await.unwrap();
+    let unprocessed: i64 = sqlx::query_scalar("SELECT count(*) FROM orders WHERE processed_at < created_at")
+        .fetch_one(&h.pool)
+        .await
+        .unwrap();
     assert_eq!(unprocessed, 0);
 }
 

@@ -22,7 +22,9 @@ async fn sigterm_drains_releases_and_exits_zero() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     let stopped = Instant::now();
     first.signal(Signal::SIGTERM).unwrap();
-    let code = tokio::task::spawn_blocking(move || first.stop_with(Signal::SIGTERM, Duration::from_secs(20))).await.unwrap();
+    let code = tokio::task::spawn_blocking(move || first.stop_with(Signal::SIGTERM, Duration::from_secs(20)))
+        .await
+        .unwrap();
     assert_eq!(code, Some(0), "a clean exit");
 
     let more: Vec<_> = tickets.iter().flat_map(|t| (0..50).map(move |_| order(*t, 1))).collect();

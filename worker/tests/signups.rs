@@ -29,7 +29,10 @@ fn signup(id: Uuid, email: Option<String>) -> SignupCommand {
             team: Team {
                 name: "core".into(),
                 leader: false,
-                projects: vec![Project { name: "a".into(), completed: true }, Project { name: "b".into(), completed: false }],
+                projects: vec![
+                    Project { name: "a".into(), completed: true },
+                    Project { name: "b".into(), completed: false },
+                ],
             },
             logs: vec![LogEntry { date: "2025-03-01".into(), action: LogAction::Login }],
         },
@@ -77,7 +80,11 @@ async fn one_created_user_per_email_across_shards_and_the_first_arrival_wins_on_
     // four shards' batches race on the unique index.
     for e in 0..120 {
         for shard in 0..SHARDS {
-            let email = if shard % 2 == 0 { format!("racer-{e}@example.test") } else { format!("Racer-{e}@EXAMPLE.test") };
+            let email = if shard % 2 == 0 {
+                format!("racer-{e}@example.test")
+            } else {
+                format!("Racer-{e}@EXAMPLE.test")
+            };
             commands.push(signup(id_on(shard, SHARDS), Some(email)));
         }
     }
@@ -105,12 +112,22 @@ async fn one_created_user_per_email_across_shards_and_the_first_arrival_wins_on_
             .collect();
     assert_eq!(created_per_email.len(), 121);
     assert!(created_per_email.values().all(|n| *n == 1), "{created_per_email:?}");
-    assert_eq!(count(&h, "SELECT count(*) FROM users WHERE status = 'REJECTED' AND reason = 'DUPLICATE_EMAIL'").await, 120 * 3 + 1);
+    assert_eq!(
+        count(&h, "SELECT count(*) FROM users WHERE status = 'REJECTED' AND reason = 'DUPLICATE_EMAIL'")
+            .await,
+        120 * 3 + 1
+    );
     assert_eq!(count(&h, "SELECT count(*) FROM users WHERE status = 'REJECTED' AND reason IS DISTINCT FROM 'DUPLICATE_EMAIL'").await, 0);
     assert_eq!(count(&h, "SELECT count(*) FROM users WHERE email IS NULL AND status = 'CREATED'").await, 40);
     let status = |id: Uuid| {
         let pool = h.pool.clone();
-        async move { sqlx::query_scalar::<_, String>("SELECT status FROM users WHERE id = $1").bind(id).fetch_one(&pool).await.unwrap() }
+        async move {
+            sqlx::query_scalar::<_, String>("SELECT status FROM users WHERE id = $1")
+                .bind(id)
+                .fetch_one(&pool)
+                .await
+                .unwrap()
+        }
     };
     assert_eq!((status(first).await.as_str(), status(second).await.as_str()), ("CREATED", "REJECTED"));
     // Projects and logs belong to created users only, all of them, once.

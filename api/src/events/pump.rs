@@ -72,7 +72,9 @@ pub async fn run(
 
 fn parse<T: serde::de::DeserializeOwned>(payload: &[u8], kind: &'static str) -> Option<T> {
     metrics::counter!("tps_api_events_received_total", "type" => kind).increment(1);
-    serde_json::from_slice(payload).map_err(|e| tracing::debug!(error = %e, kind, "ignoring a malformed event")).ok()
+    serde_json::from_slice(payload)
+        .map_err(|e| tracing::debug!(error = %e, kind, "ignoring a malformed event"))
+        .ok()
 }
 
 /// Delivers `first` and every order event already waiting behind it, one batch
@@ -84,7 +86,10 @@ fn deliver_orders(hub: &Hub, first: async_nats::Message, more: &mut async_nats::
     for msg in std::iter::once(first).chain(waiting) {
         let Some(event) = parse::<OrderUpdated>(&msg.payload, "order") else { continue };
         if hub.has_user(&event.user_id) {
-            by_user.entry(event.user_id).or_default().push(text(&ClientEvent::OrderUpdated { order: event.order }));
+            by_user
+                .entry(event.user_id)
+                .or_default()
+                .push(text(&ClientEvent::OrderUpdated { order: event.order }));
         }
     }
     for (user, texts) in by_user {

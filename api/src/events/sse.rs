@@ -32,7 +32,8 @@ fn events(sub: Subscription) -> impl Stream<Item = Result<Event, Infallible>> {
             () = sub.cancel.cancelled() => None,
             batch = sub.queue.recv() => batch,
         }?;
-        let events: Vec<Result<Event, Infallible>> = batch.iter().map(|t| Ok(Event::default().data(t.as_str()))).collect();
+        let events: Vec<Result<Event, Infallible>> =
+            batch.iter().map(|t| Ok(Event::default().data(t.as_str()))).collect();
         Some((futures::stream::iter(events), sub))
     })
     .flatten()

@@ -78,7 +78,11 @@ async fn send(sink: &mut SplitSink<WebSocket, Message>, batch: &Batch, cancel: &
     }
 }
 
-async fn send_message(sink: &mut SplitSink<WebSocket, Message>, msg: Message, cancel: &CancellationToken) -> bool {
+async fn send_message(
+    sink: &mut SplitSink<WebSocket, Message>,
+    msg: Message,
+    cancel: &CancellationToken,
+) -> bool {
     tokio::select! {
         written = sink.send(msg) => written.is_ok(),
         () = cancel.cancelled() => false,

@@ -23,8 +23,9 @@ pub struct PendingOrder {
 /// Reads one record; `None` when absent, malformed, or its publish failed.
 pub async fn get(redis: &RedisLink, id: &Uuid) -> Result<Option<PendingOrder>, RedisUnavailable> {
     let key = super::order_key(id);
-    let fields: HashMap<String, String> =
-        redis.run(|mut conn| async move { redis::cmd("HGETALL").arg(&key).query_async(&mut conn).await }).await?;
+    let fields: HashMap<String, String> = redis
+        .run(|mut conn| async move { redis::cmd("HGETALL").arg(&key).query_async(&mut conn).await })
+        .await?;
     Ok(parse(*id, &fields))
 }
 
@@ -54,7 +55,8 @@ pub async fn recent(
     let max = max_ms.map_or_else(|| "+inf".to_owned(), |ms| ms.to_string());
     let mut invocation = RECENT.prepare_invoke();
     invocation.key(super::user_orders_key(user)).arg(max).arg(count).arg("tps:order:");
-    let flat: Vec<String> = redis.run(|mut conn| async move { invocation.invoke_async(&mut conn).await }).await?;
+    let flat: Vec<String> =
+        redis.run(|mut conn| async move { invocation.invoke_async(&mut conn).await }).await?;
     Ok(flat
         .chunks_exact(6)
         .filter_map(|c| {

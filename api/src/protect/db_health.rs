@@ -36,7 +36,8 @@ impl DbHealth {
         }
         let bound = every.max(Duration::from_millis(500));
         loop {
-            let up = matches!(tokio::time::timeout(bound, sqlx::query("SELECT 1").execute(&db)).await, Ok(Ok(_)));
+            let up =
+                matches!(tokio::time::timeout(bound, sqlx::query("SELECT 1").execute(&db)).await, Ok(Ok(_)));
             if up != self.up.swap(up, Ordering::Relaxed) {
                 tracing::warn!(up, "postgres reachability changed");
             }

@@ -140,16 +140,19 @@ pub async fn guard(State(state): State<AppState>, request: Request, next: Next) 
         Some(slots) => match slots.clone().try_acquire_owned() {
             Ok(permit) => Some(permit),
             // Full: wait in line (the semaphore is fair), within the queue timeout.
-            Err(_) => match tokio::time::timeout(protection.queue_timeout, slots.clone().acquire_owned()).await {
-                Ok(Ok(permit)) => {
-                    metrics::counter!("tps_api_queued_total").increment(1);
-                    Some(permit)
+            Err(_) => {
+                match tokio::time::timeout(protection.queue_timeout, slots.clone().acquire_owned()).await {
+                    Ok(Ok(permit)) => {
+                        metrics::counter!("tps_api_queued_total").increment(1);
+                        Some(permit)
+                    }
+                    _ => {
+                        metrics::counter!("tps_api_shed_total", "why" => "in_flight").increment(1);
+                        return ApiError::Unavailable("too many requests in flight; retry shortly".into())
+                            .into_response();
+                    }
                 }
-                _ => {
-                    metrics::counter!("tps_api_shed_total", "why" => "in_flight").increment(1);
-                    return ApiError::Unavailable("too many requests in flight; retry shortly".into()).into_response();
-                }
-            },
+            }
         },
         None => None,
     };
@@ -157,14 +160,21 @@ pub async fn guard(State(state): State<AppState>, request: Request, next: Next) 
         metrics::counter!("tps_api_shed_total", "why" => "postgres_down").increment(1);
         return ApiError::Unavailable("the database is unavailable; retry shortly".into()).into_response();
     }
-    if request.method() == Method::POST && request.uri().path() == "/v1/orders" && protection.backlog.is_over() {
+    if request.method() == Method::POST
+        && request.uri().path() == "/v1/orders"
+        && protection.backlog.is_over()
+    {
         metrics::counter!("tps_api_shed_total", "why" => "consumer_lag").increment(1);
         let detail = format!("orders are backlogged ({} unsettled); retry shortly", protection.backlog.lag());
         return ApiError::Unavailable(detail).into_response();
     }
-    if request.method() == Method::POST && request.uri().path() == "/v1/users" && protection.signup_backlog.is_over() {
+    if request.method() == Method::POST
+        && request.uri().path() == "/v1/users"
+        && protection.signup_backlog.is_over()
+    {
         metrics::counter!("tps_api_shed_total", "why" => "consumer_lag").increment(1);
-        let detail = format!("sign-ups are backlogged ({} unsettled); retry shortly", protection.signup_backlog.lag());
+        let detail =
+            format!("sign-ups are backlogged ({} unsettled); retry shortly", protection.signup_backlog.lag());
         return ApiError::Unavailable(detail).into_response();
     }
     match tokio::time::timeout(protection.request_timeout, next.run(request)).await {

@@ -5,8 +5,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::Router;
 use axum::extract::State;
-use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::WebSocketUpgrade;
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::http::{HeaderMap, header};
 use axum::response::Response;
 use axum::routing::get;
@@ -49,7 +49,8 @@ pub async fn events(
     Query(query): Query<EventsQuery>,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response, ApiError> {
-    let claims = claims_from_header_or_query(&headers, query.token.as_deref(), state.settings.jwt_secret.as_bytes())?;
+    let claims =
+        claims_from_header_or_query(&headers, query.token.as_deref(), state.settings.jwt_secret.as_bytes())?;
     let lifetime = until(claims.exp);
     if wants_event_stream(&headers) {
         return Ok(sse::respond(state.events.subscribe(&claims.sub), lifetime));
@@ -70,7 +71,11 @@ pub async fn events(
 }
 
 fn wants_event_stream(headers: &HeaderMap) -> bool {
-    headers.get_all(header::ACCEPT).iter().filter_map(|v| v.to_str().ok()).any(|v| v.contains("text/event-stream"))
+    headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.contains("text/event-stream"))
 }
 
 /// Time left until `exp` (seconds since the epoch).

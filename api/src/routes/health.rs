@@ -17,7 +17,10 @@ const PROBE_TIMEOUT: Duration = Duration::from_millis(800);
 
 /// The probe and metrics routes.
 pub fn router() -> Router<AppState> {
-    Router::new().route("/healthz", get(healthz)).route("/readyz", get(readyz)).route("/metrics", get(metrics))
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
 }
 
 /// The metrics route alone, for the METRICS_LISTEN listener.

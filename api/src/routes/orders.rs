@@ -26,7 +26,9 @@ use crate::state::AppState;
 
 /// The order routes.
 pub fn router() -> Router<AppState> {
-    Router::new().route("/v1/orders", post(create_order).get(list_orders)).route("/v1/orders/{id}", get(get_order))
+    Router::new()
+        .route("/v1/orders", post(create_order).get(list_orders))
+        .route("/v1/orders/{id}", get(get_order))
 }
 
 /// The body of `POST /v1/orders`.
@@ -155,7 +157,8 @@ pub async fn create_order(
     let trace = caller.as_ref().map_or_else(TraceContext::root, TraceContext::child);
     // Only when spans are exported (the `otlp` feature and an endpoint): a constant None otherwise.
     let started = spans::enabled().then(SystemTime::now);
-    let ticket = state.tickets.lookup(&state.db, &body.ticket_id).await?.ok_or(ApiError::NotFound("ticket"))?;
+    let ticket =
+        state.tickets.lookup(&state.db, &body.ticket_id).await?.ok_or(ApiError::NotFound("ticket"))?;
     let max = u32::try_from(ticket.max_per_order).unwrap_or(1);
     if !(1..=max).contains(&body.quantity) {
         return Err(ApiError::BadRequest(format!("quantity must be within 1..={max} for this ticket")));
@@ -197,7 +200,8 @@ pub async fn create_order(
         accepted_at: DateTime::from_timestamp_millis(created_ms).unwrap_or_else(Utc::now),
     };
     let settings = &state.settings;
-    let published = publish::publish(&state.jetstream, &command, settings.shards, settings.publish_timeout, &trace).await;
+    let published =
+        publish::publish(&state.jetstream, &command, settings.shards, settings.publish_timeout, &trace).await;
     let ack = match published {
         Ok(ack) => ack,
         Err(e) => {
@@ -258,7 +262,11 @@ fn export_span(
 }
 
 fn accepted(id: Uuid, ticket_id: Uuid, quantity: u32, replayed: bool) -> Response {
-    super::accepted(Accepted { id, status: "PENDING", ticket_id, quantity }, format!("/v1/orders/{id}"), replayed)
+    super::accepted(
+        Accepted { id, status: "PENDING", ticket_id, quantity },
+        format!("/v1/orders/{id}"),
+        replayed,
+    )
 }
 
 fn sold_out(ticket_id: Uuid) -> Response {
@@ -287,12 +295,16 @@ pub async fn get_order(
 ) -> Result<axum::Json<Order>, ApiError> {
     if let Some(order) = store::get(&state.db, &id).await? {
         // Someone else's order is indistinguishable from none.
-        return (order.user == user.id()).then(|| axum::Json(order.view.into())).ok_or(ApiError::NotFound("order"));
+        return (order.user == user.id())
+            .then(|| axum::Json(order.view.into()))
+            .ok_or(ApiError::NotFound("order"));
     }
     match pending::get(&state.redis, &id).await {
         Ok(Some(order)) if order.user == user.id() => Ok(axum::Json(order.view.into())),
         Ok(_) => Err(ApiError::NotFound("order")),
-        Err(e) => Err(ApiError::Unavailable(format!("the order is not settled and pending orders are unreadable: {e}"))),
+        Err(e) => Err(ApiError::Unavailable(format!(
+            "the order is not settled and pending orders are unreadable: {e}"
+        ))),
     }
 }
 
@@ -318,9 +330,11 @@ pub async fn list_orders(
     let settled = store::list_for_user(&state.db, user.id(), position, limit + 1).await?;
     // Pending orders come from the user's Redis index; without Redis the page shows settled ones only.
     let max_ms = before.map(|c| c.at.timestamp_millis());
-    let pending = pending::recent(&state.redis, user.id(), max_ms, limit as usize + 16).await.unwrap_or_default();
+    let pending =
+        pending::recent(&state.redis, user.id(), max_ms, limit as usize + 16).await.unwrap_or_default();
     let pending_ids: Vec<Uuid> = pending.iter().map(|p| p.view.id).collect();
-    let already_settled = if pending_ids.is_empty() { Vec::new() } else { store::settled_ids(&state.db, &pending_ids).await? };
+    let already_settled =
+        if pending_ids.is_empty() { Vec::new() } else { store::settled_ids(&state.db, &pending_ids).await? };
 
     let mut items: Vec<OrderView> = settled.into_iter().map(|s| s.view).collect();
     items.extend(

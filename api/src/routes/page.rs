@@ -18,10 +18,7 @@ const APP_JS: &str = include_str!("../../static/app.js");
 
 /// `/` and `/app.js`, compressed, with ETags.
 pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/", get(index))
-        .route("/app.js", get(app_js))
-        .layer(super::tickets::compression())
+    Router::new().route("/", get(index)).route("/app.js", get(app_js)).layer(super::tickets::compression())
 }
 
 async fn index(headers: HeaderMap) -> Response {

@@ -13,8 +13,8 @@ use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use tower_http::compression::{CompressionLayer, CompressionLevel};
 use serde::{Deserialize, Serialize};
+use tower_http::compression::{CompressionLayer, CompressionLevel};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 

@@ -80,7 +80,10 @@ pub struct CreatedUser {
         (status = 503, body = Problem, content_type = "application/problem+json", description = "Not stored; retry the same body after Retry-After"),
     )
 )]
-pub async fn create_user(State(state): State<AppState>, Json(body): Json<Signup>) -> Result<Response, ApiError> {
+pub async fn create_user(
+    State(state): State<AppState>,
+    Json(body): Json<Signup>,
+) -> Result<Response, ApiError> {
     body.validate().map_err(ApiError::BadRequest)?;
     let id = body.id;
     let settings = &state.settings;
@@ -101,15 +104,16 @@ pub async fn create_user(State(state): State<AppState>, Json(body): Json<Signup>
     // The original time on a replay, so a re-published command is identical.
     let accepted_at = DateTime::from_timestamp_millis(created_ms).unwrap_or_else(Utc::now);
     let command = SignupCommand { user: body, accepted_at };
-    let ack = match publish::publish(&state.jetstream, &command, settings.shards, settings.publish_timeout).await {
-        Ok(ack) => ack,
-        Err(e) => {
-            if !replayed && !degraded {
-                claim::mark_failed(&state.redis, &id).await;
+    let ack =
+        match publish::publish(&state.jetstream, &command, settings.shards, settings.publish_timeout).await {
+            Ok(ack) => ack,
+            Err(e) => {
+                if !replayed && !degraded {
+                    claim::mark_failed(&state.redis, &id).await;
+                }
+                return Err(ApiError::Unavailable(format!("the sign-up could not be stored: {e}")));
             }
-            return Err(ApiError::Unavailable(format!("the sign-up could not be stored: {e}")));
-        }
-    };
+        };
     let replayed = replayed || (degraded && ack.duplicate);
     if replayed {
         metrics::counter!("tps_api_signup_replays_total").increment(1);
@@ -130,7 +134,10 @@ pub async fn create_user(State(state): State<AppState>, Json(body): Json<Signup>
         (status = 503, body = Problem, content_type = "application/problem+json", description = "Not settled, and Redis is unreachable"),
     )
 )]
-pub async fn get_user(State(state): State<AppState>, Path(id): Path<Uuid>) -> Result<axum::Json<UserState>, ApiError> {
+pub async fn get_user(
+    State(state): State<AppState>,
+    Path(id): Path<Uuid>,
+) -> Result<axum::Json<UserState>, ApiError> {
     if let Some(settled) = store::get(&state.db, &id).await? {
         let user = (settled.status == UserStatus::Created).then_some(CreatedUser {
             signup: settled.user,
@@ -140,8 +147,12 @@ pub async fn get_user(State(state): State<AppState>, Path(id): Path<Uuid>) -> Re
         return Ok(axum::Json(UserState { id, status: settled.status, reason: settled.reason, user }));
     }
     match claim::pending_since(&state.redis, &id).await {
-        Ok(Some(_)) => Ok(axum::Json(UserState { id, status: UserStatus::Pending, reason: None, user: None })),
+        Ok(Some(_)) => {
+            Ok(axum::Json(UserState { id, status: UserStatus::Pending, reason: None, user: None }))
+        }
         Ok(None) => Err(ApiError::NotFound("user")),
-        Err(e) => Err(ApiError::Unavailable(format!("the sign-up is not settled and pending sign-ups are unreadable: {e}"))),
+        Err(e) => Err(ApiError::Unavailable(format!(
+            "the sign-up is not settled and pending sign-ups are unreadable: {e}"
+        ))),
     }
 }

@@ -38,7 +38,13 @@ return {0, ARGV[2]}
 static CLAIM: LazyLock<Script> = LazyLock::new(|| Script::new(CLAIM_LUA));
 
 /// Runs the claim script.
-pub async fn claim(redis: &RedisLink, id: &Uuid, fingerprint: &str, now_ms: i64, ttl_secs: u64) -> Result<Claim, RedisUnavailable> {
+pub async fn claim(
+    redis: &RedisLink,
+    id: &Uuid,
+    fingerprint: &str,
+    now_ms: i64,
+    ttl_secs: u64,
+) -> Result<Claim, RedisUnavailable> {
     let mut invocation = CLAIM.prepare_invoke();
     invocation.key(super::signup_key(id)).arg(fingerprint).arg(now_ms).arg(ttl_secs);
     let (code, created): (i64, i64) =
@@ -59,7 +65,9 @@ pub async fn mark_failed(redis: &RedisLink, id: &Uuid) {
 pub async fn pending_since(redis: &RedisLink, id: &Uuid) -> Result<Option<i64>, RedisUnavailable> {
     let key = super::signup_key(id);
     let (created, failed): (Option<i64>, Option<String>) = redis
-        .run(|mut conn| async move { redis::cmd("HMGET").arg(&key).arg("created").arg("failed").query_async(&mut conn).await })
+        .run(|mut conn| async move {
+            redis::cmd("HMGET").arg(&key).arg("created").arg("failed").query_async(&mut conn).await
+        })
         .await?;
     Ok(created.filter(|_| failed.is_none()))
 }

@@ -9,7 +9,12 @@ use tps_contract::subject::{MSG_ID_HEADER, user_subject};
 use crate::jetstream::PublishError;
 
 /// Publishes `cmd` with `Nats-Msg-Id` = user id, and awaits the PubAck.
-pub async fn publish(js: &jetstream::Context, cmd: &SignupCommand, shards: u32, timeout: Duration) -> Result<PublishAck, PublishError> {
+pub async fn publish(
+    js: &jetstream::Context,
+    cmd: &SignupCommand,
+    shards: u32,
+    timeout: Duration,
+) -> Result<PublishAck, PublishError> {
     let subject = user_subject(tps_contract::shard_for(&cmd.user.id, shards));
     let payload = serde_json::to_vec(cmd).map_err(|e| PublishError::Refused(e.to_string()))?;
     let mut headers = async_nats::HeaderMap::new();

@@ -53,12 +53,19 @@ pub async fn get(db: &PgPool, id: &Uuid) -> Result<Option<SettledUser>, sqlx::Er
         team: Team {
             name: r.try_get("team_name")?,
             leader: r.try_get("team_leader")?,
-            projects: names.into_iter().zip(done).map(|(name, completed)| Project { name, completed }).collect(),
+            projects: names
+                .into_iter()
+                .zip(done)
+                .map(|(name, completed)| Project { name, completed })
+                .collect(),
         },
         logs: dates
             .into_iter()
             .zip(actions)
-            .map(|(date, action)| LogEntry { date, action: if action == "logout" { LogAction::Logout } else { LogAction::Login } })
+            .map(|(date, action)| LogEntry {
+                date,
+                action: if action == "logout" { LogAction::Logout } else { LogAction::Login },
+            })
             .collect(),
     };
     Ok(Some(SettledUser {

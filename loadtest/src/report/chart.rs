@@ -13,8 +13,10 @@ type Series = (&'static str, fn(&TimelinePoint) -> f64);
 
 /// Draws the chart to `path`.
 pub fn draw(report: &Report, path: &Path) -> Result<()> {
-    let seconds = report.phases.iter().flat_map(|p| p.timeline.iter().map(|t| t.second)).max().unwrap_or(0) + 1;
-    let top = report.phases.iter().flat_map(|p| p.timeline.iter().map(|t| t.max_ms)).fold(1.0f64, f64::max) * 1.5;
+    let seconds =
+        report.phases.iter().flat_map(|p| p.timeline.iter().map(|t| t.second)).max().unwrap_or(0) + 1;
+    let top =
+        report.phases.iter().flat_map(|p| p.timeline.iter().map(|t| t.max_ms)).fold(1.0f64, f64::max) * 1.5;
     let root = SVGBackend::new(path, (1000, 500)).into_drawing_area();
     let chart_err = |e: &dyn std::fmt::Display| Error::Chart(e.to_string());
     root.fill(&WHITE).map_err(|e| chart_err(&e))?;

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use crate::latency::{Percentiles, TimelinePoint, TIMED_OUT, TRANSPORT_ERROR, histogram_of, timeline};
+use crate::latency::{Percentiles, TIMED_OUT, TRANSPORT_ERROR, TimelinePoint, histogram_of, timeline};
 use crate::load::PhaseRun;
 use crate::procstat::Usage;
 use crate::verify::Verdict;
@@ -54,7 +54,11 @@ impl PhaseReport {
         }
         let secs = run.elapsed.as_secs_f64().max(1e-6);
         let per_route = if routes.len() > 1 {
-            routes.iter().enumerate().map(|(i, r)| (r.to_string(), Percentiles::of(&histogram_of(&run.samples, Some(i as u8))))).collect()
+            routes
+                .iter()
+                .enumerate()
+                .map(|(i, r)| (r.to_string(), Percentiles::of(&histogram_of(&run.samples, Some(i as u8)))))
+                .collect()
         } else {
             BTreeMap::new()
         };
@@ -101,7 +105,10 @@ impl Ratio {
     /// Compares `scenario` to `noop`.
     pub fn of(scenario: &PhaseReport, noop: &PhaseReport) -> Self {
         let div = |a: f64, b: f64| if b > 0.0 { a / b } else { 0.0 };
-        Self { throughput: div(scenario.good_per_s, noop.good_per_s), p99: div(scenario.latency.p99_ms, noop.latency.p99_ms) }
+        Self {
+            throughput: div(scenario.good_per_s, noop.good_per_s),
+            p99: div(scenario.latency.p99_ms, noop.latency.p99_ms),
+        }
     }
 }
 
@@ -166,7 +173,9 @@ mod tests {
     fn run(statuses: &[(u16, u64)], secs: u64) -> PhaseRun<()> {
         let samples = statuses
             .iter()
-            .flat_map(|(s, n)| (0..*n).map(move |i| Sample { at_us: i, latency_us: 1000, status: *s, route: 0 }))
+            .flat_map(|(s, n)| {
+                (0..*n).map(move |i| Sample { at_us: i, latency_us: 1000, status: *s, route: 0 })
+            })
             .collect();
         PhaseRun {
             samples,
@@ -181,7 +190,12 @@ mod tests {
 
     #[test]
     fn throughput_counts_409_as_good_and_errors_as_unanswered() {
-        let p = PhaseReport::of("flash-sale", &run(&[(202, 50), (409, 150), (503, 100), (TRANSPORT_ERROR, 100)], 2), &["orders"], vec![]);
+        let p = PhaseReport::of(
+            "flash-sale",
+            &run(&[(202, 50), (409, 150), (503, 100), (TRANSPORT_ERROR, 100)], 2),
+            &["orders"],
+            vec![],
+        );
         assert_eq!(p.requests, 400);
         assert_eq!((p.count(202), p.count(409), p.count(503), p.by_status["error"]), (50, 150, 100, 100));
         assert_eq!(p.answered_per_s, 150.0);

@@ -24,7 +24,11 @@ pub fn render(r: &Report) -> String {
         }
     }
     if let Some(ratio) = r.ratio {
-        let _ = writeln!(out, "ratio to the no-op route: throughput {:.2}, p99 {:.2}", ratio.throughput, ratio.p99);
+        let _ = writeln!(
+            out,
+            "ratio to the no-op route: throughput {:.2}, p99 {:.2}",
+            ratio.throughput, ratio.p99
+        );
     }
     if let Some(s) = &r.settle {
         let fmt = |v: Option<f64>| v.map_or("never".to_owned(), |v| format!("{v:.2} s"));
@@ -58,12 +62,22 @@ pub fn render(r: &Report) -> String {
     }
     for v in &r.verdicts {
         let mark = if v.ok { "PASS" } else { "FAIL" };
-        let _ = writeln!(out, "{mark} {:<12} {:<9} {}", v.check, format!("{:?}", v.source).to_lowercase(), v.detail);
+        let _ = writeln!(
+            out,
+            "{mark} {:<12} {:<9} {}",
+            v.check,
+            format!("{:?}", v.source).to_lowercase(),
+            v.detail
+        );
     }
     for n in &r.notes {
         let _ = writeln!(out, "note: {n}");
     }
-    let _ = writeln!(out, "{}", if r.passed { "RESULT: all consistency checks passed" } else { "RESULT: CONSISTENCY CHECK FAILED" });
+    let _ = writeln!(
+        out,
+        "{}",
+        if r.passed { "RESULT: all consistency checks passed" } else { "RESULT: CONSISTENCY CHECK FAILED" }
+    );
     out
 }
 

@@ -10,7 +10,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use crate::cli::Common;
 use crate::error::Result;
 use crate::http::Target;
-use crate::load::{self, Plan, PhaseRun, Workload};
+use crate::load::{self, PhaseRun, Plan, Workload};
 use crate::nofile::loopback_sources;
 use crate::procstat::{Sampler, Selector};
 use crate::report::{PhaseReport, Ratio, Report, Settle};
@@ -34,7 +34,10 @@ impl Context {
     /// Resolves the target and picks a run id.
     pub fn new(common: Common) -> Result<Self> {
         let target = Arc::new(Target::parse(&common.base_url)?);
-        let run_id = common.run_id.clone().unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string()[..8].to_owned());
+        let run_id = common
+            .run_id
+            .clone()
+            .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string()[..8].to_owned());
         Ok(Self { target, common, run_id, started_at: chrono::Utc::now() })
     }
 
@@ -58,12 +61,24 @@ impl Context {
             return Vec::new();
         }
         let auto = loopback_sources(connections);
-        let n = if self.common.source_ips == 0 { if connections > 25_000 { auto.len() } else { 0 } } else { self.common.source_ips };
-        (0..n).map(|i| IpAddr::V4(std::net::Ipv4Addr::new(127, 0, 0, first.saturating_add(i as u8)))).collect()
+        let n = if self.common.source_ips == 0 {
+            if connections > 25_000 { auto.len() } else { 0 }
+        } else {
+            self.common.source_ips
+        };
+        (0..n)
+            .map(|i| IpAddr::V4(std::net::Ipv4Addr::new(127, 0, 0, first.saturating_add(i as u8))))
+            .collect()
     }
 
     /// Runs one phase with a progress bar and the /proc sampler.
-    pub async fn measure<W: Workload>(&self, name: &str, plan: Plan, workload: Arc<W>, routes: &[&str]) -> (PhaseRun<W::Note>, PhaseReport) {
+    pub async fn measure<W: Workload>(
+        &self,
+        name: &str,
+        plan: Plan,
+        workload: Arc<W>,
+        routes: &[&str],
+    ) -> (PhaseRun<W::Note>, PhaseReport) {
         let bar = bar(plan.requests, name);
         let sampler = Sampler::start(self.selector(), Duration::from_millis(500));
         let run = load::run(self.target.clone(), plan, workload, bar.clone()).await;
@@ -78,7 +93,13 @@ impl Context {
     }
 
     /// Assembles the report; it passes when every verdict holds.
-    pub fn report(&self, scenario: &str, settings: serde_json::Value, phases: Vec<PhaseReport>, outcome: Outcome) -> Report {
+    pub fn report(
+        &self,
+        scenario: &str,
+        settings: serde_json::Value,
+        phases: Vec<PhaseReport>,
+        outcome: Outcome,
+    ) -> Report {
         let ratio = match phases.as_slice() {
             [noop, main] => Some(Ratio::of(main, noop)),
             _ => None,
@@ -120,8 +141,10 @@ pub struct Outcome {
 pub fn bar(len: u64, label: &str) -> ProgressBar {
     let bar = ProgressBar::new(len);
     bar.set_style(
-        ProgressStyle::with_template("{prefix:>12} [{elapsed_precise}] {wide_bar} {pos}/{len} {per_sec} eta {eta}")
-            .expect("valid template"),
+        ProgressStyle::with_template(
+            "{prefix:>12} [{elapsed_precise}] {wide_bar} {pos}/{len} {per_sec} eta {eta}",
+        )
+        .expect("valid template"),
     );
     bar.set_prefix(label.to_owned());
     bar

@@ -65,10 +65,11 @@ pub async fn run(args: FlashSaleArgs) -> Result<Report> {
     tokio::time::sleep(std::time::Duration::from_secs(1)).await;
     let ws = ws.finish().await;
     if ws.connected < ws.clients {
-        outcome.notes.push(format!("only {} of {} WebSockets opened on /v1/events", ws.connected, ws.clients));
+        outcome
+            .notes
+            .push(format!("only {} of {} WebSockets opened on /v1/events", ws.connected, ws.clients));
     }
     outcome.websocket = Some(ws);
     let phases = baseline.into_iter().chain([main]).collect();
     Ok(ctx.report("flash-sale", serde_json::to_value(&args)?, phases, outcome))
 }
-

@@ -61,7 +61,8 @@ impl OrderMaker {
 
     /// The order request number `n` (key `lt-{run}-{n}`).
     pub fn call(&self, n: u64, user: u32, row: u32) -> Call {
-        let mut call = Call::post("/v1/orders", self.bodies[row as usize].clone()).with_auth(self.users[user as usize].auth.clone());
+        let mut call = Call::post("/v1/orders", self.bodies[row as usize].clone())
+            .with_auth(self.users[user as usize].auth.clone());
         call.idempotency_key = Some(format!("lt-{}-{n}", self.run_id));
         call
     }
@@ -78,12 +79,25 @@ impl OrderMaker {
 
 /// Polls every accepted order to its end, then judges the run through the API
 /// and, with `--database-url`, through Postgres.
-pub async fn verify<N>(ctx: &Context, maker: &OrderMaker, run: &PhaseRun<N>, accepted: &[Accepted], stock: &[u64]) -> Outcome {
+pub async fn verify<N>(
+    ctx: &Context,
+    maker: &OrderMaker,
+    run: &PhaseRun<N>,
+    accepted: &[Accepted],
+    stock: &[u64],
+) -> Outcome {
     let mut outcome = Outcome::default();
     let distinct: HashSet<Uuid> = accepted.iter().map(|a| a.id).collect();
-    let pollees = accepted.iter().map(|a| Pollee { path: format!("/v1/orders/{}", a.id), auth: Some(maker.users[a.user as usize].auth.clone()) }).collect();
+    let pollees = accepted
+        .iter()
+        .map(|a| Pollee {
+            path: format!("/v1/orders/{}", a.id),
+            auth: Some(maker.users[a.user as usize].auth.clone()),
+        })
+        .collect();
     let bar = bar(accepted.len() as u64, "settling");
-    let polled = settle(&ctx.target, pollees, ctx.common.connections.min(256), ctx.common.settle_timeout, &bar).await;
+    let polled =
+        settle(&ctx.target, pollees, ctx.common.connections.min(256), ctx.common.settle_timeout, &bar).await;
     bar.finish_and_clear();
 
     let rows = maker.tickets.len();
@@ -107,7 +121,9 @@ pub async fn verify<N>(ctx: &Context, maker: &OrderMaker, run: &PhaseRun<N>, acc
     for (r, id) in maker.tickets.iter().enumerate() {
         let available = available(ctx, *id).await;
         if available.is_none() {
-            outcome.notes.push(format!("GET /v1/tickets/{id} gave no `available`; stock check skipped for it"));
+            outcome
+                .notes
+                .push(format!("GET /v1/tickets/{id} gave no `available`; stock check skipped for it"));
         }
         tickets.push(TicketTally { id: *id, stock: stock[r], sold: sold[r], available, demand: demand[r] });
     }
@@ -124,7 +140,9 @@ pub async fn verify<N>(ctx: &Context, maker: &OrderMaker, run: &PhaseRun<N>, acc
     outcome.verdicts.extend(order_verdicts(&api));
     let all_final = polled.pending.is_empty() && polled.missing.is_empty();
     outcome.settle = Some(Settle {
-        after_last_request_s: last_commit.filter(|_| all_final).map(|t| secs_between(run.last_sent_wall(), t).max(0.0)),
+        after_last_request_s: last_commit
+            .filter(|_| all_final)
+            .map(|t| secs_between(run.last_sent_wall(), t).max(0.0)),
         after_start_s: last_commit.filter(|_| all_final).map(|t| secs_between(run.started_wall, t)),
         method: "processedAt".to_owned(),
         poll_rounds: polled.rounds,
@@ -144,11 +162,21 @@ pub async fn verify<N>(ctx: &Context, maker: &OrderMaker, run: &PhaseRun<N>, acc
 async fn available(ctx: &Context, id: Uuid) -> Option<u64> {
     let mut conn = Conn::open(&ctx.target, None).await.ok()?;
     let user = crate::scenario::setup::users(&ctx.common.jwt_secret, &ctx.run_id, 1).pop()?;
-    let v: serde_json::Value = conn.json("get ticket", &Call::get(format!("/v1/tickets/{id}")).with_auth(user.auth), 200).await.ok()?;
+    let v: serde_json::Value = conn
+        .json("get ticket", &Call::get(format!("/v1/tickets/{id}")).with_auth(user.auth), 200)
+        .await
+        .ok()?;
     v.get("available")?.as_u64()
 }
 
-async fn postgres<N>(url: &str, maker: &OrderMaker, run: &PhaseRun<N>, accepted: &[Accepted], demand: &[u64], outcome: &mut Outcome) {
+async fn postgres<N>(
+    url: &str,
+    maker: &OrderMaker,
+    run: &PhaseRun<N>,
+    accepted: &[Accepted],
+    demand: &[u64],
+    outcome: &mut Outcome,
+) {
     let pool = match tps_contract::db::connect(url, 2).await {
         Ok(p) => p,
         Err(e) => {
@@ -162,7 +190,8 @@ async fn postgres<N>(url: &str, maker: &OrderMaker, run: &PhaseRun<N>, accepted:
         }
     };
     let ids: Vec<Uuid> = accepted.iter().map(|a| a.id).collect();
-    let demands: Vec<TicketDemand> = maker.tickets.iter().zip(demand).map(|(id, d)| TicketDemand { id: *id, demand: *d }).collect();
+    let demands: Vec<TicketDemand> =
+        maker.tickets.iter().zip(demand).map(|(id, d)| TicketDemand { id: *id, demand: *d }).collect();
     match order_tally(&pool, &demands, &ids, run.unanswered.len() as u64, u64::from(maker.quantity)).await {
         Ok(tally) => outcome.verdicts.extend(order_verdicts(&tally)),
         Err(e) => outcome.verdicts.push(crate::verify::Verdict {

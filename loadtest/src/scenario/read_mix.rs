@@ -56,7 +56,9 @@ impl Workload for ReadMix {
         let auth = self.maker.users[user as usize].auth.clone();
         match self.route(i) {
             ORDER => self.maker.call(i, user, row).with_route(ORDER),
-            GET => Call::get(format!("/v1/tickets/{}", self.maker.tickets[row as usize])).with_auth(auth).with_route(GET),
+            GET => Call::get(format!("/v1/tickets/{}", self.maker.tickets[row as usize]))
+                .with_auth(auth)
+                .with_route(GET),
             _ => Call::get(format!("/v1/tickets?limit={}", self.page_size)).with_auth(auth).with_route(LIST),
         }
     }
@@ -76,7 +78,16 @@ pub async fn run(args: ReadMixArgs) -> Result<Report> {
     let rows = args.ticket_rows.max(1);
     let mut tickets = Vec::new();
     for r in 0..rows {
-        tickets.push(setup::create_ticket(&ctx.target, &admin, &format!("Read mix {} #{r}", ctx.run_id), args.stock, 5).await?);
+        tickets.push(
+            setup::create_ticket(
+                &ctx.target,
+                &admin,
+                &format!("Read mix {} #{r}", ctx.run_id),
+                args.stock,
+                5,
+            )
+            .await?,
+        );
     }
     let stock = vec![args.stock; rows as usize];
     let plan = ctx.plan(args.requests, ctx.common.connections, 1);

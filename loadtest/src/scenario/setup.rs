@@ -45,7 +45,13 @@ struct Created {
 }
 
 /// Creates a ticket with `stock` and returns its id.
-pub async fn create_ticket(target: &Arc<Target>, admin: &HeaderValue, name: &str, stock: u64, max_per_order: u32) -> Result<Uuid> {
+pub async fn create_ticket(
+    target: &Arc<Target>,
+    admin: &HeaderValue,
+    name: &str,
+    stock: u64,
+    max_per_order: u32,
+) -> Result<Uuid> {
     let mut conn = Conn::open(target, None).await?;
     let body = serde_json::json!({ "name": name, "totalQuantity": stock, "priceCents": 1000, "maxPerOrder": max_per_order });
     let call = Call::post("/v1/tickets", serde_json::to_vec(&body)?.into()).with_auth(admin.clone());

@@ -58,7 +58,11 @@ impl Signups {
     pub fn body(&self, i: u64) -> Signup {
         let e = self.email_of(i);
         // A duplicate differs only in letter case: email is unique case-insensitively.
-        let email = if e == i { format!("lt-{}-{e}@example.test", self.run_id) } else { format!("LT-{}-{e}@Example.TEST", self.run_id) };
+        let email = if e == i {
+            format!("lt-{}-{e}@example.test", self.run_id)
+        } else {
+            format!("LT-{}-{e}@Example.TEST", self.run_id)
+        };
         Signup {
             id: self.id(i),
             name: format!("Load Test {i}"),
@@ -70,7 +74,10 @@ impl Signups {
             team: Team {
                 name: format!("team-{}", i % 100),
                 leader: i.is_multiple_of(10),
-                projects: vec![Project { name: "alpha".into(), completed: true }, Project { name: "beta".into(), completed: false }],
+                projects: vec![
+                    Project { name: "alpha".into(), completed: true },
+                    Project { name: "beta".into(), completed: false },
+                ],
             },
             logs: vec![
                 LogEntry { date: "2025-01-01T09:00:00Z".into(), action: LogAction::Login },
@@ -107,12 +114,16 @@ pub async fn run(args: SignupArgs, mode: Mode) -> Result<Report> {
     if limit < connections as u64 + 64 {
         notes.push(format!("open-file limit is {limit}, below the {connections} connections asked for"));
     }
-    let (mut main_plan, mut noop_plan) = (ctx.plan(requests, connections, 11), ctx.plan(requests, connections, 101));
+    let (mut main_plan, mut noop_plan) =
+        (ctx.plan(requests, connections, 11), ctx.plan(requests, connections, 101));
     if mode == Mode::Burst {
         (main_plan.model, noop_plan.model) = (Model::Closed, Model::Closed);
     }
     let baseline = noop::baseline(&ctx, noop_plan).await;
-    let workload = Arc::new(Signups { run_id: ctx.run_id.clone(), duplicate_share: args.duplicate_share.clamp(0.0, 1.0) });
+    let workload = Arc::new(Signups {
+        run_id: ctx.run_id.clone(),
+        duplicate_share: args.duplicate_share.clamp(0.0, 1.0),
+    });
     let (run, main) = ctx.measure(name, main_plan, workload.clone(), &["signups"]).await;
     let mut outcome = verify(&ctx, &workload, &run).await;
     outcome.notes.extend(notes);
@@ -124,9 +135,13 @@ async fn verify(ctx: &Context, signups: &Signups, run: &crate::load::PhaseRun<u6
     let mut outcome = Outcome::default();
     let admin = setup::admin(&ctx.common.jwt_secret, &ctx.run_id);
     let accepted: Vec<u64> = run.notes.clone();
-    let pollees = accepted.iter().map(|i| Pollee { path: format!("/v1/users/{}", signups.id(*i)), auth: Some(admin.clone()) }).collect();
+    let pollees = accepted
+        .iter()
+        .map(|i| Pollee { path: format!("/v1/users/{}", signups.id(*i)), auth: Some(admin.clone()) })
+        .collect();
     let bar = bar(accepted.len() as u64, "settling");
-    let polled = settle(&ctx.target, pollees, ctx.common.connections.min(256), ctx.common.settle_timeout, &bar).await;
+    let polled =
+        settle(&ctx.target, pollees, ctx.common.connections.min(256), ctx.common.settle_timeout, &bar).await;
     bar.finish_and_clear();
     let mut created_per_email: HashMap<u64, u64> = HashMap::new();
     let mut by_outcome: HashMap<String, u64> = HashMap::new();
@@ -167,7 +182,12 @@ async fn verify(ctx: &Context, signups: &Signups, run: &crate::load::PhaseRun<u6
         match read {
             Ok(Ok(tally)) => outcome.verdicts.extend(user_verdicts(&tally)),
             Ok(Err(note)) => outcome.notes.push(note),
-            Err(e) => outcome.verdicts.push(Verdict { check: "postgres", source: Source::Postgres, ok: false, detail: e.to_string() }),
+            Err(e) => outcome.verdicts.push(Verdict {
+                check: "postgres",
+                source: Source::Postgres,
+                ok: false,
+                detail: e.to_string(),
+            }),
         }
     }
     outcome

@@ -29,7 +29,8 @@ pub struct TopArgs {
 
 /// Scrapes every endpoint each interval and redraws the screen.
 pub async fn run(args: TopArgs) -> anyhow::Result<()> {
-    let endpoints: Vec<Endpoint> = args.urls.iter().map(|u| Endpoint::parse(u)).collect::<anyhow::Result<_>>()?;
+    let endpoints: Vec<Endpoint> =
+        args.urls.iter().map(|u| Endpoint::parse(u)).collect::<anyhow::Result<_>>()?;
     let (mut prev, _) = scrape_all(&endpoints).await;
     let mut taken = Instant::now();
     let mut screens = 0;
@@ -43,7 +44,13 @@ pub async fn run(args: TopArgs) -> anyhow::Result<()> {
         // Clear the screen and go home, unless piped: then frames just follow each other.
         let clear = if std::io::IsTerminal::is_terminal(&std::io::stdout()) { "\x1b[2J\x1b[H" } else { "" };
         let mut out = std::io::stdout().lock();
-        write!(out, "{clear}tps top — {} endpoint(s), every {:?}\n\n{}", endpoints.len(), args.every, status.render())?;
+        write!(
+            out,
+            "{clear}tps top — {} endpoint(s), every {:?}\n\n{}",
+            endpoints.len(),
+            args.every,
+            status.render()
+        )?;
         out.flush()?;
         screens += 1;
         if args.iterations > 0 && screens >= args.iterations {
@@ -61,8 +68,10 @@ struct Endpoint {
 
 impl Endpoint {
     fn parse(url: &str) -> anyhow::Result<Self> {
-        let rest = url.strip_prefix("http://").ok_or_else(|| anyhow::anyhow!("{url}: only http:// is supported"))?;
-        let (host, path) = rest.split_once('/').map_or((rest, "/metrics".to_owned()), |(h, p)| (h, format!("/{p}")));
+        let rest =
+            url.strip_prefix("http://").ok_or_else(|| anyhow::anyhow!("{url}: only http:// is supported"))?;
+        let (host, path) =
+            rest.split_once('/').map_or((rest, "/metrics".to_owned()), |(h, p)| (h, format!("/{p}")));
         let target = Arc::new(Target::parse(&format!("http://{host}"))?);
         Ok(Self { label: host.to_owned(), target, path })
     }

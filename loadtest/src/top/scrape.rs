@@ -22,7 +22,11 @@ impl Sample {
 
 /// Parses the text format; comments and lines it does not understand are skipped.
 pub fn parse(text: &str) -> Vec<Sample> {
-    text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).filter_map(parse_line).collect()
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .filter_map(parse_line)
+        .collect()
 }
 
 fn parse_line(line: &str) -> Option<Sample> {
@@ -53,7 +57,9 @@ mod tests {
 
     #[test]
     fn parses_names_labels_and_values() {
-        let samples = parse("# TYPE a counter\na{route=\"/v1/orders\",status=\"2xx\"} 3\n\nb 1.5\nc_bucket{le=\"+Inf\"} 2\n");
+        let samples = parse(
+            "# TYPE a counter\na{route=\"/v1/orders\",status=\"2xx\"} 3\n\nb 1.5\nc_bucket{le=\"+Inf\"} 2\n",
+        );
         assert_eq!(samples.len(), 3);
         assert_eq!(samples[0].label("status"), "2xx");
         assert_eq!(samples[1].value, 1.5);

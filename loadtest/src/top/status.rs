@@ -43,7 +43,11 @@ pub struct Status {
 
 const ORDERS_ROUTE: [(&str, &str); 2] = [("route", "/v1/orders"), ("method", "POST")];
 
-fn matching<'a>(snap: &'a Snapshot, name: &'a str, labels: &'a [(&str, &str)]) -> impl Iterator<Item = &'a (String, Sample)> {
+fn matching<'a>(
+    snap: &'a Snapshot,
+    name: &'a str,
+    labels: &'a [(&str, &str)],
+) -> impl Iterator<Item = &'a (String, Sample)> {
     snap.iter().filter(move |(_, s)| s.name == name && labels.iter().all(|(k, v)| s.label(k) == *v))
 }
 
@@ -99,7 +103,8 @@ impl Status {
         let mut orders_by_class = BTreeMap::new();
         for class in ["2xx", "4xx", "5xx"] {
             let labels = [ORDERS_ROUTE[0], ORDERS_ROUTE[1], ("status", class)];
-            orders_by_class.insert(class.to_owned(), rate(prev, now, secs, "tps_http_requests_total", &labels));
+            orders_by_class
+                .insert(class.to_owned(), rate(prev, now, secs, "tps_http_requests_total", &labels));
         }
         let mut backlog = BTreeMap::new();
         for name in ["tps_orders_backlog_messages", "tps_orders_unacked_messages"] {
@@ -125,7 +130,9 @@ impl Status {
         }
         let settled: f64 = ["CONFIRMED", "SOLD_OUT", "INSUFFICIENT_STOCK", "INVALID"]
             .iter()
-            .map(|o| rate(prev, now, secs, "tps_worker_settled_total", &[("stream", "ORDERS"), ("outcome", o)]))
+            .map(|o| {
+                rate(prev, now, secs, "tps_worker_settled_total", &[("stream", "ORDERS"), ("outcome", o)])
+            })
             .sum();
         Self {
             accept_rate: rate(prev, now, secs, "tps_api_orders_accepted_total", &[]),
@@ -133,7 +140,13 @@ impl Status {
             sold_out_rate: rate(prev, now, secs, "tps_api_sold_out_rejections_total", &[]),
             accept_p99: quantile(prev, now, 0.99, "tps_http_request_duration_seconds", &ORDERS_ROUTE),
             backlog,
-            settle_lag_p99: quantile(prev, now, 0.99, "tps_worker_settle_lag_seconds", &[("stream", "ORDERS")]),
+            settle_lag_p99: quantile(
+                prev,
+                now,
+                0.99,
+                "tps_worker_settle_lag_seconds",
+                &[("stream", "ORDERS")],
+            ),
             settle_rate: settled,
             stock_left: max(now, "tps_tickets_available"),
             dead_letters: max(now, "tps_dead_letters_stored_messages"),
@@ -149,19 +162,44 @@ impl Status {
         let mut out = String::new();
         let opt = |v: Option<f64>| v.map_or("—".to_owned(), |v| format!("{v:.0}"));
         let ms = |v: Option<f64>| v.map_or("—".to_owned(), |v| format!("{:.1} ms", v * 1000.0));
-        let classes: Vec<String> = self.orders_by_class.iter().map(|(c, r)| format!("{c} {r:.0}/s")).collect();
-        let _ = writeln!(out, "accepted   {:>10.0}/s    POST /v1/orders: {}", self.accept_rate, classes.join("  "));
-        let _ = writeln!(out, "sold out   {:>10.0}/s    accept p99: {}", self.sold_out_rate, ms(self.accept_p99));
-        let _ = writeln!(out, "settled    {:>10.0}/s    settle lag p99: {}", self.settle_rate, ms(self.settle_lag_p99));
-        let _ = writeln!(out, "stock left {:>12}    dead letters: {}", opt(self.stock_left), opt(self.dead_letters));
+        let classes: Vec<String> =
+            self.orders_by_class.iter().map(|(c, r)| format!("{c} {r:.0}/s")).collect();
+        let _ = writeln!(
+            out,
+            "accepted   {:>10.0}/s    POST /v1/orders: {}",
+            self.accept_rate,
+            classes.join("  ")
+        );
+        let _ =
+            writeln!(out, "sold out   {:>10.0}/s    accept p99: {}", self.sold_out_rate, ms(self.accept_p99));
+        let _ = writeln!(
+            out,
+            "settled    {:>10.0}/s    settle lag p99: {}",
+            self.settle_rate,
+            ms(self.settle_lag_p99)
+        );
+        let _ = writeln!(
+            out,
+            "stock left {:>12}    dead letters: {}",
+            opt(self.stock_left),
+            opt(self.dead_letters)
+        );
         if let Some(ws) = self.ws_clients {
             let _ = writeln!(out, "ws clients {ws:>12.0}");
         }
         let total: f64 = self.backlog.values().sum();
-        let _ = writeln!(out, "\nshard  backlog  owner                              (total backlog {total:.0})");
+        let _ =
+            writeln!(out, "\nshard  backlog  owner                              (total backlog {total:.0})");
         let shards: Vec<u32> = match self.shards {
             Some(n) => (0..n).collect(),
-            None => self.backlog.keys().chain(self.owners.keys()).copied().collect::<std::collections::BTreeSet<_>>().into_iter().collect(),
+            None => self
+                .backlog
+                .keys()
+                .chain(self.owners.keys())
+                .copied()
+                .collect::<std::collections::BTreeSet<_>>()
+                .into_iter()
+                .collect(),
         };
         for shard in shards {
             let backlog = self.backlog.get(&shard).map_or("—".to_owned(), |b| format!("{b:.0}"));

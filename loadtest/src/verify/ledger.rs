@@ -97,7 +97,10 @@ async fn phantom_orders(pool: &PgPool, tickets: &[Uuid], accepted: &[Uuid]) -> R
 /// When the last order of the run's tickets was committed.
 pub async fn last_order_commit(pool: &PgPool, tickets: &[Uuid]) -> Result<Option<SystemTime>> {
     let at: Option<chrono::DateTime<chrono::Utc>> =
-        sqlx::query_scalar("SELECT max(processed_at) FROM orders WHERE ticket_id = ANY($1)").bind(tickets).fetch_one(pool).await?;
+        sqlx::query_scalar("SELECT max(processed_at) FROM orders WHERE ticket_id = ANY($1)")
+            .bind(tickets)
+            .fetch_one(pool)
+            .await?;
     Ok(at.map(SystemTime::from))
 }
 
@@ -105,8 +108,13 @@ pub async fn last_order_commit(pool: &PgPool, tickets: &[Uuid]) -> Result<Option
 /// table yet. `created` are the ids the API reported CREATED: each must have a
 /// row. Duplicates are extra CREATED rows per lower-cased email (rejected sign-ups keep
 /// their email), when there are email and status columns.
-pub async fn user_tally(pool: &PgPool, accepted: &[Uuid], created: &[Uuid]) -> Result<std::result::Result<UserTally, String>> {
-    let table: Option<String> = sqlx::query_scalar("SELECT to_regclass('public.users')::text").fetch_one(pool).await?;
+pub async fn user_tally(
+    pool: &PgPool,
+    accepted: &[Uuid],
+    created: &[Uuid],
+) -> Result<std::result::Result<UserTally, String>> {
+    let table: Option<String> =
+        sqlx::query_scalar("SELECT to_regclass('public.users')::text").fetch_one(pool).await?;
     if table.is_none() {
         return Ok(Err("Postgres has no users table; sign-up checks ran through the API only".to_owned()));
     }
@@ -133,5 +141,11 @@ pub async fn user_tally(pool: &PgPool, accepted: &[Uuid], created: &[Uuid]) -> R
     } else {
         0
     };
-    Ok(Ok(UserTally { source: Source::Postgres, accepted: accepted.len() as u64, not_settled: None, lost: lost as u64, duplicates: duplicates as u64 }))
+    Ok(Ok(UserTally {
+        source: Source::Postgres,
+        accepted: accepted.len() as u64,
+        not_settled: None,
+        lost: lost as u64,
+        duplicates: duplicates as u64,
+    }))
 }

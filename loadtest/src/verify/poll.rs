@@ -66,7 +66,13 @@ enum Read {
 }
 
 /// Polls every pollee, round after round, over `connections` connections.
-pub async fn settle(target: &Arc<Target>, pollees: Vec<Pollee>, connections: usize, timeout: Duration, bar: &ProgressBar) -> PollOutcome {
+pub async fn settle(
+    target: &Arc<Target>,
+    pollees: Vec<Pollee>,
+    connections: usize,
+    timeout: Duration,
+    bar: &ProgressBar,
+) -> PollOutcome {
     let pollees = Arc::new(pollees);
     let deadline = Instant::now() + timeout;
     let mut remaining: Vec<usize> = (0..pollees.len()).collect();
@@ -100,7 +106,12 @@ pub async fn settle(target: &Arc<Target>, pollees: Vec<Pollee>, connections: usi
     }
 }
 
-async fn poll_round(target: &Arc<Target>, pollees: &Arc<Vec<Pollee>>, remaining: &[usize], connections: usize) -> Vec<(usize, Read)> {
+async fn poll_round(
+    target: &Arc<Target>,
+    pollees: &Arc<Vec<Pollee>>,
+    remaining: &[usize],
+    connections: usize,
+) -> Vec<(usize, Read)> {
     let workers = connections.clamp(1, 512).min(remaining.len().max(1));
     let mut set = JoinSet::new();
     for chunk in remaining.chunks(remaining.len().div_ceil(workers).max(1)) {

@@ -94,19 +94,33 @@ pub fn order_verdicts(t: &OrderTally) -> Vec<Verdict> {
     if t.tickets.iter().any(|x| x.available.is_some()) {
         out.push(stock(t));
     }
-    out.push(Verdict::new("duplicates", t.source, t.duplicates == 0, format!("{} duplicated orders", t.duplicates)));
+    out.push(Verdict::new(
+        "duplicates",
+        t.source,
+        t.duplicates == 0,
+        format!("{} duplicated orders", t.duplicates),
+    ));
     if let Some((found, unanswered)) = t.phantom {
-        let detail = format!("{found} unacknowledged rows; {unanswered} requests got no answer and may own one");
+        let detail =
+            format!("{found} unacknowledged rows; {unanswered} requests got no answer and may own one");
         out.push(Verdict::new("phantom", t.source, found <= unanswered, detail));
     }
     out
 }
 
 fn oversold(t: &OrderTally) -> Verdict {
-    let over: Vec<String> =
-        t.tickets.iter().filter(|x| x.sold > x.stock).map(|x| format!("{} sold {} of {}", x.id, x.sold, x.stock)).collect();
+    let over: Vec<String> = t
+        .tickets
+        .iter()
+        .filter(|x| x.sold > x.stock)
+        .map(|x| format!("{} sold {} of {}", x.id, x.sold, x.stock))
+        .collect();
     let (sold, stock) = totals(t);
-    let detail = if over.is_empty() { format!("sold {sold} of {stock}") } else { format!("OVERSOLD: {}", over.join("; ")) };
+    let detail = if over.is_empty() {
+        format!("sold {sold} of {stock}")
+    } else {
+        format!("OVERSOLD: {}", over.join("; "))
+    };
     Verdict::new("oversold", t.source, over.is_empty(), detail)
 }
 
@@ -120,8 +134,11 @@ fn sold_out(t: &OrderTally) -> Verdict {
         .collect();
     let (sold, stock) = totals(t);
     let demand: u64 = t.tickets.iter().map(|x| x.demand).sum();
-    let detail =
-        if short.is_empty() { format!("sold {sold} of {stock}, accepted demand {demand}") } else { format!("UNSOLD: {}", short.join("; ")) };
+    let detail = if short.is_empty() {
+        format!("sold {sold} of {stock}, accepted demand {demand}")
+    } else {
+        format!("UNSOLD: {}", short.join("; "))
+    };
     Verdict::new("sold-out", t.source, short.is_empty(), detail)
 }
 
@@ -163,8 +180,18 @@ pub fn user_verdicts(t: &UserTally) -> Vec<Verdict> {
         let detail = format!("{pending} of {} accepted sign-ups still PENDING", t.accepted);
         out.push(Verdict::new("not-settled", t.source, pending == 0, detail));
     }
-    out.push(Verdict::new("lost", t.source, t.lost == 0, format!("{} of {} accepted sign-ups lost", t.lost, t.accepted)));
-    out.push(Verdict::new("duplicates", t.source, t.duplicates == 0, format!("{} duplicated users", t.duplicates)));
+    out.push(Verdict::new(
+        "lost",
+        t.source,
+        t.lost == 0,
+        format!("{} of {} accepted sign-ups lost", t.lost, t.accepted),
+    ));
+    out.push(Verdict::new(
+        "duplicates",
+        t.source,
+        t.duplicates == 0,
+        format!("{} duplicated users", t.duplicates),
+    ));
     out
 }
 
@@ -173,7 +200,13 @@ mod tests {
     use super::*;
 
     fn ticket(stock: u64, sold: u64, demand: u64) -> TicketTally {
-        TicketTally { id: Uuid::from_u128(1), stock, sold, available: Some(stock.saturating_sub(sold)), demand }
+        TicketTally {
+            id: Uuid::from_u128(1),
+            stock,
+            sold,
+            available: Some(stock.saturating_sub(sold)),
+            demand,
+        }
     }
 
     fn healthy() -> OrderTally {
@@ -196,7 +229,10 @@ mod tests {
     #[test]
     fn a_healthy_run_passes_every_check() {
         let v = order_verdicts(&healthy());
-        assert_eq!(v.iter().map(|v| v.check).collect::<Vec<_>>(), ["not-settled", "lost", "oversold", "sold-out", "stock", "duplicates", "phantom"]);
+        assert_eq!(
+            v.iter().map(|v| v.check).collect::<Vec<_>>(),
+            ["not-settled", "lost", "oversold", "sold-out", "stock", "duplicates", "phantom"]
+        );
         assert!(v.iter().all(|v| v.ok), "{v:?}");
     }
 
@@ -252,7 +288,8 @@ mod tests {
 
     #[test]
     fn user_rules() {
-        let ok = UserTally { source: Source::Api, accepted: 10, not_settled: Some(0), lost: 0, duplicates: 0 };
+        let ok =
+            UserTally { source: Source::Api, accepted: 10, not_settled: Some(0), lost: 0, duplicates: 0 };
         assert!(user_verdicts(&ok).iter().all(|v| v.ok));
         let bad = UserTally { not_settled: Some(1), lost: 2, duplicates: 3, ..ok };
         assert_eq!(user_verdicts(&bad).iter().filter(|v| !v.ok).count(), 3);

@@ -17,7 +17,10 @@ pub fn desired_deployment(v: &Validated, component: Component) -> Deployment {
         metadata: child_meta(v, component_name(v, component), component_labels(v, component)),
         spec: DeploymentSpec {
             replicas: None,
-            selector: LabelSelector { match_labels: Some(selector_labels(v, component)), ..LabelSelector::default() },
+            selector: LabelSelector {
+                match_labels: Some(selector_labels(v, component)),
+                ..LabelSelector::default()
+            },
             template: pod_template(v, component),
             // Surge rather than drop capacity during a rollout in a spike.
             strategy: Some(DeploymentStrategy {

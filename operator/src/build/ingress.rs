@@ -1,8 +1,8 @@
 //! The optional Ingress in front of the api Service.
 
 use k8s_openapi::api::networking::v1::{
-    HTTPIngressPath, HTTPIngressRuleValue, Ingress, IngressBackend, IngressRule, IngressServiceBackend, IngressSpec,
-    IngressTLS, ServiceBackendPort,
+    HTTPIngressPath, HTTPIngressRuleValue, Ingress, IngressBackend, IngressRule, IngressServiceBackend,
+    IngressSpec, IngressTLS, ServiceBackendPort,
 };
 
 use super::labels::{Component, child_meta, component_labels, component_name};
@@ -16,7 +16,10 @@ pub fn desired_ingress(v: &Validated) -> Option<Ingress> {
     let backend = IngressBackend {
         service: Some(IngressServiceBackend {
             name: name.clone(),
-            port: Some(ServiceBackendPort { number: Some(SERVICE_HTTP_PORT), ..ServiceBackendPort::default() }),
+            port: Some(ServiceBackendPort {
+                number: Some(SERVICE_HTTP_PORT),
+                ..ServiceBackendPort::default()
+            }),
         }),
         ..IngressBackend::default()
     };
@@ -30,7 +33,11 @@ pub fn desired_ingress(v: &Validated) -> Option<Ingress> {
             rules: Some(vec![IngressRule {
                 host: Some(spec.host.clone()),
                 http: Some(HTTPIngressRuleValue {
-                    paths: vec![HTTPIngressPath { path: Some("/".into()), path_type: "Prefix".into(), backend }],
+                    paths: vec![HTTPIngressPath {
+                        path: Some("/".into()),
+                        path_type: "Prefix".into(),
+                        backend,
+                    }],
                 }),
             }]),
             tls,

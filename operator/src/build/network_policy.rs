@@ -1,6 +1,8 @@
 //! NetworkPolicies: only the ports each workload serves are reachable.
 
-use k8s_openapi::api::networking::v1::{NetworkPolicy, NetworkPolicyIngressRule, NetworkPolicyPort, NetworkPolicySpec};
+use k8s_openapi::api::networking::v1::{
+    NetworkPolicy, NetworkPolicyIngressRule, NetworkPolicyPort, NetworkPolicySpec,
+};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
@@ -18,7 +20,10 @@ pub fn desired_network_policy(v: &Validated, component: Component) -> NetworkPol
     NetworkPolicy {
         metadata: child_meta(v, component_name(v, component), component_labels(v, component)),
         spec: Some(NetworkPolicySpec {
-            pod_selector: Some(LabelSelector { match_labels: Some(selector_labels(v, component)), ..LabelSelector::default() }),
+            pod_selector: Some(LabelSelector {
+                match_labels: Some(selector_labels(v, component)),
+                ..LabelSelector::default()
+            }),
             policy_types: Some(vec!["Ingress".into()]),
             ingress: Some(vec![NetworkPolicyIngressRule { ports: Some(ports), from: None }]),
             egress: None,

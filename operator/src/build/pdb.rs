@@ -15,7 +15,10 @@ pub fn desired_pdb(v: &Validated, component: Component) -> PodDisruptionBudget {
         metadata: child_meta(v, component_name(v, component), component_labels(v, component)),
         spec: Some(PodDisruptionBudgetSpec {
             max_unavailable: Some(IntOrString::Int(1)),
-            selector: Some(LabelSelector { match_labels: Some(selector_labels(v, component)), ..LabelSelector::default() }),
+            selector: Some(LabelSelector {
+                match_labels: Some(selector_labels(v, component)),
+                ..LabelSelector::default()
+            }),
             ..PodDisruptionBudgetSpec::default()
         }),
         status: None,

@@ -38,7 +38,10 @@ pub fn pod_template(v: &Validated, component: Component) -> PodTemplateSpec {
                 run_as_user: Some(RUN_AS_USER),
                 run_as_group: Some(RUN_AS_USER),
                 fs_group: Some(RUN_AS_USER),
-                seccomp_profile: Some(SeccompProfile { type_: "RuntimeDefault".into(), ..SeccompProfile::default() }),
+                seccomp_profile: Some(SeccompProfile {
+                    type_: "RuntimeDefault".into(),
+                    ..SeccompProfile::default()
+                }),
                 ..PodSecurityContext::default()
             }),
             // The root filesystem is read-only; /tmp is the one writable place.
@@ -84,7 +87,11 @@ fn container(v: &Validated, component: Component) -> Container {
             capabilities: Some(Capabilities { drop: Some(vec!["ALL".into()]), ..Capabilities::default() }),
             ..SecurityContext::default()
         }),
-        volume_mounts: Some(vec![VolumeMount { name: "tmp".into(), mount_path: "/tmp".into(), ..VolumeMount::default() }]),
+        volume_mounts: Some(vec![VolumeMount {
+            name: "tmp".into(),
+            mount_path: "/tmp".into(),
+            ..VolumeMount::default()
+        }]),
         ..Container::default()
     }
 }
@@ -98,10 +105,21 @@ pub fn health_port(component: Component) -> &'static str {
 }
 
 fn ports(component: Component) -> Vec<ContainerPort> {
-    let metrics = ContainerPort { name: Some("metrics".into()), container_port: METRICS_PORT, ..ContainerPort::default() };
+    let metrics = ContainerPort {
+        name: Some("metrics".into()),
+        container_port: METRICS_PORT,
+        ..ContainerPort::default()
+    };
     match component {
         Component::Api => {
-            vec![ContainerPort { name: Some("http".into()), container_port: API_PORT, ..ContainerPort::default() }, metrics]
+            vec![
+                ContainerPort {
+                    name: Some("http".into()),
+                    container_port: API_PORT,
+                    ..ContainerPort::default()
+                },
+                metrics,
+            ]
         }
         Component::Worker => vec![metrics],
     }

@@ -9,7 +9,10 @@ use crate::validate::Validated;
 
 /// The `keda.sh/v1alpha1` ScaledObject resource.
 pub fn scaled_object_resource() -> ApiResource {
-    ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk("keda.sh", "v1alpha1", "ScaledObject"), "scaledobjects")
+    ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("keda.sh", "v1alpha1", "ScaledObject"),
+        "scaledobjects",
+    )
 }
 
 /// The ScaledObject of the worker Deployment, or `None` without a monitoring endpoint.

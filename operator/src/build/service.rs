@@ -38,4 +38,3 @@ fn port(name: &str, port: i32, target: &str) -> ServicePort {
         ..ServicePort::default()
     }
 }
-

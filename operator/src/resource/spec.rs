@@ -21,9 +21,23 @@ use super::ThroughputServiceStatus;
     namespaced,
     status = "ThroughputServiceStatus",
     doc = "A spike-proof write API: an autoscaled api and worker fleet on JetStream.",
-    printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status"),
-    printcolumn(name = "API", type_ = "integer", json_path = ".status.api.readyReplicas", description = "ready api pods"),
-    printcolumn(name = "Workers", type_ = "integer", json_path = ".status.worker.readyReplicas", description = "ready worker pods"),
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status"
+    ),
+    printcolumn(
+        name = "API",
+        type_ = "integer",
+        json_path = ".status.api.readyReplicas",
+        description = "ready api pods"
+    ),
+    printcolumn(
+        name = "Workers",
+        type_ = "integer",
+        json_path = ".status.worker.readyReplicas",
+        description = "ready worker pods"
+    ),
     printcolumn(name = "Shards", type_ = "integer", json_path = ".spec.worker.shards"),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
 )]
@@ -269,7 +283,11 @@ impl Default for WorkerSpec {
 
 impl Default for StreamsSpec {
     fn default() -> Self {
-        Self { replicas: default_stream_replicas(), max_bytes: default_max_bytes(), max_age_seconds: default_max_age() }
+        Self {
+            replicas: default_stream_replicas(),
+            max_bytes: default_max_bytes(),
+            max_age_seconds: default_max_age(),
+        }
     }
 }
 

@@ -44,7 +44,8 @@ pub struct ApplyScenario {
 }
 
 const NS: &str = "/namespaces/sales";
-const SELECTOR: &str = "?&labelSelector=app.kubernetes.io%2Finstance%3Dshop%2Capp.kubernetes.io%2Fmanaged-by%3Dtps-operator";
+const SELECTOR: &str =
+    "?&labelSelector=app.kubernetes.io%2Finstance%3Dshop%2Capp.kubernetes.io%2Fmanaged-by%3Dtps-operator";
 
 impl ApiServerVerifier {
     /// Runs one scenario on a task; await it with `timeout_after_1s`.
@@ -97,22 +98,51 @@ impl ApiServerVerifier {
         assert!(deletes.next().is_none(), "every expected delete happened in list order");
         let [api_extra, worker_extra] = s.deployments;
         self.apply(&format!("/api/v1{NS}/configmaps/shop-config"), &to_json(&d.config_map), json!({})).await;
-        self.apply(&format!("/api/v1{NS}/serviceaccounts/shop"), &to_json(&d.service_account), json!({})).await;
-        for (workload, name, extra) in [(&d.api, "shop-api", api_extra), (&d.worker, "shop-worker", worker_extra)] {
-            self.apply(&format!("/apis/apps/v1{NS}/deployments/{name}"), &to_json(&workload.deployment), extra).await;
+        self.apply(&format!("/api/v1{NS}/serviceaccounts/shop"), &to_json(&d.service_account), json!({}))
+            .await;
+        for (workload, name, extra) in
+            [(&d.api, "shop-api", api_extra), (&d.worker, "shop-worker", worker_extra)]
+        {
+            self.apply(
+                &format!("/apis/apps/v1{NS}/deployments/{name}"),
+                &to_json(&workload.deployment),
+                extra,
+            )
+            .await;
             self.apply(&format!("/api/v1{NS}/services/{name}"), &to_json(&workload.service), json!({})).await;
             if let Some(hpa) = &workload.hpa {
-                self.apply(&format!("/apis/autoscaling/v2{NS}/horizontalpodautoscalers/{name}"), &to_json(hpa), json!({})).await;
+                self.apply(
+                    &format!("/apis/autoscaling/v2{NS}/horizontalpodautoscalers/{name}"),
+                    &to_json(hpa),
+                    json!({}),
+                )
+                .await;
             }
-            self.apply(&format!("/apis/policy/v1{NS}/poddisruptionbudgets/{name}"), &to_json(&workload.pdb), json!({})).await;
+            self.apply(
+                &format!("/apis/policy/v1{NS}/poddisruptionbudgets/{name}"),
+                &to_json(&workload.pdb),
+                json!({}),
+            )
+            .await;
             let np = to_json(&workload.network_policy);
-            self.apply(&format!("/apis/networking.k8s.io/v1{NS}/networkpolicies/{name}"), &np, json!({})).await;
+            self.apply(&format!("/apis/networking.k8s.io/v1{NS}/networkpolicies/{name}"), &np, json!({}))
+                .await;
         }
         if let Some(so) = &d.scaled_object {
-            self.apply(&format!("/apis/keda.sh/v1alpha1{NS}/scaledobjects/shop-worker"), &to_json(so), json!({})).await;
+            self.apply(
+                &format!("/apis/keda.sh/v1alpha1{NS}/scaledobjects/shop-worker"),
+                &to_json(so),
+                json!({}),
+            )
+            .await;
         }
         if let Some(ingress) = &d.ingress {
-            self.apply(&format!("/apis/networking.k8s.io/v1{NS}/ingresses/shop-api"), &to_json(ingress), json!({})).await;
+            self.apply(
+                &format!("/apis/networking.k8s.io/v1{NS}/ingresses/shop-api"),
+                &to_json(ingress),
+                json!({}),
+            )
+            .await;
         }
         for (type_, reason) in s.events {
             self.event(type_, reason).await;

@@ -77,7 +77,8 @@ async fn spec_change_to_keda_applies_a_scaled_object_and_prunes_the_worker_hpa()
     let hpa = |name| owned_child("HorizontalPodAutoscaler", "autoscaling/v2", name);
     scenario.existing[0] = vec![hpa("shop-api"), hpa("shop-worker")];
     scenario.existing[2] = vec![owned_child("ScaledObject", "keda.sh/v1alpha1", "shop-worker")];
-    scenario.deletes = vec!["/apis/autoscaling/v2/namespaces/sales/horizontalpodautoscalers/shop-worker?".into()];
+    scenario.deletes =
+        vec!["/apis/autoscaling/v2/namespaces/sales/horizontalpodautoscalers/shop-worker?".into()];
     scenario.events = vec![];
     let mut status = starting_status(16);
     status["observedGeneration"] = json!(2);
@@ -99,9 +100,14 @@ async fn an_hpa_owned_replica_count_is_never_written() {
     // from the builders) carry no replicas, so the HPA's value stands.
     for (i, name) in ["shop-api", "shop-worker"].into_iter().enumerate() {
         scenario.existing[0].push(owned_child("HorizontalPodAutoscaler", "autoscaling/v2", name));
-        scenario.deployments[i] = json!({ "spec": { "replicas": 7 }, "status": { "replicas": 7, "readyReplicas": 0 } });
+        scenario.deployments[i] =
+            json!({ "spec": { "replicas": 7 }, "status": { "replicas": 7, "readyReplicas": 0 } });
         assert!(scenario.desired.api.deployment.spec.replicas.is_none());
-        assert!(serde_json::to_value(&scenario.desired.worker.deployment).unwrap()["spec"].get("replicas").is_none());
+        assert!(
+            serde_json::to_value(&scenario.desired.worker.deployment).unwrap()["spec"]
+                .get("replicas")
+                .is_none()
+        );
     }
     let mut status = starting_status(16);
     status["api"]["replicas"] = json!(7);

@@ -80,7 +80,8 @@ impl Ledger {
 
     /// Tickets to decrement and by how much (only those that sold something), sorted.
     pub fn decrements(&self) -> Vec<(Uuid, i64)> {
-        let mut d: Vec<(Uuid, i64)> = self.taken.iter().filter(|(_, n)| **n > 0).map(|(t, n)| (*t, *n)).collect();
+        let mut d: Vec<(Uuid, i64)> =
+            self.taken.iter().filter(|(_, n)| **n > 0).map(|(t, n)| (*t, *n)).collect();
         d.sort();
         d
     }

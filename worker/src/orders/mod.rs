@@ -51,7 +51,11 @@ impl CommandKind for Orders {
         }
     }
 
-    async fn apply(&self, tx: &mut PgConnection, batch: &[Delivery<OrderCommand>]) -> Result<SettledOrders, sqlx::Error> {
+    async fn apply(
+        &self,
+        tx: &mut PgConnection,
+        batch: &[Delivery<OrderCommand>],
+    ) -> Result<SettledOrders, sqlx::Error> {
         let ids: Vec<Uuid> = batch.iter().map(|d| d.command.order_id).collect();
         let replayed = store::existing(tx, &ids).await?;
         let mut seen: HashSet<Uuid> = replayed.iter().map(|r| r.id).collect();
@@ -67,7 +71,8 @@ impl CommandKind for Orders {
         tickets.sort();
         tickets.dedup();
         let mut ledger = Ledger::new(store::lock_tickets(tx, &tickets).await?);
-        let outcomes: Vec<Outcome> = fresh.iter().map(|d| ledger.decide(d.command.ticket_id, d.command.quantity)).collect();
+        let outcomes: Vec<Outcome> =
+            fresh.iter().map(|d| ledger.decide(d.command.ticket_id, d.command.quantity)).collect();
         for (ticket, n) in ledger.decrements() {
             store::decrement(tx, ticket, n).await?;
         }
@@ -106,7 +111,8 @@ impl CommandKind for Orders {
             publish(nats, ORDER_EVENTS, &row.event()).await;
         }
         for (ticket_id, available) in settled.tickets {
-            publish(nats, TICKET_EVENTS, &TicketUpdated { ticket_id, available, sold_out: available == 0 }).await;
+            publish(nats, TICKET_EVENTS, &TicketUpdated { ticket_id, available, sold_out: available == 0 })
+                .await;
         }
     }
 }

@@ -82,10 +82,12 @@ pub async fn existing(tx: &mut PgConnection, ids: &[Uuid]) -> Result<Vec<OrderRo
 
 /// Locks the tickets of the batch, in id order so that lockers never deadlock.
 pub async fn lock_tickets(tx: &mut PgConnection, ids: &[Uuid]) -> Result<HashMap<Uuid, Stock>, sqlx::Error> {
-    let rows = sqlx::query("SELECT id, available, max_per_order FROM tickets WHERE id = ANY($1) ORDER BY id FOR UPDATE")
-        .bind(ids)
-        .fetch_all(tx)
-        .await?;
+    let rows = sqlx::query(
+        "SELECT id, available, max_per_order FROM tickets WHERE id = ANY($1) ORDER BY id FOR UPDATE",
+    )
+    .bind(ids)
+    .fetch_all(tx)
+    .await?;
     rows.iter()
         .map(|r| {
             let available: i32 = r.try_get("available")?;

@@ -50,7 +50,11 @@ impl CommandKind for Users {
         command.user.validate()
     }
 
-    async fn apply(&self, tx: &mut PgConnection, batch: &[Delivery<SignupCommand>]) -> Result<SettledUsers, sqlx::Error> {
+    async fn apply(
+        &self,
+        tx: &mut PgConnection,
+        batch: &[Delivery<SignupCommand>],
+    ) -> Result<SettledUsers, sqlx::Error> {
         let ids: Vec<Uuid> = batch.iter().map(|d| d.command.user.id).collect();
         let stored = store::fingerprints(tx, &ids).await?;
         let mut seen: HashSet<Uuid> = stored.keys().copied().collect();
@@ -98,7 +102,10 @@ impl CommandKind for Users {
         }
         metrics::settled(USERS_STREAM, "DUPLICATE", settled.duplicates);
         if settled.conflicts > 0 {
-            tracing::warn!(n = settled.conflicts, "sign-ups redelivered under a known id with another body; the first body stands");
+            tracing::warn!(
+                n = settled.conflicts,
+                "sign-ups redelivered under a known id with another body; the first body stands"
+            );
         }
     }
 }

@@ -54,7 +54,8 @@ impl UserRow {
 
 /// Fingerprints of the users of `ids` already settled.
 pub async fn fingerprints(tx: &mut PgConnection, ids: &[Uuid]) -> Result<HashMap<Uuid, String>, sqlx::Error> {
-    let rows = sqlx::query("SELECT id, fingerprint FROM users WHERE id = ANY($1)").bind(ids).fetch_all(tx).await?;
+    let rows =
+        sqlx::query("SELECT id, fingerprint FROM users WHERE id = ANY($1)").bind(ids).fetch_all(tx).await?;
     rows.iter().map(|r| Ok((r.try_get("id")?, r.try_get("fingerprint")?))).collect()
 }
 

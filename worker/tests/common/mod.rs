@@ -83,7 +83,12 @@ impl Harness {
     }
 
     /// Publishes raw bytes to a subject.
-    pub async fn publish_raw(&self, subject: &str, payload: Vec<u8>, msg_id: &str) -> jetstream::context::PublishAckFuture {
+    pub async fn publish_raw(
+        &self,
+        subject: &str,
+        payload: Vec<u8>,
+        msg_id: &str,
+    ) -> jetstream::context::PublishAckFuture {
         let mut headers = HeaderMap::new();
         headers.insert(MSG_ID_HEADER, msg_id);
         self.js.publish_with_headers(subject.to_owned(), headers, payload.into()).await.unwrap()
@@ -114,8 +119,11 @@ impl Harness {
             assert!(tokio::time::Instant::now() < deadline, "consumers not drained after {timeout:?}");
             tokio::time::sleep(Duration::from_millis(200)).await;
             for shard in 0..self.shards {
-                let mut c: async_nats::jetstream::consumer::PullConsumer =
-                    self.js.get_consumer_from_stream(consumer_name(ORDERS_STREAM, shard), ORDERS_STREAM).await.unwrap();
+                let mut c: async_nats::jetstream::consumer::PullConsumer = self
+                    .js
+                    .get_consumer_from_stream(consumer_name(ORDERS_STREAM, shard), ORDERS_STREAM)
+                    .await
+                    .unwrap();
                 let info = c.info().await.unwrap();
                 if info.num_pending > 0 || info.num_ack_pending > 0 {
                     continue 'outer;
@@ -127,20 +135,26 @@ impl Harness {
 
     /// `tickets.available`.
     pub async fn available(&self, ticket: Uuid) -> i64 {
-        let a: i32 = sqlx::query_scalar("SELECT available FROM tickets WHERE id = $1").bind(ticket).fetch_one(&self.pool).await.unwrap();
+        let a: i32 = sqlx::query_scalar("SELECT available FROM tickets WHERE id = $1")
+            .bind(ticket)
+            .fetch_one(&self.pool)
+            .await
+            .unwrap();
         a.into()
     }
 
     /// Orders of a ticket in arrival order: (id, quantity, status, reason).
     pub async fn orders_of(&self, ticket: Uuid) -> Vec<(Uuid, i32, String, Option<String>)> {
-        sqlx::query("SELECT id, quantity, status, reason FROM orders WHERE ticket_id = $1 ORDER BY stream_seq")
-            .bind(ticket)
-            .fetch_all(&self.pool)
-            .await
-            .unwrap()
-            .iter()
-            .map(|r| (r.get("id"), r.get("quantity"), r.get("status"), r.get("reason")))
-            .collect()
+        sqlx::query(
+            "SELECT id, quantity, status, reason FROM orders WHERE ticket_id = $1 ORDER BY stream_seq",
+        )
+        .bind(ticket)
+        .fetch_all(&self.pool)
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get("id"), r.get("quantity"), r.get("status"), r.get("reason")))
+        .collect()
     }
 
     /// Asserts the ticket's books balance and every grant followed arrival order:
@@ -158,7 +172,11 @@ impl Harness {
             } else {
                 ("REJECTED", Some("INSUFFICIENT_STOCK"))
             };
-            assert_eq!((status.as_str(), reason.as_deref()), expected, "order {id} (qty {q}) out of arrival order");
+            assert_eq!(
+                (status.as_str(), reason.as_deref()),
+                expected,
+                "order {id} (qty {q}) out of arrival order"
+            );
         }
         assert_eq!(self.available(ticket).await, remaining, "stock does not match the confirmed orders");
     }
@@ -188,7 +206,8 @@ impl Harness {
         for (k, v) in extra_env {
             env.push(((*k).into(), (*v).into()));
         }
-        let log = std::env::temp_dir().join(format!("tps-worker-test-{}-{name}.log", Uuid::new_v4().simple()));
+        let log =
+            std::env::temp_dir().join(format!("tps-worker-test-{}-{name}.log", Uuid::new_v4().simple()));
         let mut p = ChildProcess::new(name, env!("CARGO_BIN_EXE_worker"), &[], log).envs(env);
         p.start().unwrap();
         p

@@ -53,7 +53,10 @@ fn every_child_is_owned_and_labelled() {
     ];
     for meta in metas {
         let owner = &meta.owner_references.as_ref().unwrap()[0];
-        assert_eq!((owner.kind.as_str(), owner.name.as_str(), owner.controller), ("ThroughputService", "shop", Some(true)));
+        assert_eq!(
+            (owner.kind.as_str(), owner.name.as_str(), owner.controller),
+            ("ThroughputService", "shop", Some(true))
+        );
         assert_eq!(meta.namespace.as_deref(), Some("sales"));
         let labels = meta.labels.as_ref().unwrap();
         assert_eq!(labels["app.kubernetes.io/instance"], "shop");
@@ -77,7 +80,10 @@ fn pods_run_hardened_and_probed() {
         let ready = c.readiness_probe.as_ref().unwrap().http_get.as_ref().unwrap();
         assert_eq!(live.path.as_deref(), Some("/healthz"));
         assert_eq!(ready.path.as_deref(), Some("/readyz"));
-        assert_eq!(ready.port, k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::String(port.into()));
+        assert_eq!(
+            ready.port,
+            k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::String(port.into())
+        );
     }
     assert!(d.service_account.automount_service_account_token == Some(false));
 }
@@ -143,5 +149,8 @@ fn selectors_separate_the_two_workloads() {
     assert_eq!(api["app.kubernetes.io/component"], Component::Api.as_str());
     assert_eq!(worker["app.kubernetes.io/component"], "worker");
     assert_eq!(d.api.service.spec.as_ref().unwrap().selector.as_ref(), Some(&api));
-    assert_eq!(d.worker.pdb.spec.as_ref().unwrap().selector.as_ref().unwrap().match_labels.as_ref(), Some(&worker));
+    assert_eq!(
+        d.worker.pdb.spec.as_ref().unwrap().selector.as_ref().unwrap().match_labels.as_ref(),
+        Some(&worker)
+    );
 }
