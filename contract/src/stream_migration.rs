@@ -29,7 +29,7 @@
 use std::time::Duration;
 
 use async_nats::jetstream::context::{CreateStreamErrorKind, GetStreamErrorKind};
-use async_nats::jetstream::errors::ErrorCode;
+use async_nats::jetstream::ErrorCode;
 use async_nats::jetstream::stream::{self, LastRawMessageErrorKind, RetentionPolicy, SubjectTransform};
 use async_nats::jetstream::{self, consumer};
 use futures::TryStreamExt;
@@ -202,7 +202,6 @@ async fn hold_unsettled(
     let source = js.get_stream(&name).await.map_err(|e| format!("read {name}: {e}"))?;
     let consumers: Vec<consumer::Info> =
         source.consumers().try_collect().await.map_err(|e| format!("consumers of {name}: {e}"))?;
-    let mut source = source;
     let subjects: Vec<(String, usize)> = source
         .info_with_subjects(">")
         .await

@@ -13,7 +13,7 @@ use sqlx::PgPool;
 use tps_contract::stream_migration::hold_stream_name;
 use tps_contract::streams::{StreamLimits, orders_stream, shard_consumer, users_stream};
 use tps_contract::subject::{ORDERS_STREAM, USERS_STREAM, consumer_name, order_subject, user_subject};
-use tps_e2e::{Buyers, create_ticket, settle_and_check};
+use tps_e2e::{Buyers, create_ticket};
 use tps_testkit::{AppProcess, Stack};
 use uuid::Uuid;
 
