@@ -28,8 +28,8 @@
 
 use std::time::Duration;
 
-use async_nats::jetstream::context::{CreateStreamErrorKind, GetStreamErrorKind};
 use async_nats::jetstream::ErrorCode;
+use async_nats::jetstream::context::{CreateStreamErrorKind, GetStreamErrorKind};
 use async_nats::jetstream::stream::{self, LastRawMessageErrorKind, RetentionPolicy, SubjectTransform};
 use async_nats::jetstream::{self, consumer};
 use futures::TryStreamExt;

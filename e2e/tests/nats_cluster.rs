@@ -67,7 +67,9 @@ async fn leader_killed_mid_sale(sync_always: bool) {
     let (leader_now, _) = orders_leader(&stack).await.expect("ORDERS has a leader");
     let stored_at_kill = orders_stored(&stack).await;
     stack.nats_node_mut(&leader_now).expect("the leader is one of ours").kill();
-    eprintln!("killed ORDERS leader {leader_now} (first leader {leader}) with {stored_at_kill} orders stored");
+    eprintln!(
+        "killed ORDERS leader {leader_now} (first leader {leader}) with {stored_at_kill} orders stored"
+    );
 
     // A new leader among the two survivors.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);

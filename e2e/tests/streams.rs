@@ -73,11 +73,13 @@ async fn command_streams_stay_empty_once_settled_over_a_long_run() {
         let pool = PgPool::connect(&stack.database_url).await.unwrap();
         let ids: Vec<Uuid> = outcome.accepted.keys().copied().collect();
         let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
-        while sqlx::query_scalar::<_, i64>("SELECT count(*) FROM orders WHERE id = ANY($1) AND status <> 'PENDING'")
-            .bind(&ids)
-            .fetch_one(&pool)
-            .await
-            .unwrap()
+        while sqlx::query_scalar::<_, i64>(
+            "SELECT count(*) FROM orders WHERE id = ANY($1) AND status <> 'PENDING'",
+        )
+        .bind(&ids)
+        .fetch_one(&pool)
+        .await
+        .unwrap()
             < ids.len() as i64
         {
             assert!(tokio::time::Instant::now() < deadline, "round {round} never settled");
@@ -160,11 +162,14 @@ async fn an_old_limits_stream_is_migrated_on_start_and_no_unsettled_command_is_l
     let users: Vec<Uuid> = (0..50).map(|_| Uuid::new_v4()).collect();
     for (n, id) in users.iter().enumerate() {
         let command = json!({"user": signup(*id, n), "acceptedAt": "2026-01-01T00:00:00Z"});
-        js.publish(user_subject(tps_contract::shard_for(id, SHARDS)), serde_json::to_vec(&command).unwrap().into())
-            .await
-            .unwrap()
-            .await
-            .unwrap();
+        js.publish(
+            user_subject(tps_contract::shard_for(id, SHARDS)),
+            serde_json::to_vec(&command).unwrap().into(),
+        )
+        .await
+        .unwrap()
+        .await
+        .unwrap();
     }
     let consumer: jetstream::consumer::PullConsumer =
         old.get_consumer(&consumer_name(ORDERS_STREAM, shard)).await.unwrap();
@@ -198,11 +203,18 @@ async fn an_old_limits_stream_is_migrated_on_start_and_no_unsettled_command_is_l
     let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
     let statuses: HashMap<Uuid, String> = loop {
         let rows: Vec<(Uuid, String)> =
-            sqlx::query_as("SELECT id, status FROM orders WHERE status <> 'PENDING'").fetch_all(&pool).await.unwrap();
+            sqlx::query_as("SELECT id, status FROM orders WHERE status <> 'PENDING'")
+                .fetch_all(&pool)
+                .await
+                .unwrap();
         if rows.len() >= 2_000 {
             break rows.into_iter().collect();
         }
-        assert!(tokio::time::Instant::now() < deadline, "only {} of 2,000 unsettled orders settled", rows.len());
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "only {} of 2,000 unsettled orders settled",
+            rows.len()
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
     assert_eq!(statuses.len(), 2_000, "exactly the unsettled orders, each once");
@@ -257,7 +269,8 @@ async fn an_interrupted_migration_is_finished_on_the_next_start() {
     assert!(js.get_stream(&hold).await.is_err(), "the holding stream is gone");
     for shard in 0..SHARDS {
         let mut seq = 1;
-        let mut expected = ids.iter().enumerate().filter(|(n, _)| *n as u32 % SHARDS == shard).map(|(_, id)| *id);
+        let mut expected =
+            ids.iter().enumerate().filter(|(n, _)| *n as u32 % SHARDS == shard).map(|(_, id)| *id);
         while let Ok(m) = orders.get_first_raw_message_by_subject(order_subject(shard), seq).await {
             seq = m.sequence + 1;
             let command: tps_contract::OrderCommand = serde_json::from_slice(&m.payload).unwrap();
