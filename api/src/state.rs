@@ -119,12 +119,12 @@ impl AppState {
         let nats = async_nats::ConnectOptions::new()
             .name("tps-api")
             .connection_timeout(Duration::from_secs(5))
-            .connect(config.common.nats_url.as_str())
+            .connect(config.common.nats_servers())
             .await
             .map_err(|e| StartError::Nats(e.to_string()))?;
         let mut jetstream = jetstream::new(nats.clone());
         jetstream.set_timeout(config.publish_timeout());
-        ensure_streams(&jetstream, &StreamLimits::default()).await?;
+        ensure_streams(&jetstream, &StreamLimits::with_replicas(config.common.nats_replicas.into())).await?;
 
         let (redis, redis_task) = RedisLink::start(&config.common.redis_url, config.redis_timeout())?;
 

@@ -41,9 +41,13 @@ impl From<&str> for Secret {
 /// The environment variables of `CONTRACT.md`, the same for every binary.
 #[derive(Debug, Clone, clap::Args)]
 pub struct CommonConfig {
-    /// NATS server URL (JetStream enabled).
+    /// NATS server URL (JetStream enabled); a cluster's nodes separated by commas.
     #[arg(long, env = "NATS_URL", default_value = "nats://127.0.0.1:4222")]
     pub nats_url: String,
+    /// JetStream replicas of the streams this binary creates (1 on a single node, 3 on a
+    /// 3-node cluster so that a 202 survives the loss of a node).
+    #[arg(long, env = "NATS_REPLICAS", default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=5))]
+    pub nats_replicas: u8,
     /// Postgres URL, e.g. postgres://user:pass@host:5432/db.
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
     pub database_url: Secret,
@@ -65,6 +69,19 @@ pub struct CommonConfig {
     /// Log filter, in `tracing_subscriber::EnvFilter` syntax.
     #[arg(long, env = "RUST_LOG", default_value = "info")]
     pub rust_log: String,
+}
+
+impl CommonConfig {
+    /// The NATS servers of `NATS_URL`: one URL, or a cluster's nodes separated by commas.
+    /// The client connects to any of them and moves to another when one is lost.
+    pub fn nats_servers(&self) -> Vec<String> {
+        nats_servers(&self.nats_url)
+    }
+}
+
+/// Splits a comma-separated list of NATS URLs (blank entries ignored).
+pub fn nats_servers(url: &str) -> Vec<String> {
+    url.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect()
 }
 
 #[cfg(test)]
@@ -94,6 +111,27 @@ mod tests {
         assert_eq!(cli.common.database_url.expose(), "postgres://u:hunter2@h/db");
         let printed = format!("{:?}", cli.common);
         assert!(!printed.contains("hunter2") && !printed.contains("s3cret"), "{printed}");
+    }
+
+    #[test]
+    fn nats_url_lists_a_cluster_and_replicas_default_to_one() {
+        let cli = Cli::try_parse_from([
+            "x",
+            "--database-url",
+            "u",
+            "--nats-url",
+            "nats://127.0.0.1:4222, nats://127.0.0.1:4223,nats://127.0.0.1:4224",
+        ])
+        .unwrap();
+        assert_eq!(
+            cli.common.nats_servers(),
+            ["nats://127.0.0.1:4222", "nats://127.0.0.1:4223", "nats://127.0.0.1:4224"]
+        );
+        assert_eq!(cli.common.nats_replicas, 1);
+        assert_eq!(nats_servers("nats://h:1"), ["nats://h:1"]);
+        let three = Cli::try_parse_from(["x", "--database-url", "u", "--nats-replicas", "3"]).unwrap();
+        assert_eq!(three.common.nats_replicas, 3);
+        assert!(Cli::try_parse_from(["x", "--database-url", "u", "--nats-replicas", "0"]).is_err());
     }
 
     #[test]

@@ -23,6 +23,8 @@ pub mod limits;
 #[cfg(feature = "otlp")]
 pub mod otlp;
 #[cfg(feature = "streams")]
+pub mod stream_migration;
+#[cfg(feature = "streams")]
 pub mod streams;
 #[cfg(feature = "runtime")]
 pub mod telemetry;

@@ -11,15 +11,27 @@ use crate::subject::{
 };
 
 /// Size and durability limits of the command streams.
+///
+/// The command streams (ORDERS, USERS) use WorkQueue retention: a command leaves the
+/// stream when its shard's worker acks it, which it does only after the Postgres commit.
+/// So `max_bytes` bounds the *unsettled backlog*, never the history (Postgres is the record).
 #[derive(Debug, Clone, PartialEq)]
 pub struct StreamLimits {
-    /// JetStream replicas (1 locally, 3 in a cluster).
+    /// JetStream replicas (1 locally, 3 in a cluster; `NATS_REPLICAS`).
     pub replicas: usize,
-    /// Bytes a command stream may hold before it refuses new commands (-1: no limit).
+    /// Bytes of unsettled commands a stream may hold before it refuses new ones (-1: no limit).
     /// A full stream makes the api answer 503, never a 202 it cannot keep.
     pub max_bytes: i64,
-    /// How long settled commands are kept for audit and replay.
+    /// The longest a command may wait unsettled in a command stream, and how long a dead
+    /// letter is kept for inspection and replay.
     pub max_age: Duration,
+}
+
+impl StreamLimits {
+    /// The defaults with `replicas` replicas (the `NATS_REPLICAS` setting).
+    pub fn with_replicas(replicas: usize) -> Self {
+        Self { replicas: replicas.max(1), ..Self::default() }
+    }
 }
 
 impl Default for StreamLimits {
@@ -32,7 +44,8 @@ fn command_stream(name: &str, subjects: &str, limits: &StreamLimits) -> stream::
     stream::Config {
         name: name.to_owned(),
         subjects: vec![subjects.to_owned()],
-        retention: stream::RetentionPolicy::Limits,
+        // A settled (acked) command is deleted: the stream holds only unsettled work.
+        retention: stream::RetentionPolicy::WorkQueue,
         storage: stream::StorageType::File,
         num_replicas: limits.replicas,
         max_bytes: limits.max_bytes,
@@ -55,8 +68,10 @@ pub fn users_stream(limits: &StreamLimits) -> stream::Config {
 }
 
 /// The DEAD_LETTERS stream (`deadletter.<stream>.<shard>`); kept until replayed or expired.
+/// It keeps Limits retention: a dead letter is read by the admin routes, never consumed away.
 pub fn dead_letter_stream(limits: &StreamLimits) -> stream::Config {
     stream::Config {
+        retention: stream::RetentionPolicy::Limits,
         discard: stream::DiscardPolicy::Old,
         ..command_stream(DEAD_LETTER_STREAM, DEAD_LETTER_SUBJECTS, limits)
     }
@@ -64,6 +79,8 @@ pub fn dead_letter_stream(limits: &StreamLimits) -> stream::Config {
 
 /// The durable pull consumer of one shard: explicit acks, unlimited deliveries
 /// (the worker itself dead-letters a message after its own maximum, with a reason).
+/// On a WorkQueue stream each subject may have one consumer only: the shard's subject
+/// is its filter, so the shards' consumers never overlap.
 pub fn shard_consumer(stream: &str, shard: u32) -> consumer::pull::Config {
     let subject_prefix = stream.to_ascii_lowercase();
     consumer::pull::Config {
@@ -78,13 +95,33 @@ pub fn shard_consumer(stream: &str, shard: u32) -> consumer::pull::Config {
     }
 }
 
-/// Creates the three streams when missing; leaves existing ones as they are.
+/// Creates the three streams when missing. A command stream left by an older release
+/// with Limits retention is migrated to WorkQueue first, keeping every unsettled command
+/// (see [`crate::stream_migration`]); a stream with fewer replicas than asked is scaled up.
+/// Other settings of existing streams are left as they are.
 pub async fn ensure_streams(js: &jetstream::Context, limits: &StreamLimits) -> Result<(), StreamError> {
-    for config in [orders_stream(limits), users_stream(limits), dead_letter_stream(limits)] {
-        let name = config.name.clone();
-        js.get_or_create_stream(config).await.map_err(|e| StreamError(name, e.to_string()))?;
+    for config in [orders_stream(limits), users_stream(limits)] {
+        crate::stream_migration::ensure_work_queue(js, &config).await?;
+        scale_up(js, &config).await?;
     }
-    Ok(())
+    let config = dead_letter_stream(limits);
+    let name = config.name.clone();
+    js.get_or_create_stream(config.clone()).await.map_err(|e| StreamError(name, e.to_string()))?;
+    scale_up(js, &config).await
+}
+
+/// Raises an existing stream's replicas to `wanted.num_replicas` (a single node grown into
+/// a cluster); never lowers them.
+async fn scale_up(js: &jetstream::Context, wanted: &stream::Config) -> Result<(), StreamError> {
+    let failed = |e: String| StreamError(wanted.name.clone(), e);
+    let mut stream = js.get_stream(&wanted.name).await.map_err(|e| failed(e.to_string()))?;
+    let current = stream.info().await.map_err(|e| failed(e.to_string()))?.config.clone();
+    if current.num_replicas >= wanted.num_replicas {
+        return Ok(());
+    }
+    tracing::info!(stream = %wanted.name, from = current.num_replicas, to = wanted.num_replicas, "scaling stream replicas");
+    let config = stream::Config { num_replicas: wanted.num_replicas, ..current };
+    js.update_stream(config).await.map(|_| ()).map_err(|e| failed(e.to_string()))
 }
 
 /// A stream could not be created or read.
@@ -103,6 +140,16 @@ mod tests {
         assert_eq!(c.filter_subject, "orders.3");
         let c = shard_consumer(USERS_STREAM, 0);
         assert_eq!(c.filter_subject, "users.0");
+    }
+
+    #[test]
+    fn command_streams_hold_unsettled_work_only_and_dead_letters_stay() {
+        let limits = StreamLimits::default();
+        assert_eq!(orders_stream(&limits).retention, stream::RetentionPolicy::WorkQueue);
+        assert_eq!(users_stream(&limits).retention, stream::RetentionPolicy::WorkQueue);
+        assert_eq!(dead_letter_stream(&limits).retention, stream::RetentionPolicy::Limits);
+        assert_eq!(StreamLimits::with_replicas(3).replicas, 3);
+        assert_eq!(StreamLimits::with_replicas(0).replicas, 1);
     }
 
     #[test]

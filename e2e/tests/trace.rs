@@ -15,8 +15,6 @@ const CLIENT: &str = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
 async fn one_order_is_followed_from_the_api_span_to_the_worker_span() {
     let stack = Stack::start().await.unwrap();
     let api = AppProcess::api(&stack, 1, &[]).await.unwrap();
-    let worker =
-        AppProcess::worker(&stack, 1, &[("RUST_LOG", "info,tps_worker::trace=debug")]).await.unwrap();
     let ticket = create_ticket(api.url(), 10, 5).await.unwrap();
 
     let resp = reqwest::Client::new()
@@ -42,6 +40,11 @@ async fn one_order_is_followed_from_the_api_span_to_the_worker_span() {
     let stored = stream.get_last_raw_message_by_subject("orders.0").await.unwrap();
     let on_message = stored.headers.get("traceparent").map(|v| v.as_str().to_owned()).unwrap_or_default();
     assert_eq!(on_message, api_span.header());
+
+    // Only now the worker: ORDERS holds unsettled commands only, so the message above is
+    // gone once settled.
+    let worker =
+        AppProcess::worker(&stack, 1, &[("RUST_LOG", "info,tps_worker::trace=debug")]).await.unwrap();
 
     // The worker's settle span: same trace, parent = the api's span.
     let expected = format!("\"parent_span_id\":\"{}\"", api_span.span_id);

@@ -7,8 +7,10 @@ pub const TEST_JWT_SECRET: &str = "testkit-jwt-secret-not-for-production";
 
 /// NATS, Postgres (with a fresh database) and Redis, all private to one test.
 pub struct Stack {
-    /// The NATS server.
+    /// The NATS server (the first node of a cluster).
     pub nats: Nats,
+    /// The other nodes of a NATS cluster ([`Stack::start_cluster`]); empty for a single node.
+    pub nats_peers: Vec<Nats>,
     /// The Postgres server.
     pub postgres: Postgres,
     /// The Redis server.
@@ -22,14 +24,40 @@ impl Stack {
     pub async fn start() -> anyhow::Result<Self> {
         let (nats, postgres, redis) = tokio::try_join!(Nats::start(), Postgres::start(), Redis::start())?;
         let database_url = postgres.create_database().await?;
-        Ok(Self { nats, postgres, redis, database_url })
+        Ok(Self { nats, nats_peers: Vec::new(), postgres, redis, database_url })
+    }
+
+    /// The same with a NATS cluster of `nodes` servers; the binaries get every node in
+    /// `NATS_URL` and create the streams with `NATS_REPLICAS=nodes`.
+    pub async fn start_cluster(nodes: usize, sync_always: bool) -> anyhow::Result<Self> {
+        let (mut cluster, postgres, redis) =
+            tokio::try_join!(Nats::start_cluster(nodes, sync_always), Postgres::start(), Redis::start())?;
+        let database_url = postgres.create_database().await?;
+        let nats = cluster.remove(0);
+        Ok(Self { nats, nats_peers: cluster, postgres, redis, database_url })
+    }
+
+    /// `NATS_URL`: every node, comma-separated.
+    pub fn nats_url(&self) -> String {
+        self.nats_nodes().map(Nats::url).collect::<Vec<_>>().join(",")
+    }
+
+    /// Every NATS node, the first one first.
+    pub fn nats_nodes(&self) -> impl Iterator<Item = &Nats> {
+        std::iter::once(&self.nats).chain(&self.nats_peers)
+    }
+
+    /// The NATS node named `name` (see [`Nats::name`]), to kill or restart it.
+    pub fn nats_node_mut(&mut self, name: &str) -> Option<&mut Nats> {
+        std::iter::once(&mut self.nats).chain(&mut self.nats_peers).find(|n| n.name() == name)
     }
 
     /// The CONTRACT environment variables for a binary using this stack.
     /// `API_LISTEN` and `METRICS_LISTEN` get free ports unless overridden later.
     pub fn env(&self, shards: u32) -> Vec<(String, String)> {
         vec![
-            ("NATS_URL".into(), self.nats.url()),
+            ("NATS_URL".into(), self.nats_url()),
+            ("NATS_REPLICAS".into(), (1 + self.nats_peers.len()).to_string()),
             ("DATABASE_URL".into(), self.database_url.clone()),
             ("REDIS_URL".into(), self.redis.url()),
             ("AUTH_JWT_SECRET".into(), TEST_JWT_SECRET.into()),

@@ -40,12 +40,13 @@ pub async fn run(config: WorkerConfig, shutdown: CancellationToken) -> Result<()
     let nats = async_nats::ConnectOptions::new()
         .name(format!("worker {}", config.worker_id))
         .retry_on_initial_connect()
-        .connect(&config.common.nats_url)
+        .connect(config.common.nats_servers())
         .await
         .map_err(|e| WorkerError::Nats(e.to_string()))?;
     let js = jetstream::new(nats.clone());
-    if !prepare_consumers::<Orders>(&js, config.common.shards, &shutdown).await
-        || !prepare_consumers::<Users>(&js, config.common.shards, &shutdown).await
+    let limits = StreamLimits::with_replicas(config.common.nats_replicas.into());
+    if !prepare_consumers::<Orders>(&js, &limits, config.common.shards, &shutdown).await
+        || !prepare_consumers::<Users>(&js, &limits, config.common.shards, &shutdown).await
     {
         return Ok(());
     }
@@ -103,11 +104,12 @@ fn ownership<K: CommandKind>(
 /// Ensures the streams and every shard's durable consumer exist; false if shut down first.
 async fn prepare_consumers<K: CommandKind>(
     js: &jetstream::Context,
+    limits: &StreamLimits,
     shards: u32,
     shutdown: &CancellationToken,
 ) -> bool {
     retry("jetstream", shutdown, || async {
-        ensure_streams(js, &StreamLimits::default()).await.map_err(|e| e.to_string())?;
+        ensure_streams(js, limits).await.map_err(|e| e.to_string())?;
         let stream = js.get_stream(K::STREAM).await.map_err(|e| e.to_string())?;
         for shard in 0..shards {
             stream

@@ -67,7 +67,10 @@ mod tests {
         assert_eq!(names, [("ORDERS", "orders.*"), ("USERS", "users.*"), ("DEAD_LETTERS", "deadletter.>")]);
         for s in &streams {
             assert_eq!(s.storage, StorageType::File);
-            assert_eq!(s.retention, RetentionPolicy::Limits);
+            // Command streams hold unsettled work only; dead letters are kept for the admin.
+            let retention =
+                if s.name == "DEAD_LETTERS" { RetentionPolicy::Limits } else { RetentionPolicy::WorkQueue };
+            assert_eq!(s.retention, retention);
             assert_eq!(s.duplicate_window, Duration::from_secs(DUPLICATE_WINDOW_SECS));
         }
     }
