@@ -136,13 +136,17 @@ pub async fn get(js: &jetstream::Context, id: u64) -> Result<DeadLetter, ApiErro
 pub async fn settled(db: &sqlx::PgPool, letter: &DeadLetter) -> Result<Option<String>, ApiError> {
     let query = match letter.original_stream.as_str() {
         ORDERS_STREAM => match serde_json::from_slice::<OrderCommand>(&letter.payload) {
-            Ok(c) => sqlx::query_as::<_, (String, Option<String>)>("SELECT status, reason FROM orders WHERE id = $1")
-                .bind(c.order_id),
+            Ok(c) => sqlx::query_as::<_, (String, Option<String>)>(
+                "SELECT status, reason FROM orders WHERE id = $1",
+            )
+            .bind(c.order_id),
             Err(_) => return Ok(None),
         },
         USERS_STREAM => match serde_json::from_slice::<SignupCommand>(&letter.payload) {
-            Ok(c) => sqlx::query_as::<_, (String, Option<String>)>("SELECT status, reason FROM users WHERE id = $1")
-                .bind(c.user.id),
+            Ok(c) => sqlx::query_as::<_, (String, Option<String>)>(
+                "SELECT status, reason FROM users WHERE id = $1",
+            )
+            .bind(c.user.id),
             Err(_) => return Ok(None),
         },
         _ => return Ok(None),

@@ -168,7 +168,8 @@ async fn a_poison_order_ends_rejected_for_its_owner_and_a_replay_changes_nothing
     // The owner reads a final answer: REJECTED, with a reason from the contract's set.
     let mut order = Value::Null;
     wait_for("the poison order to end final", Duration::from_secs(30), async || {
-        let resp = api.get(&format!("/v1/orders/{id}")).bearer_auth(token("cursed", false)).send().await.unwrap();
+        let resp =
+            api.get(&format!("/v1/orders/{id}")).bearer_auth(token("cursed", false)).send().await.unwrap();
         order = if resp.status() == 200 { resp.json().await.unwrap() } else { Value::Null };
         order["status"] != "PENDING" && !order.is_null()
     })
@@ -192,8 +193,8 @@ async fn a_poison_order_ends_rejected_for_its_owner_and_a_replay_changes_nothing
     assert_eq!(letter["originalMsgId"], id.as_str(), "{letter}");
     assert_eq!(letter["settledAs"], "REJECTED INVALID", "{letter}");
     assert!(letter["reason"].as_str().unwrap().contains("cursed order refused"), "{letter}");
-    let detail: Option<String> = sqlx::query_scalar("SELECT detail FROM orders WHERE id = $1::uuid")
-        .bind(&id)
+    let detail: Option<String> = sqlx::query_scalar("SELECT detail FROM orders WHERE id = $1")
+        .bind(uuid::Uuid::parse_str(&id).unwrap())
         .fetch_one(&db)
         .await
         .unwrap();
@@ -202,8 +203,8 @@ async fn a_poison_order_ends_rejected_for_its_owner_and_a_replay_changes_nothing
     // Even with the bug fixed, a replay of a settled order is refused and changes nothing.
     sqlx::query("DROP TRIGGER refuse_cursed ON orders").execute(&db).await.unwrap();
     let before: (String, chrono::DateTime<chrono::Utc>) =
-        sqlx::query_as("SELECT status, processed_at FROM orders WHERE id = $1::uuid")
-            .bind(&id)
+        sqlx::query_as("SELECT status, processed_at FROM orders WHERE id = $1")
+            .bind(uuid::Uuid::parse_str(&id).unwrap())
             .fetch_one(&db)
             .await
             .unwrap();
@@ -219,8 +220,8 @@ async fn a_poison_order_ends_rejected_for_its_owner_and_a_replay_changes_nothing
     assert_eq!(get_json(&api, "/v1/admin/dead-letters", &admin).await["items"].as_array().unwrap().len(), 1);
     assert_eq!(last_order_sequence(&api).await, last_before, "nothing was published again");
     let after: (String, chrono::DateTime<chrono::Utc>) =
-        sqlx::query_as("SELECT status, processed_at FROM orders WHERE id = $1::uuid")
-            .bind(&id)
+        sqlx::query_as("SELECT status, processed_at FROM orders WHERE id = $1")
+            .bind(uuid::Uuid::parse_str(&id).unwrap())
             .fetch_one(&db)
             .await
             .unwrap();

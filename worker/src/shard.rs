@@ -244,7 +244,9 @@ impl<K: CommandKind> ShardRunner<K> {
                         let from = info.ack_floor.stream_sequence + 1;
                         break 'info (subject, from, info.delivered.stream_sequence, cap.unwrap_or(20_000));
                     }
-                    Err(e) => tracing::warn!(shard = self.shard(), error = %e, "consumer info failed; retrying"),
+                    Err(e) => {
+                        tracing::warn!(shard = self.shard(), error = %e, "consumer info failed; retrying")
+                    }
                 }
                 if let Some(exit) = self.pause(attempt).await {
                     return Err(exit);
@@ -265,7 +267,13 @@ impl<K: CommandKind> ShardRunner<K> {
         let (mut at, mut recovered, mut reads) = (from, 0usize, 0usize);
         while at <= to {
             if reads >= cap {
-                tracing::warn!(shard = self.shard(), at, to, reads, "recovery cut short; the rest comes back after ack_wait");
+                tracing::warn!(
+                    shard = self.shard(),
+                    at,
+                    to,
+                    reads,
+                    "recovery cut short; the rest comes back after ack_wait"
+                );
                 break;
             }
             let mut chunk = Vec::with_capacity(batch_size);
@@ -294,7 +302,11 @@ impl<K: CommandKind> ShardRunner<K> {
                     Ok(command) if self.shared.kind.validate(&command).is_ok() => {
                         chunk.push(Delivery { message: None, seq: m.sequence, delivered: 0, command })
                     }
-                    _ => tracing::debug!(shard = self.shard(), seq = m.sequence, "held message left to its redelivery"),
+                    _ => tracing::debug!(
+                        shard = self.shard(),
+                        seq = m.sequence,
+                        "held message left to its redelivery"
+                    ),
                 }
             }
             recovered += chunk.len();
@@ -302,7 +314,13 @@ impl<K: CommandKind> ShardRunner<K> {
         }
         if recovered > 0 {
             metrics::recovered(K::STREAM, recovered);
-            tracing::info!(shard = self.shard(), from, to, recovered, "settled the messages a previous delivery still held");
+            tracing::info!(
+                shard = self.shard(),
+                from,
+                to,
+                recovered,
+                "settled the messages a previous delivery still held"
+            );
         }
         Ok(())
     }
@@ -320,13 +338,23 @@ impl<K: CommandKind> ShardRunner<K> {
             Err(Halt::Exit(exit)) => return Err(exit),
             Err(Halt::Fatal(reason)) => reason,
         };
-        tracing::warn!(shard = self.shard(), size = chunk.len(), reason = failed, "held batch failed; settling one by one");
+        tracing::warn!(
+            shard = self.shard(),
+            size = chunk.len(),
+            reason = failed,
+            "held batch failed; settling one by one"
+        );
         for d in &chunk {
             match self.settle(slice::from_ref(d)).await {
                 Ok(settled) => self.shared.kind.announce(&self.shared.nats, settled).await,
                 Err(Halt::Exit(exit)) => return Err(exit),
                 Err(Halt::Fatal(reason)) => {
-                    tracing::warn!(shard = self.shard(), seq = d.seq, reason, "held message left to its redelivery")
+                    tracing::warn!(
+                        shard = self.shard(),
+                        seq = d.seq,
+                        reason,
+                        "held message left to its redelivery"
+                    )
                 }
             }
         }
@@ -409,7 +437,11 @@ impl<K: CommandKind> ShardRunner<K> {
 
     /// Settles a command given up on as final ([`CommandKind::give_up`]), retrying
     /// transient errors like [`Self::settle`].
-    async fn give_up(&self, d: &Delivery<K::Command>, detail: &str) -> Result<Option<(K::Settled, String)>, Halt> {
+    async fn give_up(
+        &self,
+        d: &Delivery<K::Command>,
+        detail: &str,
+    ) -> Result<Option<(K::Settled, String)>, Halt> {
         let s = &self.shared;
         for attempt in 0.. {
             let result = tokio::select! {
@@ -425,7 +457,12 @@ impl<K: CommandKind> ShardRunner<K> {
                 Err(_) => "giving up timed out".to_owned(),
             };
             metrics::transient_error(K::STREAM);
-            tracing::warn!(shard = self.shard(), attempt, error, "transient failure while giving up; retrying");
+            tracing::warn!(
+                shard = self.shard(),
+                attempt,
+                error,
+                "transient failure while giving up; retrying"
+            );
             progress_all(&messages(slice::from_ref(d))).await;
             if let Some(exit) = self.pause(attempt).await {
                 return Err(Halt::Exit(exit));

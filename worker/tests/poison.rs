@@ -10,7 +10,8 @@ use common::{Harness, InProcess, order};
 use futures::StreamExt;
 use tps_contract::subject::{
     DEAD_LETTER_DELIVERIES_HEADER, DEAD_LETTER_MSG_ID_HEADER, DEAD_LETTER_REASON_HEADER,
-    DEAD_LETTER_SEQUENCE_HEADER, DEAD_LETTER_SETTLED_HEADER, DEAD_LETTER_STREAM, DEAD_LETTER_SUBJECT_HEADER, order_subject,
+    DEAD_LETTER_SEQUENCE_HEADER, DEAD_LETTER_SETTLED_HEADER, DEAD_LETTER_STREAM, DEAD_LETTER_SUBJECT_HEADER,
+    order_subject,
 };
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -146,7 +147,10 @@ async fn an_order_given_up_on_ends_rejected_once_and_takes_no_stock() {
     // Its owner is told: an order.updated event with the final status.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     loop {
-        let m = tokio::time::timeout_at(deadline, events.next()).await.expect("the rejection is announced").unwrap();
+        let m = tokio::time::timeout_at(deadline, events.next())
+            .await
+            .expect("the rejection is announced")
+            .unwrap();
         let event: serde_json::Value = serde_json::from_slice(&m.payload).unwrap();
         if event["order"]["id"] == cursed.order_id.to_string() {
             assert_eq!(event["order"]["status"], "REJECTED", "{event}");

@@ -95,7 +95,8 @@ async fn a_new_owner_settles_the_dead_owner_s_batch_before_anything_newer() {
                 for c in &commands {
                     let mut headers = async_nats::HeaderMap::new();
                     headers.insert(tps_contract::subject::MSG_ID_HEADER, c.order_id.to_string().as_str());
-                    let subject = tps_contract::subject::order_subject(tps_contract::shard_for(&c.ticket_id, shards));
+                    let subject =
+                        tps_contract::subject::order_subject(tps_contract::shard_for(&c.ticket_id, shards));
                     js.publish_with_headers(subject, headers, serde_json::to_vec(c).unwrap().into())
                         .await
                         .unwrap()
@@ -139,9 +140,8 @@ async fn a_new_owner_settles_the_dead_owner_s_batch_before_anything_newer() {
 
 /// Messages delivered on the only shard's consumer and not acked, once pending is quiet.
 async fn held(h: &Harness) -> Option<usize> {
-    let mut c: async_nats::jetstream::consumer::PullConsumer = h
-        .js
-        .get_consumer_from_stream(
+    let mut c: async_nats::jetstream::consumer::PullConsumer =
+        h.js.get_consumer_from_stream(
             tps_contract::subject::consumer_name(tps_contract::subject::ORDERS_STREAM, 0),
             tps_contract::subject::ORDERS_STREAM,
         )

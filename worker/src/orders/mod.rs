@@ -103,7 +103,12 @@ impl CommandKind for Orders {
                 for (ticket, n) in confirmed_per_ticket(&rows, &inserted) {
                     store::decrement(tx, ticket, n).await?;
                 }
-                return Ok(SettledOrders { inserted: rows, replayed, duplicates, tickets: ledger.remaining() });
+                return Ok(SettledOrders {
+                    inserted: rows,
+                    replayed,
+                    duplicates,
+                    tickets: ledger.remaining(),
+                });
             }
             // Some ids were settled meanwhile by another transaction (the same order id on
             // another shard: same user and key, another ticket). Those rows are not ours and
@@ -112,11 +117,16 @@ impl CommandKind for Orders {
             let ours: Vec<Uuid> = inserted.iter().copied().collect();
             store::uninsert(tx, &ours).await?;
             let taken: Vec<Uuid> = rows.iter().map(|r| r.id).filter(|id| !inserted.contains(id)).collect();
-            tracing::warn!(n = taken.len(), "order ids already settled by another shard; deciding the batch again");
+            tracing::warn!(
+                n = taken.len(),
+                "order ids already settled by another shard; deciding the batch again"
+            );
             let theirs = store::existing(tx, &taken).await?;
             if theirs.len() != taken.len() {
                 // Not visible yet: the other transaction has not committed; try the batch again.
-                return Err(sqlx::Error::Protocol("an order id was taken by an uncommitted transaction".into()));
+                return Err(sqlx::Error::Protocol(
+                    "an order id was taken by an uncommitted transaction".into(),
+                ));
             }
             let theirs_ids: HashSet<Uuid> = taken.into_iter().collect();
             fresh.retain(|d| !theirs_ids.contains(&d.command.order_id));
@@ -134,7 +144,8 @@ impl CommandKind for Orders {
         detail: &str,
     ) -> Result<Option<(SettledOrders, String)>, sqlx::Error> {
         let c = &d.command;
-        let detail: String = detail.chars().map(|ch| if ch.is_control() { ' ' } else { ch }).take(2000).collect();
+        let detail: String =
+            detail.chars().map(|ch| if ch.is_control() { ' ' } else { ch }).take(2000).collect();
         let row = OrderRow {
             id: c.order_id,
             user_id: c.user_id.clone(),
