@@ -9,14 +9,19 @@
 //! de-duplication window if the poison came back within two minutes, and the
 //! command's order id (the Postgres primary key) keeps the effect exactly once
 //! however often it is replayed.
+//!
+//! A dead letter whose command is already settled in Postgres (the worker stores an
+//! order it gives up on as REJECTED `INVALID`) is not replayed: the replay would
+//! change nothing, so it is refused with 409 and the letter stays for the record.
 
 use async_nats::jetstream::{self, message::StreamMessage, stream::LastRawMessageErrorKind};
 use chrono::{DateTime, Utc};
 use tps_contract::subject::{
     DEAD_LETTER_DELIVERIES_HEADER, DEAD_LETTER_MSG_ID_HEADER, DEAD_LETTER_REASON_HEADER,
-    DEAD_LETTER_SEQUENCE_HEADER, DEAD_LETTER_STREAM, DEAD_LETTER_STREAM_HEADER, DEAD_LETTER_SUBJECT_HEADER,
-    DEAD_LETTER_SUBJECTS, MSG_ID_HEADER,
+    DEAD_LETTER_SEQUENCE_HEADER, DEAD_LETTER_SETTLED_HEADER, DEAD_LETTER_STREAM, DEAD_LETTER_STREAM_HEADER,
+    DEAD_LETTER_SUBJECT_HEADER, DEAD_LETTER_SUBJECTS, MSG_ID_HEADER, ORDERS_STREAM, USERS_STREAM,
 };
+use tps_contract::{OrderCommand, SignupCommand};
 
 use crate::error::ApiError;
 
@@ -42,6 +47,8 @@ pub struct DeadLetter {
     pub original_msg_id: String,
     /// When it was dead-lettered.
     pub dead_lettered_at: DateTime<Utc>,
+    /// How the worker settled the command when it gave up on it (`REJECTED INVALID`), if it could.
+    pub settled_as: Option<String>,
     /// The command as published.
     pub payload: bytes::Bytes,
 }
@@ -58,6 +65,7 @@ impl DeadLetter {
             original_subject: header(DEAD_LETTER_SUBJECT_HEADER),
             original_sequence: number(DEAD_LETTER_SEQUENCE_HEADER),
             original_msg_id: header(DEAD_LETTER_MSG_ID_HEADER),
+            settled_as: Some(header(DEAD_LETTER_SETTLED_HEADER)).filter(|s| !s.is_empty()),
             dead_lettered_at: DateTime::from_timestamp(m.time.unix_timestamp(), m.time.nanosecond())
                 .unwrap_or_default(),
             payload: m.payload,
@@ -123,10 +131,47 @@ pub async fn get(js: &jetstream::Context, id: u64) -> Result<DeadLetter, ApiErro
     }
 }
 
+/// How the letter's command stands in Postgres (`REJECTED INVALID`, `CONFIRMED`,
+/// `CREATED`…), or `None` when it is not settled (or the payload is not a command).
+pub async fn settled(db: &sqlx::PgPool, letter: &DeadLetter) -> Result<Option<String>, ApiError> {
+    let query = match letter.original_stream.as_str() {
+        ORDERS_STREAM => match serde_json::from_slice::<OrderCommand>(&letter.payload) {
+            Ok(c) => sqlx::query_as::<_, (String, Option<String>)>(
+                "SELECT status, reason FROM orders WHERE id = $1",
+            )
+            .bind(c.order_id),
+            Err(_) => return Ok(None),
+        },
+        USERS_STREAM => match serde_json::from_slice::<SignupCommand>(&letter.payload) {
+            Ok(c) => sqlx::query_as::<_, (String, Option<String>)>(
+                "SELECT status, reason FROM users WHERE id = $1",
+            )
+            .bind(c.user.id),
+            Err(_) => return Ok(None),
+        },
+        _ => return Ok(None),
+    };
+    let row = query
+        .fetch_optional(db)
+        .await
+        .map_err(|e| ApiError::Unavailable(format!("could not check whether the command is settled: {e}")))?;
+    Ok(row.map(|(status, reason)| match reason {
+        Some(reason) => format!("{status} {reason}"),
+        None => status,
+    }))
+}
+
 /// Publishes the original command to its original subject, waits for the
 /// PubAck, then deletes the dead letter. Returns the subject and the new sequence.
-pub async fn replay(js: &jetstream::Context, id: u64) -> Result<(String, u64), ApiError> {
+/// A command already settled is not replayed (409, the letter stays): see [`settled`].
+pub async fn replay(js: &jetstream::Context, db: &sqlx::PgPool, id: u64) -> Result<(String, u64), ApiError> {
     let letter = get(js, id).await?;
+    if let Some(outcome) = settled(db, &letter).await? {
+        return Err(ApiError::AlreadySettled(format!(
+            "dead letter {id}: its command {} is already settled ({outcome}); a replay would change nothing, so nothing was published",
+            letter.original_msg_id
+        )));
+    }
     if letter.original_subject.is_empty() {
         return Err(ApiError::Internal(format!("dead letter {id} has no original subject")));
     }

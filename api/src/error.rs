@@ -42,6 +42,9 @@ pub enum ApiError {
     /// The sign-up id was used before with a different body.
     #[error("this id was already signed up with a different body")]
     SignupConflict,
+    /// A dead letter's command is already settled: a replay would change nothing.
+    #[error("{0}")]
+    AlreadySettled(String),
     /// The caller (a user or a client IP) is over its rate limit.
     #[error("too many requests from this {whom}; retry after {retry_after_secs} s")]
     TooManyRequests {
@@ -99,6 +102,7 @@ impl ApiError {
                 (StatusCode::UNPROCESSABLE_ENTITY, "idempotency-key-reused", "Idempotency-Key reused")
             }
             Self::SignupConflict => (StatusCode::CONFLICT, "id-reused", "Id reused"),
+            Self::AlreadySettled(_) => (StatusCode::CONFLICT, "already-settled", "Already settled"),
             Self::TooManyRequests { .. } => {
                 (StatusCode::TOO_MANY_REQUESTS, "rate-limited", "Too many requests")
             }

@@ -1,6 +1,8 @@
 //! Dead letters over real HTTP: a real worker process dead-letters orders that
 //! Postgres refuses, the admin lists them (paged, with reason and delivery
-//! count), the cause is fixed, and a replay settles each exactly once.
+//! count), the cause is fixed, and a replay settles each exactly once. An order
+//! the worker can still store as rejected ends REJECTED `INVALID`, readable by its
+//! owner, and a replay of its letter is refused (409) and changes nothing.
 
 mod common;
 
@@ -91,7 +93,11 @@ async fn poison_orders_are_listed_and_a_replay_settles_them_exactly_once() {
         assert!(letter["payloadPreview"].as_str().unwrap().contains(msg_id), "{letter}");
     }
     for id in &cursed {
+        // This trigger refuses even the rejection: such a command stays only a dead letter.
         assert_eq!(order_status(&api, "cursed", id).await, "PENDING", "a dead letter is not settled");
+    }
+    for letter in &letters {
+        assert!(letter["settledAs"].is_null(), "{letter}");
     }
 
     // Closed to everyone but admins; unknown and malformed ids are refused.
@@ -131,4 +137,107 @@ async fn poison_orders_are_listed_and_a_replay_settles_them_exactly_once() {
     let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM orders").fetch_one(&db).await.unwrap();
     assert_eq!(rows, 4);
     drop(worker);
+}
+
+/// A "bug" that refuses to confirm one user's orders: the order can still be stored as rejected.
+const REFUSE_CONFIRMING_CURSED: [&str; 2] = [
+    "CREATE FUNCTION refuse_cursed() RETURNS trigger LANGUAGE plpgsql AS $$
+     BEGIN IF NEW.user_id = 'cursed' AND NEW.status = 'CONFIRMED' THEN RAISE EXCEPTION 'cursed order refused'; END IF;
+     RETURN NEW; END $$",
+    "CREATE TRIGGER refuse_cursed BEFORE INSERT ON orders FOR EACH ROW EXECUTE FUNCTION refuse_cursed()",
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_poison_order_ends_rejected_for_its_owner_and_a_replay_changes_nothing() {
+    let api = TestApi::start().await;
+    let admin = token("admin", true);
+    let ticket = api.ticket(10, 5).await;
+    let db = sqlx::PgPool::connect(&api.stack.database_url).await.unwrap();
+    for statement in REFUSE_CONFIRMING_CURSED {
+        sqlx::query(statement).execute(&db).await.unwrap();
+    }
+    let env = [("MAX_DELIVERIES", "2"), ("NAK_DELAY_MS", "100"), ("RUST_LOG", "warn")];
+    let worker = AppProcess::worker(&api.stack, SHARDS, &env).await.unwrap();
+
+    let resp = api.order("cursed", "poison", json!({"ticketId": ticket, "quantity": 3})).await;
+    assert_eq!(resp.status(), 202);
+    let id = resp.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned();
+    let fine = api.order("fine", "ok", json!({"ticketId": ticket, "quantity": 2})).await;
+    let fine = fine.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned();
+
+    // The owner reads a final answer: REJECTED, with a reason from the contract's set.
+    let mut order = Value::Null;
+    wait_for("the poison order to end final", Duration::from_secs(30), async || {
+        let resp =
+            api.get(&format!("/v1/orders/{id}")).bearer_auth(token("cursed", false)).send().await.unwrap();
+        order = if resp.status() == 200 { resp.json().await.unwrap() } else { Value::Null };
+        order["status"] != "PENDING" && !order.is_null()
+    })
+    .await;
+    assert_eq!(order["status"], "REJECTED", "{order}");
+    assert_eq!(order["reason"], "INVALID", "{order}");
+    assert!(order["processedAt"].is_string(), "{order}");
+    wait_for("the other order", Duration::from_secs(20), async || {
+        order_status(&api, "fine", &fine).await == "CONFIRMED"
+    })
+    .await;
+
+    // The letter is kept for the record, and says how the order was settled.
+    let mut letters = Value::Null;
+    wait_for("the dead letter", Duration::from_secs(20), async || {
+        letters = get_json(&api, "/v1/admin/dead-letters", &admin).await;
+        letters["items"].as_array().unwrap().len() == 1
+    })
+    .await;
+    let letter = &letters["items"][0];
+    assert_eq!(letter["originalMsgId"], id.as_str(), "{letter}");
+    assert_eq!(letter["settledAs"], "REJECTED INVALID", "{letter}");
+    assert!(letter["reason"].as_str().unwrap().contains("cursed order refused"), "{letter}");
+    let detail: Option<String> = sqlx::query_scalar("SELECT detail FROM orders WHERE id = $1")
+        .bind(uuid::Uuid::parse_str(&id).unwrap())
+        .fetch_one(&db)
+        .await
+        .unwrap();
+    assert!(detail.unwrap_or_default().contains("cursed order refused"), "the failure is kept on the row");
+
+    // Even with the bug fixed, a replay of a settled order is refused and changes nothing.
+    sqlx::query("DROP TRIGGER refuse_cursed ON orders").execute(&db).await.unwrap();
+    let before: (String, chrono::DateTime<chrono::Utc>) =
+        sqlx::query_as("SELECT status, processed_at FROM orders WHERE id = $1")
+            .bind(uuid::Uuid::parse_str(&id).unwrap())
+            .fetch_one(&db)
+            .await
+            .unwrap();
+    let last_before = last_order_sequence(&api).await;
+    let resp = api
+        .post(&format!("/v1/admin/dead-letters/{}/replay", letter["id"]))
+        .bearer_auth(admin.clone())
+        .send()
+        .await
+        .unwrap();
+    let body = problem(resp, 409).await;
+    assert!(body["detail"].as_str().unwrap().contains("REJECTED INVALID"), "{body}");
+    assert_eq!(get_json(&api, "/v1/admin/dead-letters", &admin).await["items"].as_array().unwrap().len(), 1);
+    assert_eq!(last_order_sequence(&api).await, last_before, "nothing was published again");
+    let after: (String, chrono::DateTime<chrono::Utc>) =
+        sqlx::query_as("SELECT status, processed_at FROM orders WHERE id = $1")
+            .bind(uuid::Uuid::parse_str(&id).unwrap())
+            .fetch_one(&db)
+            .await
+            .unwrap();
+    assert_eq!(after, before);
+    assert_eq!(order_status(&api, "cursed", &id).await, "REJECTED");
+    let available: i32 = sqlx::query_scalar("SELECT available FROM tickets WHERE id = $1")
+        .bind(ticket)
+        .fetch_one(&db)
+        .await
+        .unwrap();
+    assert_eq!(available, 10 - 2, "the rejected order took no stock");
+    drop(worker);
+}
+
+/// The last sequence ever stored in ORDERS (whatever the retention removed since).
+async fn last_order_sequence(api: &TestApi) -> u64 {
+    let js = async_nats::jetstream::new(async_nats::connect(api.stack.nats.url()).await.unwrap());
+    js.get_stream("ORDERS").await.unwrap().get_info().await.unwrap().state.last_sequence
 }

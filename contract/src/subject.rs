@@ -39,6 +39,9 @@ pub const DEAD_LETTER_SEQUENCE_HEADER: &str = "Tps-Original-Sequence";
 pub const DEAD_LETTER_DELIVERIES_HEADER: &str = "Tps-Delivery-Count";
 /// Dead-letter header: the command's original `Nats-Msg-Id`, if it had one.
 pub const DEAD_LETTER_MSG_ID_HEADER: &str = "Tps-Original-Msg-Id";
+/// Dead-letter header: how the worker settled the command when it gave up on it
+/// (`REJECTED INVALID` for an order); absent when it could not be settled at all.
+pub const DEAD_LETTER_SETTLED_HEADER: &str = "Tps-Settled-As";
 
 /// Subject of the order command for a shard.
 pub fn order_subject(shard: u32) -> String {

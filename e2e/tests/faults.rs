@@ -59,6 +59,18 @@ async fn worker_killed_mid_batch_loses_and_repeats_nothing() {
     })
     .await;
     verdict(&stack, &api, ticket, 1_500, &outcome).await;
+    // First come, first served across the kill: the heir settled the dead worker's held batch
+    // before newer orders, so no SOLD_OUT order arrived before a CONFIRMED one.
+    let pool = sqlx::PgPool::connect(&stack.database_url).await.unwrap();
+    let overtaken: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM orders WHERE ticket_id = $1 AND reason = 'SOLD_OUT'
+           AND stream_seq < (SELECT max(stream_seq) FROM orders WHERE ticket_id = $1 AND status = 'CONFIRMED')",
+    )
+    .bind(ticket)
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(overtaken, 0, "orders got SOLD_OUT though they arrived before a confirmed one");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

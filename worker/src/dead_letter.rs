@@ -9,8 +9,8 @@ use async_nats::HeaderMap;
 use async_nats::jetstream::{self, Context};
 use tps_contract::subject::{
     DEAD_LETTER_DELIVERIES_HEADER, DEAD_LETTER_MSG_ID_HEADER, DEAD_LETTER_REASON_HEADER,
-    DEAD_LETTER_SEQUENCE_HEADER, DEAD_LETTER_STREAM_HEADER, DEAD_LETTER_SUBJECT_HEADER, MSG_ID_HEADER,
-    dead_letter_subject,
+    DEAD_LETTER_SEQUENCE_HEADER, DEAD_LETTER_SETTLED_HEADER, DEAD_LETTER_STREAM_HEADER,
+    DEAD_LETTER_SUBJECT_HEADER, MSG_ID_HEADER, dead_letter_subject,
 };
 
 use crate::metrics;
@@ -25,7 +25,8 @@ fn one_line(text: &str) -> String {
     text.chars().map(|c| if c.is_control() { ' ' } else { c }).take(1000).collect()
 }
 
-/// Stores `message` in DEAD_LETTERS with `reason`, then acks the original.
+/// Stores `message` in DEAD_LETTERS with `reason` (and, when the worker settled the
+/// command as final before giving up on it, how: `settled_as`), then acks the original.
 pub async fn dead_letter(
     js: &Context,
     stream: &str,
@@ -33,6 +34,7 @@ pub async fn dead_letter(
     message: &jetstream::Message,
     reason: &str,
     kind: &'static str,
+    settled_as: Option<&str>,
 ) -> Result<(), DeadLetterError> {
     let (seq, delivered) = message.info().map(|i| (i.stream_sequence, i.delivered)).unwrap_or((0, 0));
     // The parsed header is a "standard" name, which a plain &str key would not match.
@@ -50,12 +52,15 @@ pub async fn dead_letter(
     headers.insert(DEAD_LETTER_SEQUENCE_HEADER, seq.to_string().as_str());
     headers.insert(DEAD_LETTER_DELIVERIES_HEADER, delivered.to_string().as_str());
     headers.insert(DEAD_LETTER_MSG_ID_HEADER, original_id.as_str());
+    if let Some(settled_as) = settled_as {
+        headers.insert(DEAD_LETTER_SETTLED_HEADER, settled_as);
+    }
     let ack = js
         .publish_with_headers(dead_letter_subject(stream, shard), headers, message.payload.clone())
         .await
         .map_err(|e| DeadLetterError(e.to_string()))?;
     ack.await.map_err(|e| DeadLetterError(e.to_string()))?;
-    tracing::warn!(stream, shard, seq, delivered, reason, "dead-lettered");
+    tracing::warn!(stream, shard, seq, delivered, reason, settled_as, "dead-lettered");
     metrics::dead_lettered(stream, kind);
     // The copy is durable; a lost ack only means the copy is made again and deduplicated.
     if let Err(e) = message.double_ack().await {

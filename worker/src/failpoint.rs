@@ -15,6 +15,8 @@ pub enum Failpoint {
     None,
     /// `std::process::abort()` after a commit, before the ack.
     CrashAfterCommit,
+    /// Never settle: hold the first pulled batch for ever (until killed).
+    StallBeforeSettle,
 }
 
 impl Failpoint {
@@ -22,6 +24,7 @@ impl Failpoint {
     pub fn from_env() -> Self {
         match std::env::var(FAILPOINT_ENV).as_deref() {
             Ok("crash-after-commit") => Failpoint::CrashAfterCommit,
+            Ok("stall-before-settle") => Failpoint::StallBeforeSettle,
             Ok("") | Err(_) => Failpoint::None,
             Ok(other) => {
                 tracing::warn!(failpoint = other, "unknown failpoint ignored");
@@ -35,6 +38,14 @@ impl Failpoint {
         if self == Failpoint::CrashAfterCommit {
             tracing::error!("failpoint crash-after-commit: aborting before the ack");
             std::process::abort();
+        }
+    }
+
+    /// Called with a pulled batch, before it is settled.
+    pub async fn before_settle(self, size: usize) {
+        if self == Failpoint::StallBeforeSettle {
+            tracing::error!(size, "failpoint stall-before-settle: holding the batch until killed");
+            std::future::pending::<()>().await;
         }
     }
 }

@@ -63,6 +63,10 @@ fn describe() {
         "tps_worker_dead_letters_total",
         "Commands moved to the dead-letter stream, by kind."
     );
+    metrics::describe_counter!(
+        "tps_worker_recovered_total",
+        "Messages a previous delivery still held (a dead owner's batch) settled first on takeover."
+    );
     metrics::describe_counter!("tps_worker_lease_acquisitions_total", "Shard leases acquired.");
     metrics::describe_counter!(
         "tps_worker_lease_losses_total",
@@ -73,6 +77,7 @@ fn describe() {
     for stream in [tps_contract::subject::ORDERS_STREAM, tps_contract::subject::USERS_STREAM] {
         counter!("tps_worker_lease_acquisitions_total", "stream" => stream).absolute(0);
         counter!("tps_worker_lease_losses_total", "stream" => stream).absolute(0);
+        counter!("tps_worker_recovered_total", "stream" => stream).absolute(0);
         for kind in ["undecodable", "max_deliveries"] {
             counter!("tps_worker_dead_letters_total", "stream" => stream, "kind" => kind).absolute(0);
         }
@@ -101,6 +106,11 @@ pub fn settled(stream: &'static str, outcome: &'static str, n: u64) {
 /// A transaction failed transiently and will be retried.
 pub fn transient_error(stream: &'static str) {
     counter!("tps_worker_transient_errors_total", "stream" => stream).increment(1);
+}
+
+/// Messages a previous delivery still held (a dead owner's batch) were settled on takeover.
+pub fn recovered(stream: &'static str, n: usize) {
+    counter!("tps_worker_recovered_total", "stream" => stream).increment(n as u64);
 }
 
 /// A message was dead-lettered; `kind` is `undecodable` or `max_deliveries`.

@@ -109,7 +109,7 @@ pub fn decode<K: CommandKind>(
         };
         match serde_json::from_slice::<K::Command>(&message.payload) {
             Ok(command) => match kind.validate(&command) {
-                Ok(()) => good.push(Delivery { message, seq, delivered, command }),
+                Ok(()) => good.push(Delivery { message: Some(message), seq, delivered, command }),
                 Err(reason) => {
                     bad.push(Undecodable { reason: format!("invalid command: {reason}"), message })
                 }

@@ -32,6 +32,19 @@ pub trait CommandKind: Send + Sync + 'static {
         batch: &'a [Delivery<Self::Command>],
     ) -> impl Future<Output = Result<Self::Settled, sqlx::Error>> + Send + 'a;
 
+    /// Settles as final a command the worker gives up on (it failed `max_deliveries`
+    /// times on its own), inside a fenced transaction, with `detail` saying why. Must be
+    /// idempotent and must not touch stock. `None`: this kind has no such outcome, and the
+    /// command only goes to DEAD_LETTERS.
+    fn give_up<'a>(
+        &'a self,
+        _tx: &'a mut PgConnection,
+        _delivery: &'a Delivery<Self::Command>,
+        _detail: &'a str,
+    ) -> impl Future<Output = Result<Option<(Self::Settled, String)>, sqlx::Error>> + Send + 'a {
+        async { Ok(None) }
+    }
+
     /// Publishes the events of a committed, acked batch (best effort) and counts outcomes.
     fn announce<'a>(
         &'a self,
@@ -43,8 +56,9 @@ pub trait CommandKind: Send + Sync + 'static {
 /// One decoded message of a batch.
 #[derive(Debug)]
 pub struct Delivery<C> {
-    /// The JetStream message, for acks.
-    pub message: jetstream::Message,
+    /// The JetStream message, for acks; `None` for a message read from the stream
+    /// directly (a previous owner's unacked message, see `shard`), which is not ours to ack.
+    pub message: Option<jetstream::Message>,
     /// Its stream sequence: the order of arrival on the shard.
     pub seq: u64,
     /// How many times it has been delivered, this time included.
@@ -86,6 +100,25 @@ pub async fn settle_once<K: CommandKind>(
         return Err(SettleError::Fenced);
     }
     let settled = kind.apply(&mut tx, batch).await?;
+    tx.commit().await?;
+    Ok(settled)
+}
+
+/// Begin, check the fence, give up on one command (see [`CommandKind::give_up`]), commit.
+/// `Ok(None)`: the kind has no final outcome for it.
+pub async fn give_up_once<K: CommandKind>(
+    kind: &K,
+    pool: &PgPool,
+    shard: u32,
+    token: i64,
+    delivery: &Delivery<K::Command>,
+    detail: &str,
+) -> Result<Option<(K::Settled, String)>, SettleError> {
+    let mut tx = pool.begin().await?;
+    if !fence::still_ours(&mut tx, K::STREAM, shard, token).await? {
+        return Err(SettleError::Fenced);
+    }
+    let settled = kind.give_up(&mut tx, delivery, detail).await?;
     tx.commit().await?;
     Ok(settled)
 }

@@ -9,7 +9,7 @@ use std::slice;
 use std::sync::Arc;
 use std::time::Instant;
 
-use async_nats::jetstream::{self, consumer::PullConsumer};
+use async_nats::jetstream::{self, consumer::PullConsumer, stream::LastRawMessageErrorKind};
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 use tps_contract::subject::consumer_name;
@@ -22,7 +22,7 @@ use crate::fence::{self, Claim};
 use crate::lease::ShardLease;
 use crate::metrics;
 use crate::pull::{Puller, decode};
-use crate::settle::{CommandKind, Delivery, SettleError, settle_once};
+use crate::settle::{CommandKind, Delivery, SettleError, give_up_once, settle_once};
 use crate::transient::backoff;
 
 /// Bound on one settling transaction; past it the attempt counts as transient.
@@ -103,14 +103,23 @@ impl<K: CommandKind> ShardRunner<K> {
             Err(exit) => return exit,
         };
         let config = &self.shared.config;
-        let mut puller = Puller::new(consumer, config.batch_size as usize, config.batch_wait());
+        let mut puller = Puller::new(consumer.clone(), config.batch_size as usize, config.batch_wait());
         let mut attempt = 0;
+        // First the messages a previous owner pulled and never acked; again after a failed
+        // pull, whose messages may have been delivered to us and lost on the way.
+        let mut recover = true;
         loop {
             if self.lost.is_cancelled() {
                 return RunnerExit::LeaseLost;
             }
             if self.stop.is_cancelled() {
                 return RunnerExit::Stopped;
+            }
+            if recover {
+                if let Err(exit) = self.recover(consumer.clone()).await {
+                    return exit;
+                }
+                recover = false;
             }
             // A pull is never interrupted (see `pull`): it ends within about a second.
             let batch = match puller.next().await {
@@ -119,6 +128,7 @@ impl<K: CommandKind> ShardRunner<K> {
                     tracing::warn!(shard = self.shard(), error = %e, "pull failed; retrying");
                     self.pause(attempt).await;
                     attempt += 1;
+                    recover = true;
                     continue;
                 }
             };
@@ -183,6 +193,7 @@ impl<K: CommandKind> ShardRunner<K> {
                 &bad.message,
                 &bad.reason,
                 "undecodable",
+                None,
             )
             .await
             {
@@ -193,6 +204,7 @@ impl<K: CommandKind> ShardRunner<K> {
         if deliveries.is_empty() {
             return None;
         }
+        self.shared.failpoint.before_settle(deliveries.len()).await;
         match self.settle(&deliveries).await {
             Ok(settled) => self.finish(&deliveries, settled).await,
             Err(Halt::Exit(exit)) => {
@@ -204,17 +216,166 @@ impl<K: CommandKind> ShardRunner<K> {
         None
     }
 
+    /// Settles, in stream order and before anything newer, the messages of this shard that
+    /// were delivered but never acked: a previous owner died (`kill -9`) holding its batch,
+    /// or a pull of ours lost its messages on the way. Without this, later arrivals would be
+    /// served while those wait out `ack_wait`, and earlier buyers would find the stock gone.
+    ///
+    /// They are read from the stream directly (from the consumer's ack floor up to the last
+    /// delivered sequence, this shard's subject only) and settled like any batch. They stay
+    /// pending on the consumer, which is not ours to ack for someone else's delivery: they
+    /// come back after `ack_wait` and are then no-ops that get acked. A message that cannot
+    /// be decoded or settled here is left to that redelivery, which dead-letters it.
+    async fn recover(&self, mut consumer: PullConsumer) -> Result<(), RunnerExit> {
+        let (subject, from, to, cap) = 'info: {
+            for attempt in 0.. {
+                match consumer.info().await {
+                    Ok(info) if info.num_ack_pending == 0 => return Ok(()),
+                    Ok(info) => {
+                        let subject = if info.config.filter_subject.is_empty() {
+                            format!("{}.{}", K::STREAM.to_ascii_lowercase(), self.shard())
+                        } else {
+                            info.config.filter_subject.clone()
+                        };
+                        // Reads are bounded: with WorkQueue retention the range holds only unacked
+                        // messages (at most max_ack_pending); with Limits retention it may also hold
+                        // many settled ones, which are no-ops but cost a read each.
+                        let cap = usize::try_from(info.config.max_ack_pending).ok().filter(|c| *c > 0);
+                        let from = info.ack_floor.stream_sequence + 1;
+                        break 'info (subject, from, info.delivered.stream_sequence, cap.unwrap_or(20_000));
+                    }
+                    Err(e) => {
+                        tracing::warn!(shard = self.shard(), error = %e, "consumer info failed; retrying")
+                    }
+                }
+                if let Some(exit) = self.pause(attempt).await {
+                    return Err(exit);
+                }
+            }
+            unreachable!("the retry loop only ends by returning or breaking")
+        };
+        let stream = loop {
+            match self.shared.js.get_stream_no_info(K::STREAM).await {
+                Ok(s) => break s,
+                Err(e) => tracing::warn!(shard = self.shard(), error = %e, "stream lookup failed; retrying"),
+            }
+            if let Some(exit) = self.pause(0).await {
+                return Err(exit);
+            }
+        };
+        let batch_size = self.shared.config.batch_size as usize;
+        let (mut at, mut recovered, mut reads) = (from, 0usize, 0usize);
+        while at <= to {
+            if reads >= cap {
+                tracing::warn!(
+                    shard = self.shard(),
+                    at,
+                    to,
+                    reads,
+                    "recovery cut short; the rest comes back after ack_wait"
+                );
+                break;
+            }
+            let mut chunk = Vec::with_capacity(batch_size);
+            while chunk.len() < batch_size && at <= to && reads < cap {
+                reads += 1;
+                let m = match stream.get_first_raw_message_by_subject(&subject, at).await {
+                    Ok(m) => m,
+                    Err(e) if matches!(e.kind(), LastRawMessageErrorKind::NoMessageFound) => {
+                        at = to + 1;
+                        break;
+                    }
+                    Err(e) => {
+                        tracing::warn!(shard = self.shard(), at, error = %e, "reading a held message failed; retrying");
+                        if let Some(exit) = self.pause(0).await {
+                            return Err(exit);
+                        }
+                        continue;
+                    }
+                };
+                if m.sequence > to {
+                    at = to + 1;
+                    break;
+                }
+                at = m.sequence + 1;
+                match serde_json::from_slice::<K::Command>(&m.payload) {
+                    Ok(command) if self.shared.kind.validate(&command).is_ok() => {
+                        chunk.push(Delivery { message: None, seq: m.sequence, delivered: 0, command })
+                    }
+                    _ => tracing::debug!(
+                        shard = self.shard(),
+                        seq = m.sequence,
+                        "held message left to its redelivery"
+                    ),
+                }
+            }
+            recovered += chunk.len();
+            self.settle_held(chunk).await?;
+        }
+        if recovered > 0 {
+            metrics::recovered(K::STREAM, recovered);
+            tracing::info!(
+                shard = self.shard(),
+                from,
+                to,
+                recovered,
+                "settled the messages a previous delivery still held"
+            );
+        }
+        Ok(())
+    }
+
+    /// Settles held messages (see [`Self::recover`]): no acks; one by one if the chunk fails.
+    async fn settle_held(&self, chunk: Vec<Delivery<K::Command>>) -> Result<(), RunnerExit> {
+        if chunk.is_empty() {
+            return Ok(());
+        }
+        let failed = match self.settle(&chunk).await {
+            Ok(settled) => {
+                self.shared.kind.announce(&self.shared.nats, settled).await;
+                return Ok(());
+            }
+            Err(Halt::Exit(exit)) => return Err(exit),
+            Err(Halt::Fatal(reason)) => reason,
+        };
+        tracing::warn!(
+            shard = self.shard(),
+            size = chunk.len(),
+            reason = failed,
+            "held batch failed; settling one by one"
+        );
+        for d in &chunk {
+            match self.settle(slice::from_ref(d)).await {
+                Ok(settled) => self.shared.kind.announce(&self.shared.nats, settled).await,
+                Err(Halt::Exit(exit)) => return Err(exit),
+                Err(Halt::Fatal(reason)) => {
+                    tracing::warn!(
+                        shard = self.shard(),
+                        seq = d.seq,
+                        reason,
+                        "held message left to its redelivery"
+                    )
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Settles one message at a time to find the ones that fail on their own.
     async fn isolate(&self, deliveries: Vec<Delivery<K::Command>>, reason: String) -> Option<RunnerExit> {
         if deliveries.len() == 1 {
-            self.fail(&deliveries[0], &reason).await;
-            return None;
+            return self.fail(&deliveries[0], &reason).await;
         }
         tracing::warn!(shard = self.shard(), size = deliveries.len(), %reason, "batch failed; settling one by one");
         for (i, d) in deliveries.iter().enumerate() {
             match self.settle(slice::from_ref(d)).await {
                 Ok(settled) => self.finish(slice::from_ref(d), settled).await,
-                Err(Halt::Fatal(reason)) => self.fail(d, &reason).await,
+                Err(Halt::Fatal(reason)) => {
+                    if let Some(exit) = self.fail(d, &reason).await {
+                        nak_all(&messages(&deliveries[i + 1..]), None).await;
+                        return Some(exit);
+                    }
+                }
                 Err(Halt::Exit(exit)) => {
                     nak_all(&messages(&deliveries[i..]), None).await;
                     return Some(exit);
@@ -224,16 +385,43 @@ impl<K: CommandKind> ShardRunner<K> {
         None
     }
 
-    /// A message failed on its own: nak it with backoff, or dead-letter it at the limit.
-    async fn fail(&self, d: &Delivery<K::Command>, reason: &str) {
+    /// A message failed on its own: nak it with backoff or, at the limit, give up on it:
+    /// settle it final where the kind can (an order ends REJECTED `INVALID`, so its owner
+    /// reads an answer), then copy it to DEAD_LETTERS and ack it. A command that cannot even
+    /// be stored as rejected is only dead-lettered (a replay after the fix settles it).
+    async fn fail(&self, d: &Delivery<K::Command>, reason: &str) -> Option<RunnerExit> {
         let config = &self.shared.config;
+        let message = d.message.as_ref()?;
         if d.delivered >= config.max_deliveries {
             let reason = format!("failed {} deliveries: {reason}", d.delivered);
-            if dead_letter(&self.shared.js, K::STREAM, self.shard(), &d.message, &reason, "max_deliveries")
-                .await
-                .is_ok()
+            let (settled, reason) = match self.give_up(d, &reason).await {
+                Ok(settled) => (settled, reason),
+                Err(Halt::Exit(exit)) => {
+                    nak_all(&[message], None).await;
+                    return Some(exit);
+                }
+                Err(Halt::Fatal(e)) => (None, format!("{reason}; not storable as rejected either: {e}")),
+            };
+            let (settled, settled_as) = settled.map_or((None, None), |(s, label)| (Some(s), Some(label)));
+            match dead_letter(
+                &self.shared.js,
+                K::STREAM,
+                self.shard(),
+                message,
+                &reason,
+                "max_deliveries",
+                settled_as.as_deref(),
+            )
+            .await
             {
-                return;
+                Ok(()) => {
+                    if let Some(settled) = settled {
+                        self.shared.kind.announce(&self.shared.nats, settled).await;
+                    }
+                    return None;
+                }
+                // If it was settled, its redelivery is a no-op that gets acked (and announced).
+                Err(e) => tracing::warn!(error = %e, "dead letter failed; the message will come back"),
             }
         }
         tracing::warn!(
@@ -243,7 +431,44 @@ impl<K: CommandKind> ShardRunner<K> {
             reason,
             "message failed; nak"
         );
-        nak_all(&[&d.message], Some(config.nak_delay(d.delivered))).await;
+        nak_all(&[message], Some(config.nak_delay(d.delivered))).await;
+        None
+    }
+
+    /// Settles a command given up on as final ([`CommandKind::give_up`]), retrying
+    /// transient errors like [`Self::settle`].
+    async fn give_up(
+        &self,
+        d: &Delivery<K::Command>,
+        detail: &str,
+    ) -> Result<Option<(K::Settled, String)>, Halt> {
+        let s = &self.shared;
+        for attempt in 0.. {
+            let result = tokio::select! {
+                biased;
+                _ = self.lost.cancelled() => return Err(Halt::Exit(RunnerExit::LeaseLost)),
+                r = tokio::time::timeout(SETTLE_TIMEOUT, give_up_once(&s.kind, &s.pool, self.shard(), self.lease.token, d, detail)) => r,
+            };
+            let error = match result {
+                Ok(Ok(settled)) => return Ok(settled),
+                Ok(Err(SettleError::Fenced)) => return Err(Halt::Exit(RunnerExit::Fenced)),
+                Ok(Err(SettleError::Fatal(e))) => return Err(Halt::Fatal(e.to_string())),
+                Ok(Err(SettleError::Transient(e))) => e.to_string(),
+                Err(_) => "giving up timed out".to_owned(),
+            };
+            metrics::transient_error(K::STREAM);
+            tracing::warn!(
+                shard = self.shard(),
+                attempt,
+                error,
+                "transient failure while giving up; retrying"
+            );
+            progress_all(&messages(slice::from_ref(d))).await;
+            if let Some(exit) = self.pause(attempt).await {
+                return Err(Halt::Exit(exit));
+            }
+        }
+        unreachable!("the retry loop only ends by returning")
     }
 
     /// Runs the transaction until it commits, retrying transient errors without
@@ -303,5 +528,5 @@ impl<K: CommandKind> ShardRunner<K> {
 
 /// The JetStream messages of a batch.
 fn messages<C>(batch: &[Delivery<C>]) -> Vec<&jetstream::Message> {
-    batch.iter().map(|d| &d.message).collect()
+    batch.iter().filter_map(|d| d.message.as_ref()).collect()
 }

@@ -30,7 +30,7 @@ pub fn settled<C>(stream: &'static str, shard: u32, batch: &[Delivery<C>], start
     let end = SystemTime::now();
     let start = end.checked_sub(started.elapsed()).unwrap_or(end);
     for d in batch {
-        let Some(parent) = of_message(&d.message) else { continue };
+        let Some(parent) = d.message.as_ref().and_then(of_message) else { continue };
         let span = parent.child();
         if log {
             tracing::debug!(

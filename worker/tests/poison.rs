@@ -10,7 +10,8 @@ use common::{Harness, InProcess, order};
 use futures::StreamExt;
 use tps_contract::subject::{
     DEAD_LETTER_DELIVERIES_HEADER, DEAD_LETTER_MSG_ID_HEADER, DEAD_LETTER_REASON_HEADER,
-    DEAD_LETTER_SEQUENCE_HEADER, DEAD_LETTER_STREAM, DEAD_LETTER_SUBJECT_HEADER, order_subject,
+    DEAD_LETTER_SEQUENCE_HEADER, DEAD_LETTER_SETTLED_HEADER, DEAD_LETTER_STREAM, DEAD_LETTER_SUBJECT_HEADER,
+    order_subject,
 };
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -44,6 +45,8 @@ async fn undecodable_and_always_failing_messages_are_dead_lettered() {
         letters.iter().find(|l| l.msg_id == cursed.order_id.to_string()).expect("the failing message");
     assert_eq!(failing.deliveries, "3");
     assert!(failing.reason.contains("failed 3 deliveries"), "{}", failing.reason);
+    assert!(failing.reason.contains("not storable as rejected either"), "{}", failing.reason);
+    assert_eq!(failing.settled_as, "", "a command Postgres cannot store at all stays only a dead letter");
     assert_eq!(failing.subject, "orders.0");
     assert_eq!(failing.payload, serde_json::to_vec(&cursed).unwrap(), "the payload is kept for replay");
     assert!(!failing.sequence.is_empty());
@@ -58,6 +61,7 @@ struct Letter {
     deliveries: String,
     subject: String,
     sequence: String,
+    settled_as: String,
     payload: Vec<u8>,
 }
 
@@ -84,9 +88,90 @@ async fn dead_letters(h: &Harness, n: usize, timeout: Duration) -> Vec<Letter> {
             deliveries: header(DEAD_LETTER_DELIVERIES_HEADER),
             subject: header(DEAD_LETTER_SUBJECT_HEADER),
             sequence: header(DEAD_LETTER_SEQUENCE_HEADER),
+            settled_as: header(DEAD_LETTER_SETTLED_HEADER),
             payload: m.payload.to_vec(),
         });
         m.ack().await.unwrap();
     }
     letters
+}
+
+/// A decodable order that fails every delivery is given up on: stored REJECTED `INVALID`
+/// with the failure in `detail`, announced to its owner, copied to DEAD_LETTERS with how
+/// it was settled, and its stock untouched. Sent again (as a replay would), nothing changes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_order_given_up_on_ends_rejected_once_and_takes_no_stock() {
+    let h = Harness::start(1).await;
+    // A "bug" that refuses to confirm one user's orders; a rejection can still be stored.
+    for statement in [
+        "CREATE FUNCTION refuse_cursed() RETURNS trigger LANGUAGE plpgsql AS $$
+         BEGIN IF NEW.user_id = 'cursed' AND NEW.status = 'CONFIRMED' THEN RAISE EXCEPTION 'cursed order refused'; END IF;
+         RETURN NEW; END $$",
+        "CREATE TRIGGER refuse_cursed BEFORE INSERT ON orders FOR EACH ROW EXECUTE FUNCTION refuse_cursed()",
+    ] {
+        sqlx::query(statement).execute(&h.pool).await.unwrap();
+    }
+    let ticket = h.ticket_on(0, 100, 5).await;
+    let nats = async_nats::connect(h.stack.nats.url()).await.unwrap();
+    let mut events = nats.subscribe(tps_contract::subject::ORDER_EVENTS).await.unwrap();
+    nats.flush().await.unwrap();
+
+    let mut cursed = order(ticket, 4);
+    cursed.user_id = "cursed".into();
+    let before: Vec<_> = (0..10).map(|_| order(ticket, 1)).collect();
+    let after: Vec<_> = (0..10).map(|_| order(ticket, 1)).collect();
+    h.publish(&before).await;
+    h.publish(std::slice::from_ref(&cursed)).await;
+    h.publish(&after).await;
+
+    let worker = InProcess::start(h.config(&["--max-deliveries=3", "--batch-size=100"]));
+    h.wait_settled(21, Duration::from_secs(30)).await;
+    let letters = dead_letters(&h, 1, Duration::from_secs(20)).await;
+    h.wait_drained(Duration::from_secs(20)).await;
+
+    let row: (String, Option<String>, Option<String>, chrono::DateTime<chrono::Utc>) =
+        sqlx::query_as("SELECT status, reason, detail, processed_at FROM orders WHERE id = $1")
+            .bind(cursed.order_id)
+            .fetch_one(&h.pool)
+            .await
+            .unwrap();
+    assert_eq!((row.0.as_str(), row.1.as_deref()), ("REJECTED", Some("INVALID")));
+    let detail = row.2.clone().unwrap_or_default();
+    assert!(detail.contains("failed 3 deliveries") && detail.contains("cursed order refused"), "{detail}");
+    assert_eq!(h.available(ticket).await, 80, "the 20 others took 20, the rejected order nothing");
+    assert_eq!(letters.len(), 1);
+    assert_eq!(letters[0].msg_id, cursed.order_id.to_string());
+    assert_eq!(letters[0].settled_as, "REJECTED INVALID");
+    assert_eq!(letters[0].deliveries, "3");
+
+    // Its owner is told: an order.updated event with the final status.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let m = tokio::time::timeout_at(deadline, events.next())
+            .await
+            .expect("the rejection is announced")
+            .unwrap();
+        let event: serde_json::Value = serde_json::from_slice(&m.payload).unwrap();
+        if event["order"]["id"] == cursed.order_id.to_string() {
+            assert_eq!(event["order"]["status"], "REJECTED", "{event}");
+            assert_eq!(event["order"]["reason"], "INVALID", "{event}");
+            break;
+        }
+    }
+
+    // Sent again under a new msg-id, as a replay does: nothing changes, no new letter.
+    h.publish_as(&cursed, "replayed-1").await.await.unwrap();
+    h.wait_drained(Duration::from_secs(20)).await;
+    worker.stop().await;
+    let again: (String, chrono::DateTime<chrono::Utc>) =
+        sqlx::query_as("SELECT status, processed_at FROM orders WHERE id = $1")
+            .bind(cursed.order_id)
+            .fetch_one(&h.pool)
+            .await
+            .unwrap();
+    assert_eq!(again, (row.0, row.3), "the settled rejection is final");
+    assert_eq!(h.settled().await, 21);
+    assert_eq!(h.available(ticket).await, 80);
+    let stream = h.js.get_stream(DEAD_LETTER_STREAM).await.unwrap();
+    assert_eq!(stream.get_info().await.unwrap().state.messages, 1, "no second dead letter");
 }

@@ -43,6 +43,9 @@ pub struct DeadLetterView {
     pub original_msg_id: String,
     /// When it was dead-lettered.
     pub dead_lettered_at: DateTime<Utc>,
+    /// How the worker settled the command when it gave up on it (an order: `REJECTED INVALID`);
+    /// absent when it could not. A settled command is not replayed (409).
+    pub settled_as: Option<String>,
     /// The payload's size.
     pub payload_bytes: usize,
     /// Its first characters, lossily as UTF-8.
@@ -62,6 +65,7 @@ impl From<DeadLetter> for DeadLetterView {
             original_sequence: l.original_sequence,
             original_msg_id: l.original_msg_id,
             dead_lettered_at: l.dead_lettered_at,
+            settled_as: l.settled_as,
         }
     }
 }
@@ -127,7 +131,9 @@ pub async fn list_dead_letters(
     }))
 }
 
-/// Replay a dead letter onto its original subject and remove it (admin).
+/// Replay a dead letter onto its original subject and remove it (admin). A dead letter whose
+/// command is already settled (e.g. an order the worker stored REJECTED `INVALID` when it gave
+/// up on it) is not replayed: 409, and the letter stays.
 #[utoipa::path(
     post, path = "/v1/admin/dead-letters/{id}/replay", tag = "admin",
     params(("id" = u64, Path, description = "Dead letter id")),
@@ -137,6 +143,7 @@ pub async fn list_dead_letters(
         (status = 401, body = Problem, content_type = "application/problem+json"),
         (status = 403, body = Problem, content_type = "application/problem+json"),
         (status = 404, body = Problem, content_type = "application/problem+json", description = "No such dead letter (or already replayed)"),
+        (status = 409, body = Problem, content_type = "application/problem+json", description = "Its command is already settled (CONFIRMED, REJECTED, CREATED): nothing was replayed, the letter stays"),
         (status = 503, body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = []))
@@ -149,6 +156,6 @@ pub async fn replay_dead_letter(
     if id == 0 {
         return Err(ApiError::NotFound("dead letter"));
     }
-    let (subject, sequence) = dead_letters::replay(&state.jetstream, id).await?;
+    let (subject, sequence) = dead_letters::replay(&state.jetstream, &state.db, id).await?;
     Ok((StatusCode::ACCEPTED, axum::Json(Replayed { id, subject, sequence })))
 }

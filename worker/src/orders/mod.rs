@@ -7,12 +7,12 @@
 mod ledger;
 mod store;
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 
 use bytes::Bytes;
 use sqlx::PgConnection;
 use tps_contract::subject::{ORDER_EVENTS, ORDERS_STREAM, TICKET_EVENTS};
-use tps_contract::{OrderCommand, TicketUpdated};
+use tps_contract::{OrderCommand, OrderReason, OrderStatus, TicketUpdated};
 use uuid::Uuid;
 
 pub use ledger::{Ledger, Outcome, Stock};
@@ -70,34 +70,102 @@ impl CommandKind for Orders {
         let mut tickets: Vec<Uuid> = fresh.iter().map(|d| d.command.ticket_id).collect();
         tickets.sort();
         tickets.dedup();
-        let mut ledger = Ledger::new(store::lock_tickets(tx, &tickets).await?);
-        let outcomes: Vec<Outcome> =
-            fresh.iter().map(|d| ledger.decide(d.command.ticket_id, d.command.quantity)).collect();
-        for (ticket, n) in ledger.decrements() {
-            store::decrement(tx, ticket, n).await?;
-        }
+        // Lock order: the batch's tickets (in id order; a ticket belongs to one shard), then
+        // the new order ids (inserted in id order). Stock is taken only after the insert, for
+        // the rows it actually inserted.
+        let locked = store::lock_tickets(tx, &tickets).await?;
         let processed_at = store::commit_clock(tx).await?;
-        let inserted: Vec<OrderRow> = fresh
-            .iter()
-            .zip(outcomes)
-            .map(|(d, outcome)| {
-                let c = &d.command;
-                OrderRow {
-                    id: c.order_id,
-                    user_id: c.user_id.clone(),
-                    ticket_id: c.ticket_id,
-                    quantity: c.quantity as i32,
-                    status: outcome.status(),
-                    reason: outcome.reason(),
-                    idempotency_key: c.idempotency_key.clone(),
-                    stream_seq: d.seq as i64,
-                    created_at: c.accepted_at,
-                    processed_at,
+        let mut replayed = replayed;
+        loop {
+            let mut ledger = Ledger::new(locked.clone());
+            let rows: Vec<OrderRow> = fresh
+                .iter()
+                .map(|d| {
+                    let c = &d.command;
+                    let outcome = ledger.decide(c.ticket_id, c.quantity);
+                    OrderRow {
+                        id: c.order_id,
+                        user_id: c.user_id.clone(),
+                        ticket_id: c.ticket_id,
+                        quantity: c.quantity as i32,
+                        status: outcome.status(),
+                        reason: outcome.reason(),
+                        idempotency_key: c.idempotency_key.clone(),
+                        stream_seq: d.seq as i64,
+                        created_at: c.accepted_at,
+                        processed_at,
+                        detail: None,
+                    }
+                })
+                .collect();
+            let inserted = store::insert(tx, &rows).await?;
+            if inserted.len() == rows.len() {
+                for (ticket, n) in confirmed_per_ticket(&rows, &inserted) {
+                    store::decrement(tx, ticket, n).await?;
                 }
-            })
-            .collect();
-        store::insert(tx, &inserted).await?;
-        Ok(SettledOrders { inserted, replayed, duplicates, tickets: ledger.remaining() })
+                return Ok(SettledOrders {
+                    inserted: rows,
+                    replayed,
+                    duplicates,
+                    tickets: ledger.remaining(),
+                });
+            }
+            // Some ids were settled meanwhile by another transaction (the same order id on
+            // another shard: same user and key, another ticket). Those rows are not ours and
+            // take no stock here; the grants are decided again without them, so stock they
+            // would have taken goes to the next in line.
+            let ours: Vec<Uuid> = inserted.iter().copied().collect();
+            store::uninsert(tx, &ours).await?;
+            let taken: Vec<Uuid> = rows.iter().map(|r| r.id).filter(|id| !inserted.contains(id)).collect();
+            tracing::warn!(
+                n = taken.len(),
+                "order ids already settled by another shard; deciding the batch again"
+            );
+            let theirs = store::existing(tx, &taken).await?;
+            if theirs.len() != taken.len() {
+                // Not visible yet: the other transaction has not committed; try the batch again.
+                return Err(sqlx::Error::Protocol(
+                    "an order id was taken by an uncommitted transaction".into(),
+                ));
+            }
+            let theirs_ids: HashSet<Uuid> = taken.into_iter().collect();
+            fresh.retain(|d| !theirs_ids.contains(&d.command.order_id));
+            replayed.extend(theirs);
+        }
+    }
+
+    /// An order that failed every delivery is stored REJECTED with reason INVALID and the
+    /// failure in `detail`, so its owner reads a final answer; no stock moves. An order
+    /// already settled (by an earlier attempt or a replay) stays as it is.
+    async fn give_up(
+        &self,
+        tx: &mut PgConnection,
+        d: &Delivery<OrderCommand>,
+        detail: &str,
+    ) -> Result<Option<(SettledOrders, String)>, sqlx::Error> {
+        let c = &d.command;
+        let detail: String =
+            detail.chars().map(|ch| if ch.is_control() { ' ' } else { ch }).take(2000).collect();
+        let row = OrderRow {
+            id: c.order_id,
+            user_id: c.user_id.clone(),
+            ticket_id: c.ticket_id,
+            quantity: c.quantity as i32,
+            status: OrderStatus::Rejected,
+            reason: Some(OrderReason::Invalid),
+            idempotency_key: c.idempotency_key.clone(),
+            stream_seq: d.seq as i64,
+            created_at: c.accepted_at,
+            processed_at: store::commit_clock(tx).await?,
+            detail: Some(detail),
+        };
+        if store::insert(tx, std::slice::from_ref(&row)).await?.contains(&row.id) {
+            let label = outcome_label(&row);
+            return Ok(Some((SettledOrders { inserted: vec![row], ..Default::default() }, label)));
+        }
+        let replayed = store::existing(tx, &[row.id]).await?;
+        let label = replayed.first().map(outcome_label).unwrap_or_default();
+        Ok(Some((SettledOrders { replayed, ..Default::default() }, label)))
     }
 
     async fn announce(&self, nats: &async_nats::Client, settled: SettledOrders) {
@@ -115,6 +183,23 @@ impl CommandKind for Orders {
                 .await;
         }
     }
+}
+
+/// `CONFIRMED`, or `REJECTED` and the reason.
+fn outcome_label(row: &OrderRow) -> String {
+    match row.reason {
+        Some(reason) => format!("{} {}", row.status.as_str(), reason.as_str()),
+        None => row.status.as_str().to_owned(),
+    }
+}
+
+/// Confirmed quantity per ticket among the rows actually inserted, in ticket order.
+fn confirmed_per_ticket(rows: &[OrderRow], inserted: &HashSet<Uuid>) -> Vec<(Uuid, i64)> {
+    let mut per: BTreeMap<Uuid, i64> = BTreeMap::new();
+    for r in rows.iter().filter(|r| r.status == OrderStatus::Confirmed && inserted.contains(&r.id)) {
+        *per.entry(r.ticket_id).or_default() += i64::from(r.quantity);
+    }
+    per.into_iter().collect()
 }
 
 /// Events are best effort: a client that misses one reads the order back.

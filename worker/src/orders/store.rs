@@ -1,6 +1,6 @@
 //! The SQL of settling orders. Runtime queries only; every statement is one round trip.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, Row};
@@ -33,6 +33,8 @@ pub struct OrderRow {
     pub created_at: DateTime<Utc>,
     /// When the worker committed it.
     pub processed_at: DateTime<Utc>,
+    /// Why the worker gave up on it, for an order rejected after it could not be settled.
+    pub detail: Option<String>,
 }
 
 impl OrderRow {
@@ -56,7 +58,7 @@ impl OrderRow {
 /// Orders of `ids` that are already settled: a redelivery must change nothing.
 pub async fn existing(tx: &mut PgConnection, ids: &[Uuid]) -> Result<Vec<OrderRow>, sqlx::Error> {
     let rows = sqlx::query(
-        "SELECT id, user_id, ticket_id, quantity, status, reason, idempotency_key, stream_seq, created_at, processed_at
+        "SELECT id, user_id, ticket_id, quantity, status, reason, idempotency_key, stream_seq, created_at, processed_at, detail
          FROM orders WHERE id = ANY($1)",
     )
     .bind(ids)
@@ -75,6 +77,7 @@ pub async fn existing(tx: &mut PgConnection, ids: &[Uuid]) -> Result<Vec<OrderRo
                 stream_seq: r.try_get("stream_seq")?,
                 created_at: r.try_get("created_at")?,
                 processed_at: r.try_get("processed_at")?,
+                detail: r.try_get("detail")?,
             })
         })
         .collect()
@@ -117,16 +120,23 @@ pub async fn commit_clock(tx: &mut PgConnection) -> Result<DateTime<Utc>, sqlx::
     sqlx::query_scalar("SELECT clock_timestamp()").fetch_one(tx).await
 }
 
-/// Inserts the batch's new orders in one statement; an id already present is skipped.
-pub async fn insert(tx: &mut PgConnection, rows: &[OrderRow]) -> Result<(), sqlx::Error> {
+/// Inserts the batch's new orders in one statement and returns the ids actually
+/// inserted; an id already present (settled meanwhile by another transaction, e.g.
+/// the same order id on another shard) is skipped. Rows go in id order, so two
+/// transactions inserting overlapping ids wait on each other in one order, never
+/// in a cycle. Stock must be taken only for the ids returned.
+pub async fn insert(tx: &mut PgConnection, rows: &[OrderRow]) -> Result<HashSet<Uuid>, sqlx::Error> {
     if rows.is_empty() {
-        return Ok(());
+        return Ok(HashSet::new());
     }
-    let col = |f: fn(&OrderRow) -> String| rows.iter().map(f).collect::<Vec<_>>();
-    sqlx::query(
-        "INSERT INTO orders (id, user_id, ticket_id, quantity, status, reason, idempotency_key, stream_seq, created_at, processed_at)
-         SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::uuid[], $4::int[], $5::text[], $6::text[], $7::text[], $8::bigint[], $9::timestamptz[], $10::timestamptz[])
-         ON CONFLICT (id) DO NOTHING",
+    let mut rows: Vec<&OrderRow> = rows.iter().collect();
+    rows.sort_by_key(|r| r.id);
+    let col = |f: fn(&OrderRow) -> String| rows.iter().map(|r| f(r)).collect::<Vec<_>>();
+    let ids: Vec<Uuid> = sqlx::query_scalar(
+        "INSERT INTO orders (id, user_id, ticket_id, quantity, status, reason, idempotency_key, stream_seq, created_at, processed_at, detail)
+         SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::uuid[], $4::int[], $5::text[], $6::text[], $7::text[], $8::bigint[], $9::timestamptz[], $10::timestamptz[], $11::text[])
+         ON CONFLICT (id) DO NOTHING
+         RETURNING id",
     )
     .bind(rows.iter().map(|r| r.id).collect::<Vec<_>>())
     .bind(col(|r| r.user_id.clone()))
@@ -138,7 +148,13 @@ pub async fn insert(tx: &mut PgConnection, rows: &[OrderRow]) -> Result<(), sqlx
     .bind(rows.iter().map(|r| r.stream_seq).collect::<Vec<_>>())
     .bind(rows.iter().map(|r| r.created_at).collect::<Vec<_>>())
     .bind(rows.iter().map(|r| r.processed_at).collect::<Vec<_>>())
-    .execute(tx)
+    .bind(rows.iter().map(|r| r.detail.clone()).collect::<Vec<Option<String>>>())
+    .fetch_all(tx)
     .await?;
-    Ok(())
+    Ok(ids.into_iter().collect())
+}
+
+/// Undoes this transaction's inserts of `ids` (before the batch is decided again).
+pub async fn uninsert(tx: &mut PgConnection, ids: &[Uuid]) -> Result<(), sqlx::Error> {
+    sqlx::query("DELETE FROM orders WHERE id = ANY($1)").bind(ids).execute(tx).await.map(drop)
 }

@@ -32,6 +32,11 @@ pub struct Harness {
 
 impl Harness {
     pub async fn start(shards: u32) -> Self {
+        Self::start_with_ack_wait(shards, ACK_WAIT).await
+    }
+
+    /// As [`Harness::start`], with the shard consumers' `ack_wait` given.
+    pub async fn start_with_ack_wait(shards: u32, ack_wait: Duration) -> Self {
         let stack = Stack::start().await.unwrap();
         let pool = tps_contract::db::connect(&stack.database_url, 5).await.unwrap();
         tps_contract::db::migrate(&pool).await.unwrap();
@@ -41,7 +46,7 @@ impl Harness {
         // worker keeps whatever config the consumer has), so kill -9 tests are quick.
         let stream = js.get_stream(ORDERS_STREAM).await.unwrap();
         for shard in 0..shards {
-            let config = pull::Config { ack_wait: ACK_WAIT, ..shard_consumer(ORDERS_STREAM, shard) };
+            let config = pull::Config { ack_wait, ..shard_consumer(ORDERS_STREAM, shard) };
             stream.get_or_create_consumer(&consumer_name(ORDERS_STREAM, shard), config).await.unwrap();
         }
         Self { stack, pool, js, shards }
@@ -179,6 +184,38 @@ impl Harness {
             );
         }
         assert_eq!(self.available(ticket).await, remaining, "stock does not match the confirmed orders");
+    }
+
+    /// First come, first served on one ticket: no order rejected `SOLD_OUT` arrived (stream
+    /// sequence) before an order that was confirmed. Returns how many were confirmed and
+    /// how many sold out.
+    pub async fn assert_first_come_first_served(&self, ticket: Uuid) -> (i64, i64) {
+        let (confirmed, sold_out, last_confirmed, first_sold_out): (i64, i64, Option<i64>, Option<i64>) =
+            sqlx::query_as(
+                "SELECT count(*) FILTER (WHERE status = 'CONFIRMED'), count(*) FILTER (WHERE reason = 'SOLD_OUT'),
+                        max(stream_seq) FILTER (WHERE status = 'CONFIRMED'), min(stream_seq) FILTER (WHERE reason = 'SOLD_OUT')
+                 FROM orders WHERE ticket_id = $1",
+            )
+            .bind(ticket)
+            .fetch_one(&self.pool)
+            .await
+            .unwrap();
+        if let (Some(last), Some(first)) = (last_confirmed, first_sold_out) {
+            let overtaken: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM orders WHERE ticket_id = $1 AND reason = 'SOLD_OUT' AND stream_seq < $2",
+            )
+            .bind(ticket)
+            .bind(last)
+            .fetch_one(&self.pool)
+            .await
+            .unwrap();
+            assert!(
+                first > last,
+                "ticket {ticket}: {overtaken} orders got SOLD_OUT though they arrived before a confirmed one \
+                 (first SOLD_OUT at seq {first}, last CONFIRMED at seq {last})"
+            );
+        }
+        (confirmed, sold_out)
     }
 
     /// Config of an in-process worker on this stack.
