@@ -25,11 +25,12 @@
 //! acknowledged past it (or has nothing pending). The workers ack only after
 //! the Postgres commit, so from then on a key missing from both Redis and
 //! Postgres has no order, and the sold-out refusal is safe again. While in
-//! doubt, a claimless key on a sold-out ticket takes the full path instead
-//! (claim, publish and lookup): JetStream's duplicate detection (same order id
-//! = same `Nats-Msg-Id` within its window) recognises a key whose order is
-//! still in the stream, and a truly new key becomes an order that the worker
-//! rejects as `SOLD_OUT`, which the contract allows.
+//! doubt, a claimless key on a sold-out ticket that Postgres does not know gets
+//! 503 + `Retry-After` (the api cannot tell yet), never `409 SOLD_OUT`; its retry
+//! gets the right answer once the backlog from before the gap is settled
+//! (usually seconds). Keys on tickets that are not sold out take the full path
+//! as always (claim, publish and lookup), where a duplicate PubAck recognises an
+//! order still in the stream.
 
 use std::sync::Arc;
 use std::sync::LazyLock;
@@ -80,7 +81,7 @@ impl ClaimsWatch {
     fn set_in_doubt(&self, doubt: bool) {
         if self.in_doubt.swap(doubt, Ordering::Relaxed) != doubt {
             if doubt {
-                tracing::warn!("redis claims in doubt: sold-out refusals of claimless keys go through JetStream");
+                tracing::warn!("redis claims in doubt: claimless keys on sold-out tickets get 503 until settled");
             } else {
                 tracing::info!("redis claims trusted again: every order from before the gap is settled");
             }
@@ -190,8 +191,13 @@ async fn tick(watch: &ClaimsWatch, redis: &RedisLink, js: &jetstream::Context, s
     }
     m.known = Some(epoch);
     m.gap_end = m.gap_end.max(gap.parse().unwrap_or(0));
+    // A request served without Redis since this tick began is a gap the next tick announces:
+    // the doubt it raised must not be cleared meanwhile.
+    let quiet = || watch.degraded_at_ms.load(Ordering::Relaxed) == degraded_at;
     if m.gap_end <= m.cleared {
-        watch.set_in_doubt(false);
+        if quiet() {
+            watch.set_in_doubt(false);
+        }
         return;
     }
     watch.set_in_doubt(true);
@@ -208,7 +214,9 @@ async fn tick(watch: &ClaimsWatch, redis: &RedisLink, js: &jetstream::Context, s
     };
     if settled_past(js, shards, seq).await {
         m.cleared = m.gap_end;
-        watch.set_in_doubt(false);
+        if quiet() {
+            watch.set_in_doubt(false);
+        }
     }
 }
 

@@ -104,7 +104,8 @@ async fn sell_out(api: &TestApi, ticket: Uuid) {
         }
         i += 1;
         let resp = api.order("drainer", &format!("drain-{i}"), json!({"ticketId": ticket, "quantity": 2})).await;
-        assert!(matches!(resp.status().as_u16(), 202 | 409), "{}", resp.status());
+        // 503 while claims are in doubt on a sold-out ticket: not an answer, a retry.
+        assert!(matches!(resp.status().as_u16(), 202 | 409 | 503), "{}", resp.status());
         false
     })
     .await;

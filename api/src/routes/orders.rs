@@ -168,17 +168,13 @@ pub async fn create_order(
     }
     let order_id = OrderCommand::id_for(user.id(), &key);
     let now_ms = Utc::now().timestamp_millis();
-    // The sold-out refusal of a claimless key is safe only while the claims are complete:
-    // while they are in doubt (Redis lost data or was unreachable, and orders from before
-    // are still unsettled), such a key takes the full path below (claims_watch.rs).
-    let refuse_sold_out = ticket.sold_out && !state.claims.in_doubt();
     let request = ClaimRequest {
         order_id,
         user: user.id(),
         ticket_id: body.ticket_id,
         quantity: body.quantity,
         now_ms,
-        sold_out: refuse_sold_out,
+        sold_out: ticket.sold_out,
         ttl_secs: state.settings.pending_ttl_secs,
     };
     let basis = match claim::claim(&state.redis, &request).await {
@@ -192,6 +188,9 @@ pub async fn create_order(
             metrics::counter!("tps_api_redis_degraded_total").increment(1);
             state.claims.note_degraded();
             tracing::debug!(error = %e, "placing an order without redis");
+            if ticket.sold_out {
+                return sold_out_unless_known(&state, order_id, user.id(), &body).await;
+            }
             Basis::Fresh { created_ms: now_ms, claimed: false }
         }
     };
@@ -353,8 +352,13 @@ async fn answer_from(
     Ok(accepted(order_id, known.ticket_id, known.quantity, true))
 }
 
-/// A claimless key on a ticket known to be sold out: `409 SOLD_OUT` only when Postgres
-/// has no order for it (claims are complete here, so no unsettled order can have it).
+/// A claimless key on a ticket known to be sold out: `409 SOLD_OUT` only when no order can
+/// have this key. A settled one is in Postgres (its 202 again, or 422). An unsettled one can
+/// exist only while the claims are in doubt (Redis lost its data or was unreachable, and the
+/// orders from before are not all settled: `claims_watch.rs`); then the api cannot tell yet and
+/// answers 503 + `Retry-After`, not a final answer, and the retry gets the right one once the
+/// backlog is settled. It does not publish instead: a new key would then get a 202 where an
+/// earlier attempt got 409, and every sold-out request would become an order to reject.
 async fn sold_out_unless_known(
     state: &AppState,
     order_id: Uuid,
@@ -363,14 +367,24 @@ async fn sold_out_unless_known(
 ) -> Result<Response, ApiError> {
     match state.settled_orders.get(order_id, state.settings.publish_timeout).await {
         Ok(Some(settled)) => answer_from(state, order_id, user, body, &settled, false).await,
-        Ok(None) => {
+        Ok(None) if !state.claims.in_doubt() => {
             recall::count("order", "none");
             Ok(sold_out(body.ticket_id))
+        }
+        Ok(None) => {
+            recall::count("order", "in_doubt");
+            Err(ApiError::Unavailable(
+                "the ticket is sold out, and whether this key has an order still in the stream cannot be \
+                 told until the orders accepted before Redis lost its data are settled"
+                    .into(),
+            ))
         }
         // Without Postgres, a key whose claim expired cannot be told from a new one.
         Err(e) => {
             recall::count("order", "unknown");
-            Err(ApiError::Unavailable(format!("the ticket is sold out, and whether this key has an order cannot be told now: {e}")))
+            Err(ApiError::Unavailable(format!(
+                "the ticket is sold out, and whether this key has an order cannot be told now: {e}"
+            )))
         }
     }
 }
