@@ -163,12 +163,31 @@ pub async fn orders(db: PgPool, ids: Vec<Uuid>) -> Result<HashMap<Uuid, SettledK
         .collect()
 }
 
-/// Body fingerprints of the settled sign-ups of `ids` (the worker stores the one
-/// it settled, `Signup::fingerprint`, the same function the api claims with).
-pub async fn signups(db: PgPool, ids: Vec<Uuid>) -> Result<HashMap<Uuid, String>, sqlx::Error> {
-    let rows =
-        sqlx::query("SELECT id, fingerprint FROM users WHERE id = ANY($1)").bind(&ids).fetch_all(&db).await?;
-    rows.iter().map(|r| Ok((r.try_get("id")?, r.try_get("fingerprint")?))).collect()
+/// A settled sign-up as far as its id's answer needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SettledSignup {
+    /// The body's fingerprint (the worker stores the one it settled, `Signup::fingerprint`,
+    /// the same function the api claims with).
+    pub fingerprint: String,
+    /// `createdAt` in ms: when the api first accepted it.
+    pub created_ms: i64,
+}
+
+/// Settled sign-ups of `ids`.
+pub async fn signups(db: PgPool, ids: Vec<Uuid>) -> Result<HashMap<Uuid, SettledSignup>, sqlx::Error> {
+    let rows = sqlx::query("SELECT id, fingerprint, created_at FROM users WHERE id = ANY($1)")
+        .bind(&ids)
+        .fetch_all(&db)
+        .await?;
+    rows.iter()
+        .map(|r| {
+            let created: chrono::DateTime<chrono::Utc> = r.try_get("created_at")?;
+            Ok((
+                r.try_get("id")?,
+                SettledSignup { fingerprint: r.try_get("fingerprint")?, created_ms: created.timestamp_millis() },
+            ))
+        })
+        .collect()
 }
 
 /// What Postgres said about a key, for the metric.

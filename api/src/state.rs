@@ -15,7 +15,7 @@ use crate::config::Config;
 use crate::events::{self, Hub};
 use crate::gauges;
 use crate::protect::{Protection, backlog};
-use crate::recall::{self, Batcher, SettledKey};
+use crate::recall::{self, Batcher, SettledKey, SettledSignup};
 use crate::redis_link::RedisLink;
 use crate::telemetry;
 use crate::tickets::{SearchCache, TicketCache, refresh};
@@ -72,7 +72,7 @@ pub struct Shared {
     /// Settled orders by id, looked up in micro-batches (a key's answer outlives Redis).
     pub settled_orders: Batcher<SettledKey>,
     /// Fingerprints of settled sign-ups by id, the same way.
-    pub settled_signups: Batcher<String>,
+    pub settled_signups: Batcher<SettledSignup>,
     /// Whether a key without a Redis claim may still have an unsettled order (the epoch marker).
     pub claims: Arc<ClaimsWatch>,
     _tasks: Tasks,

@@ -220,7 +220,8 @@ pub async fn create_order(
             // that is already settled (and Postgres, which we asked, had it settled).
             let recall = state.settled_orders.get(order_id, settings.publish_timeout);
             let (published, recalled) = tokio::join!(publish, recall);
-            match known_answer(&state, order_id, user.id(), &body, claimed, recalled, published).await? {
+            let fresh = Fresh { order_id, user: user.id(), body: &body, claimed, created_ms };
+            match known_answer(&state, &fresh, recalled, published).await? {
                 Some(response) => return Ok(response),
                 None => (false, !claimed),
             }
@@ -258,18 +259,27 @@ fn same_body(settled: &SettledKey, user: &str, body: &CreateOrder) -> bool {
     settled.user_id == user && settled.ticket_id == body.ticket_id && settled.quantity == body.quantity
 }
 
+/// A request whose key had no claim.
+struct Fresh<'a> {
+    order_id: Uuid,
+    user: &'a str,
+    body: &'a CreateOrder,
+    /// Whether a claim was written now (false: Redis was unreachable).
+    claimed: bool,
+    /// The `acceptedAt` (ms) this request published.
+    created_ms: i64,
+}
+
 /// The answer for a key whose claim was missing, from what Postgres and the PubAck say:
 /// `Some` when the key was used before (a replay, a 422) or nothing was stored (503),
 /// `None` when it is new and its order was just stored.
 async fn known_answer(
     state: &AppState,
-    order_id: Uuid,
-    user: &str,
-    body: &CreateOrder,
-    claimed: bool,
+    fresh: &Fresh<'_>,
     recalled: Result<Option<SettledKey>, RecallError>,
     published: Result<PublishAck, publish::PublishError>,
 ) -> Result<Option<Response>, ApiError> {
+    let Fresh { order_id, user, body, claimed, created_ms } = *fresh;
     let settled = match recalled {
         Ok(settled) => settled,
         Err(e) => {
@@ -279,6 +289,9 @@ async fn known_answer(
             None
         }
     };
+    // The lookup runs beside the publish, so a fast worker may already have settled the very
+    // order this request published: same body and the same acceptedAt is this request's own.
+    let settled = settled.filter(|s| !(same_body(s, user, body) && s.created_ms == created_ms));
     if let Some(settled) = settled {
         // Settled: the stored body decides, whatever the publish did.
         return answer_from(state, order_id, user, body, &settled, claimed).await.map(Some);

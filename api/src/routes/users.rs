@@ -19,7 +19,7 @@ use uuid::Uuid;
 
 use crate::error::{ApiError, Problem};
 use crate::jetstream::PublishError;
-use crate::recall::{self, RecallError};
+use crate::recall::{self, RecallError, SettledSignup};
 use crate::extract::{Json, Path};
 use crate::state::AppState;
 use crate::users::claim::{self, Claim};
@@ -121,6 +121,11 @@ pub async fn create_user(
         // Nats-Msg-Id within its window, and the worker skips an id already settled).
         let recall = state.settled_signups.get(id, settings.publish_timeout);
         let (published, recalled) = tokio::join!(publish, recall);
+        let recalled = recalled.map(|settled| {
+            // The lookup runs beside the publish: a fast worker may already have settled the
+            // very sign-up this request published (same body, same acceptedAt): that is ours.
+            settled.filter(|s| !(s.fingerprint == fingerprint && s.created_ms == created_ms))
+        });
         if let Some(answer) = known_answer(&state, id, &fingerprint, claimed, recalled, published).await? {
             return Ok(answer);
         }
@@ -141,7 +146,7 @@ async fn known_answer(
     id: Uuid,
     fingerprint: &str,
     claimed: bool,
-    recalled: Result<Option<String>, RecallError>,
+    recalled: Result<Option<SettledSignup>, RecallError>,
     published: Result<PublishAck, PublishError>,
 ) -> Result<Option<Response>, ApiError> {
     let settled = recalled.unwrap_or_else(|e| {
@@ -150,7 +155,7 @@ async fn known_answer(
         None
     });
     if let Some(stored) = settled {
-        return answer_from(state, id, fingerprint, &stored, claimed).await.map(Some);
+        return answer_from(state, id, fingerprint, &stored.fingerprint, claimed).await.map(Some);
     }
     let ack = match published {
         Ok(ack) => ack,
@@ -171,7 +176,7 @@ async fn known_answer(
         crate::jetstream::stored_command(&state.jetstream, USERS_STREAM, ack.sequence, bound).await;
     let earlier = match stored.filter(|c| c.user.id == id) {
         Some(c) => Some(c.user.fingerprint()),
-        None => state.settled_signups.get(id, bound).await.ok().flatten(),
+        None => state.settled_signups.get(id, bound).await.ok().flatten().map(|s| s.fingerprint),
     };
     match earlier {
         Some(earlier) => answer_from(state, id, fingerprint, &earlier, claimed).await.map(Some),
