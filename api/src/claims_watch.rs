@@ -81,7 +81,9 @@ impl ClaimsWatch {
     fn set_in_doubt(&self, doubt: bool) {
         if self.in_doubt.swap(doubt, Ordering::Relaxed) != doubt {
             if doubt {
-                tracing::warn!("redis claims in doubt: claimless keys on sold-out tickets get 503 until settled");
+                tracing::warn!(
+                    "redis claims in doubt: claimless keys on sold-out tickets get 503 until settled"
+                );
             } else {
                 tracing::info!("redis claims trusted again: every order from before the gap is settled");
             }
@@ -134,12 +136,7 @@ struct Memory {
 }
 
 /// Checks every [`TICK`], forever.
-pub async fn watch_forever(
-    watch: Arc<ClaimsWatch>,
-    redis: RedisLink,
-    js: jetstream::Context,
-    shards: u32,
-) {
+pub async fn watch_forever(watch: Arc<ClaimsWatch>, redis: RedisLink, js: jetstream::Context, shards: u32) {
     let mut memory = Memory::default();
     metrics::counter!("tps_api_redis_data_lost_total").increment(0);
     metrics::gauge!("tps_api_claims_in_doubt").set(0.0);

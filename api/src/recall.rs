@@ -142,10 +142,11 @@ pub struct SettledKey {
 
 /// Settled orders of `ids`.
 pub async fn orders(db: PgPool, ids: Vec<Uuid>) -> Result<HashMap<Uuid, SettledKey>, sqlx::Error> {
-    let rows = sqlx::query("SELECT id, user_id, ticket_id, quantity, created_at FROM orders WHERE id = ANY($1)")
-        .bind(&ids)
-        .fetch_all(&db)
-        .await?;
+    let rows =
+        sqlx::query("SELECT id, user_id, ticket_id, quantity, created_at FROM orders WHERE id = ANY($1)")
+            .bind(&ids)
+            .fetch_all(&db)
+            .await?;
     rows.iter()
         .map(|r| {
             let quantity: i32 = r.try_get("quantity")?;
@@ -184,7 +185,10 @@ pub async fn signups(db: PgPool, ids: Vec<Uuid>) -> Result<HashMap<Uuid, Settled
             let created: chrono::DateTime<chrono::Utc> = r.try_get("created_at")?;
             Ok((
                 r.try_get("id")?,
-                SettledSignup { fingerprint: r.try_get("fingerprint")?, created_ms: created.timestamp_millis() },
+                SettledSignup {
+                    fingerprint: r.try_get("fingerprint")?,
+                    created_ms: created.timestamp_millis(),
+                },
             ))
         })
         .collect()

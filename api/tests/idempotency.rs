@@ -70,7 +70,12 @@ async fn assert_accepted(resp: Response, user: &str, key: &str, ticket: Uuid, qu
 /// Every key gets its answer again: the same body its 202 as a replay, another body 422.
 /// `other_first`: the other body comes first (then the claim Redis lacks is written with
 /// the other body, and must be corrected), else the same body first.
-async fn assert_keys_answered(api: &TestApi, ticket: Uuid, keys: &[(String, String, u32)], other_first: bool) {
+async fn assert_keys_answered(
+    api: &TestApi,
+    ticket: Uuid,
+    keys: &[(String, String, u32)],
+    other_first: bool,
+) {
     for (user, key, quantity) in keys {
         let same = json!({"ticketId": ticket, "quantity": quantity});
         let other = json!({"ticketId": ticket, "quantity": 3 - quantity});
@@ -87,7 +92,8 @@ async fn assert_keys_answered(api: &TestApi, ticket: Uuid, keys: &[(String, Stri
 async fn place(api: &TestApi, ticket: Uuid, prefix: &str, n: usize) -> Vec<(String, String, u32)> {
     let mut keys = Vec::new();
     for i in 0..n {
-        let (user, key, quantity) = (format!("{prefix}-user-{i}"), format!("{prefix}-k-{i}"), 1 + (i % 2) as u32);
+        let (user, key, quantity) =
+            (format!("{prefix}-user-{i}"), format!("{prefix}-k-{i}"), 1 + (i % 2) as u32);
         let resp = api.order(&user, &key, json!({"ticketId": ticket, "quantity": quantity})).await;
         assert_accepted(resp, &user, &key, ticket, quantity, false).await;
         keys.push((user, key, quantity));
@@ -103,7 +109,8 @@ async fn sell_out(api: &TestApi, ticket: Uuid) {
             return true;
         }
         i += 1;
-        let resp = api.order("drainer", &format!("drain-{i}"), json!({"ticketId": ticket, "quantity": 1})).await;
+        let resp =
+            api.order("drainer", &format!("drain-{i}"), json!({"ticketId": ticket, "quantity": 1})).await;
         // 503 while claims are in doubt on a sold-out ticket: not an answer, a retry.
         assert!(matches!(resp.status().as_u16(), 202 | 409 | 503), "{}", resp.status());
         false
@@ -176,7 +183,8 @@ async fn orders_whose_claims_expired_get_their_answer_and_never_sold_out() {
         let mut left = 0;
         for (user, key, _) in &keys {
             let id = tps_contract::OrderCommand::id_for(user, key);
-            let exists: i64 = redis::cmd("EXISTS").arg(format!("tps:order:{id}")).query_async(&mut conn).await.unwrap();
+            let exists: i64 =
+                redis::cmd("EXISTS").arg(format!("tps:order:{id}")).query_async(&mut conn).await.unwrap();
             left += exists;
         }
         left == 0
@@ -259,5 +267,9 @@ async fn signups_after_a_redis_flush_or_an_expired_claim_keep_their_answer() {
     })
     .await;
     assert_ids_answered(&api, &pending, true).await;
-    assert_eq!(count(&pool, "SELECT count(*) FROM users WHERE name <> 'first'").await, 0, "the first body stands");
+    assert_eq!(
+        count(&pool, "SELECT count(*) FROM users WHERE name <> 'first'").await,
+        0,
+        "the first body stands"
+    );
 }

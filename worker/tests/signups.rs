@@ -181,7 +181,11 @@ async fn redeliveries_make_one_user_and_poison_is_dead_lettered() {
 }
 
 async fn status_and_reason(h: &Harness, id: Uuid) -> (String, Option<String>) {
-    let row = sqlx::query("SELECT status, reason FROM users WHERE id = $1").bind(id).fetch_one(&h.pool).await.unwrap();
+    let row = sqlx::query("SELECT status, reason FROM users WHERE id = $1")
+        .bind(id)
+        .fetch_one(&h.pool)
+        .await
+        .unwrap();
     (row.get("status"), row.get("reason"))
 }
 
@@ -241,7 +245,10 @@ async fn unicode_twins_are_one_email_across_batches_shards_and_within_a_batch() 
     );
     // The stored key is the contract's function of the stored email, for every row.
     let rows: Vec<(String, Option<String>)> =
-        sqlx::query_as("SELECT email, email_key FROM users WHERE email IS NOT NULL").fetch_all(&h.pool).await.unwrap();
+        sqlx::query_as("SELECT email, email_key FROM users WHERE email IS NOT NULL")
+            .fetch_all(&h.pool)
+            .await
+            .unwrap();
     for (email, key) in rows {
         assert_eq!(key.as_deref(), Some(tps_contract::command::email_key(&email).as_str()), "{email}");
     }
@@ -314,9 +321,15 @@ async fn migration_0003_keys_existing_rows_keeps_created_twins_and_the_rust_key_
     assert_eq!(key_of(ids[3]).await, ("CREATED".into(), Some("ann@example.com".into())));
 
     // A key the SQL got wrong is replaced by the Rust one at worker start.
-    sqlx::query("UPDATE users SET email_key = 'not the rust key' WHERE id = $1").bind(ids[3]).execute(&pool).await.unwrap();
-    let pending: i64 =
-        sqlx::query_scalar("SELECT count(*) FROM users WHERE email_key_pending").fetch_one(&pool).await.unwrap();
+    sqlx::query("UPDATE users SET email_key = 'not the rust key' WHERE id = $1")
+        .bind(ids[3])
+        .execute(&pool)
+        .await
+        .unwrap();
+    let pending: i64 = sqlx::query_scalar("SELECT count(*) FROM users WHERE email_key_pending")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
     assert_eq!(pending, 3, "every row keyed by SQL waits for the Rust function");
     assert_eq!(tps_worker::users::rekey_pending(&pool).await.unwrap(), 1);
     assert_eq!(key_of(ids[3]).await.1.as_deref(), Some("ann@example.com"));

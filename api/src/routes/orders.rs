@@ -2,6 +2,7 @@
 
 use std::time::SystemTime;
 
+use async_nats::jetstream::publish::PublishAck;
 use axum::Router;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
@@ -9,11 +10,10 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use async_nats::jetstream::publish::PublishAck;
 use tps_contract::OrderCommand;
-use tps_contract::subject::ORDERS_STREAM;
 use tps_contract::event::OrderView;
 use tps_contract::spans::{self, Span, SpanKind};
+use tps_contract::subject::ORDERS_STREAM;
 use tps_contract::trace::{TRACEPARENT_HEADER, TraceContext};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
@@ -207,7 +207,8 @@ pub async fn create_order(
         accepted_at: DateTime::from_timestamp_millis(created_ms).unwrap_or_else(Utc::now),
     };
     let settings = &state.settings;
-    let publish = publish::publish(&state.jetstream, &command, settings.shards, settings.publish_timeout, &trace);
+    let publish =
+        publish::publish(&state.jetstream, &command, settings.shards, settings.publish_timeout, &trace);
     let (replayed, degraded) = match basis {
         Basis::Replay { .. } => match publish.await {
             Ok(_) => (true, false),

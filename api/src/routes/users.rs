@@ -4,6 +4,7 @@
 //! `users.<shard>` and answer 202 only after the PubAck. The worker settles the
 //! sign-up as CREATED, or REJECTED with `DUPLICATE_EMAIL`.
 
+use async_nats::jetstream::publish::PublishAck;
 use axum::Router;
 use axum::extract::State;
 use axum::response::Response;
@@ -11,16 +12,15 @@ use axum::routing::{get, post};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use tps_contract::command::Signup;
-use async_nats::jetstream::publish::PublishAck;
 use tps_contract::subject::USERS_STREAM;
 use tps_contract::{SignupCommand, UserReason, UserStatus};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::error::{ApiError, Problem};
+use crate::extract::{Json, Path};
 use crate::jetstream::PublishError;
 use crate::recall::{self, RecallError, SettledSignup};
-use crate::extract::{Json, Path};
 use crate::state::AppState;
 use crate::users::claim::{self, Claim};
 use crate::users::{publish, store};
@@ -183,7 +183,11 @@ async fn known_answer(
         None => {
             recall::count("signup", "unverified");
             metrics::counter!("tps_api_signup_replays_total").increment(1);
-            Ok(Some(super::accepted(SignupAccepted { id, status: "PENDING" }, format!("/v1/users/{id}"), true)))
+            Ok(Some(super::accepted(
+                SignupAccepted { id, status: "PENDING" },
+                format!("/v1/users/{id}"),
+                true,
+            )))
         }
     }
 }

@@ -38,8 +38,11 @@ pub async fn rekey_pending(db: &PgPool) -> Result<u64, sqlx::Error> {
             }
             // A savepoint: a CREATED twin already holding the Rust key must not abort the page.
             let mut one = tx.begin().await?;
-            let updated =
-                sqlx::query("UPDATE users SET email_key = $2 WHERE id = $1").bind(id).bind(&key).execute(&mut *one).await;
+            let updated = sqlx::query("UPDATE users SET email_key = $2 WHERE id = $1")
+                .bind(id)
+                .bind(&key)
+                .execute(&mut *one)
+                .await;
             match updated {
                 Ok(_) => {
                     one.commit().await?;
@@ -49,13 +52,19 @@ pub async fn rekey_pending(db: &PgPool) -> Result<u64, sqlx::Error> {
                 Err(e) if is_unique_violation(&e) => {
                     one.rollback().await?;
                     // As the migration does for twins: the user keeps its answer, the earlier one the key.
-                    sqlx::query("UPDATE users SET email_key = NULL WHERE id = $1").bind(id).execute(&mut *tx).await?;
+                    sqlx::query("UPDATE users SET email_key = NULL WHERE id = $1")
+                        .bind(id)
+                        .execute(&mut *tx)
+                        .await?;
                     tracing::warn!(%id, status, "a created user's email is a twin of another's; it keeps its status, the other keeps the key");
                 }
                 Err(e) => return Err(e),
             }
         }
-        sqlx::query("UPDATE users SET email_key_pending = false WHERE id = ANY($1)").bind(&ids).execute(&mut *tx).await?;
+        sqlx::query("UPDATE users SET email_key_pending = false WHERE id = ANY($1)")
+            .bind(&ids)
+            .execute(&mut *tx)
+            .await?;
         tx.commit().await?;
     }
 }
