@@ -9,6 +9,7 @@
 //! `README.md` for the whole path.
 
 pub mod auth;
+pub mod claims_watch;
 pub mod conditional;
 pub mod config;
 pub mod cursor;
@@ -21,6 +22,7 @@ pub mod jetstream;
 pub mod middleware;
 pub mod orders;
 pub mod protect;
+pub mod recall;
 pub mod redis_link;
 pub mod request_id;
 pub mod routes;

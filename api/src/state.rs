@@ -10,10 +10,12 @@ use tokio::task::JoinHandle;
 use tps_contract::streams::{StreamLimits, ensure_streams};
 use tps_contract::subject::{ORDER_EVENTS, ORDERS_STREAM, TICKET_EVENTS, USERS_STREAM};
 
+use crate::claims_watch::{self, ClaimsWatch};
 use crate::config::Config;
 use crate::events::{self, Hub};
 use crate::gauges;
 use crate::protect::{Protection, backlog};
+use crate::recall::{self, Batcher, SettledKey, SettledSignup};
 use crate::redis_link::RedisLink;
 use crate::telemetry;
 use crate::tickets::{SearchCache, TicketCache, refresh};
@@ -67,6 +69,12 @@ pub struct Shared {
     pub metrics: PrometheusHandle,
     /// Rate limits, the in-flight bound and the consumer lag.
     pub protection: Arc<Protection>,
+    /// Settled orders by id, looked up in micro-batches (a key's answer outlives Redis).
+    pub settled_orders: Batcher<SettledKey>,
+    /// Fingerprints of settled sign-ups by id, the same way.
+    pub settled_signups: Batcher<SettledSignup>,
+    /// Whether a key without a Redis claim may still have an unsettled order (the epoch marker).
+    pub claims: Arc<ClaimsWatch>,
     _tasks: Tasks,
 }
 
@@ -141,7 +149,19 @@ impl AppState {
         let protection = Arc::new(Protection::new(&config.limits));
         let lag_every = Duration::from_millis(config.limits.lag_poll_ms.max(50));
         let hub = Hub::new(config.events_buffer);
+        let (settled_orders, orders_task) = Batcher::start(db.clone(), protection.db.clone(), recall::orders);
+        let (settled_signups, signups_task) =
+            Batcher::start(db.clone(), protection.db.clone(), recall::signups);
+        let claims = Arc::new(ClaimsWatch::default());
         let tasks = vec![
+            orders_task,
+            signups_task,
+            tokio::spawn(claims_watch::watch_forever(
+                claims.clone(),
+                redis.clone(),
+                jetstream.clone(),
+                config.common.shards,
+            )),
             tokio::spawn(protection.clone().sweep_forever()),
             tokio::spawn(
                 protection
@@ -191,6 +211,9 @@ impl AppState {
             settings: Arc::new(settings),
             metrics,
             protection,
+            settled_orders,
+            settled_signups,
+            claims,
             _tasks: Tasks(tasks),
         })))
     }

@@ -170,9 +170,9 @@ impl Signup {
         Ok(())
     }
 
-    /// The email as uniqueness sees it: lower case. `None` without an email.
+    /// The email as uniqueness sees it ([`email_key`]). `None` without an email.
     pub fn email_key(&self) -> Option<String> {
-        self.email.as_deref().map(str::to_lowercase)
+        self.email.as_deref().map(email_key)
     }
 
     /// A digest of the whole body (32 hex digits): the same id with the same
@@ -189,6 +189,22 @@ impl Signup {
         }
         format!("{a:016x}{b:016x}")
     }
+}
+
+/// The one normalisation under which emails are unique: Unicode NFKC, then the
+/// Unicode lower case mapping (`str::to_lowercase`: the full mapping, final sigma
+/// included, as ICU's root `lower` does), then NFKC again
+/// (lower-casing can undo composition, e.g. `İ` becomes `i` + U+0307; the second
+/// pass makes the key a fixed point: `email_key(email_key(e)) == email_key(e)`).
+///
+/// Computed here only: the worker stores it in `users.email_key`, which carries
+/// the unique index, and uses the same value to find twins within a batch, so
+/// `JOSÉ@example.com`, `josé@example.com` and `JOSE\u{301}@example.com` are one email
+/// within a batch and across batches and shards alike.
+pub fn email_key(email: &str) -> String {
+    use unicode_normalization::UnicodeNormalization;
+    let composed: String = email.nfkc().collect();
+    composed.to_lowercase().nfkc().collect()
 }
 
 fn text(field: &str, value: &str) -> Result<(), String> {
@@ -264,6 +280,23 @@ mod tests {
         assert_eq!(s.validate(), Ok(()));
         assert_eq!(s.email_key().as_deref(), Some("ada@example.com"));
         assert_eq!(Signup { email: None, ..s }.validate(), Ok(()));
+    }
+
+    #[test]
+    fn emails_are_keyed_by_nfkc_and_unicode_lower_case() {
+        // Non-ASCII capitals, which Postgres' lower() under the C locale leaves alone.
+        assert_eq!(email_key("JOSÉ@example.com"), email_key("josé@example.com"));
+        // A decomposed é (e + U+0301) and the precomposed one are one email.
+        assert_eq!(email_key("jose\u{301}@example.com"), "jos\u{e9}@example.com");
+        // Compatibility forms: full-width letters, the ﬁ ligature.
+        assert_eq!(email_key("ＡＢＣ@example.com"), "abc@example.com");
+        assert_eq!(email_key("\u{fb01}n@example.com"), "fin@example.com");
+        // Greek capitals: a final sigma lower-cases to ς, as people write it.
+        assert_eq!(email_key("ΣΊΣΥΦΟΣ@example.gr"), email_key("σίσυφος@example.gr"));
+        assert_ne!(email_key("jose@example.com"), email_key("josé@example.com"));
+        for e in ["İstanbul@example.com", "ǅ@x.io", "ΣΑΣ@x.gr", "Straße@x.de", "ＡＢＣ@x.io"] {
+            assert_eq!(email_key(&email_key(e)), email_key(e), "{e}: the key is a fixed point");
+        }
     }
 
     #[test]

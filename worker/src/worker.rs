@@ -37,6 +37,12 @@ pub async fn run(config: WorkerConfig, shutdown: CancellationToken) -> Result<()
         return Ok(());
     };
     tps_contract::db::migrate(&pool).await.map_err(|e| WorkerError::Migrate(e.to_string()))?;
+    // Email keys that migration 0003 computed in SQL, confirmed by the one Rust function.
+    let rekeyed =
+        crate::users::rekey_pending(&pool).await.map_err(|e| WorkerError::Migrate(e.to_string()))?;
+    if rekeyed > 0 {
+        tracing::info!(rekeyed, "email keys re-keyed by the Rust normalisation");
+    }
     let nats = async_nats::ConnectOptions::new()
         .name(format!("worker {}", config.worker_id))
         .retry_on_initial_connect()

@@ -179,3 +179,170 @@ async fn redeliveries_make_one_user_and_poison_is_dead_lettered() {
     assert_eq!(count(&h, "SELECT count(*) FROM user_projects").await, 2);
     assert_eq!(count(&h, "SELECT count(*) FROM user_logs").await, 1);
 }
+
+async fn status_and_reason(h: &Harness, id: Uuid) -> (String, Option<String>) {
+    let row = sqlx::query("SELECT status, reason FROM users WHERE id = $1")
+        .bind(id)
+        .fetch_one(&h.pool)
+        .await
+        .unwrap();
+    (row.get("status"), row.get("reason"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unicode_twins_are_one_email_across_batches_shards_and_within_a_batch() {
+    const SHARDS: u32 = 4;
+    let h = Harness::start(SHARDS).await;
+    let worker = InProcess::start(h.config(&[]));
+    // Across batches and shards: each twin is published only once the one before it settled,
+    // so they are settled by different transactions of different shards. Postgres' lower()
+    // under the C locale leaves É alone; the decomposed é (e + U+0301) and the full-width
+    // capitals are the same email under NFKC.
+    let twins = [
+        "JOSÉ@example.com",
+        "josé@example.com",
+        "jose\u{301}@EXAMPLE.com",
+        "ＪＯＳＥ\u{301}@example.com",
+        "ΣΊΣΥΦΟΣ@example.gr",
+        "σίσυφος@example.gr",
+    ];
+    let mut ids = Vec::new();
+    for (i, email) in twins.iter().enumerate() {
+        let c = signup(id_on(i as u32 % SHARDS, SHARDS), Some((*email).to_owned()));
+        publish(&h, &c, &c.user.id.to_string()).await;
+        ids.push(c.user.id);
+        wait_users(&h, ids.len() as i64).await;
+    }
+    let outcomes = outcomes_of(&h, &ids).await;
+    assert_eq!(outcomes[0], ("CREATED".into(), None), "{outcomes:?}");
+    for o in &outcomes[1..4] {
+        assert_eq!(*o, ("REJECTED".into(), Some("DUPLICATE_EMAIL".into())), "{outcomes:?}");
+    }
+    assert_eq!(outcomes[4], ("CREATED".into(), None), "{outcomes:?}");
+    assert_eq!(outcomes[5], ("REJECTED".into(), Some("DUPLICATE_EMAIL".into())), "{outcomes:?}");
+    worker.stop().await;
+
+    // Within one batch, on one shard: the first to arrive is created, its twins rejected.
+    let batch = [
+        signup(id_on(1, SHARDS), Some("ÅSA@example.se".into())),
+        signup(id_on(1, SHARDS), Some("åsa@example.se".into())),
+        signup(id_on(1, SHARDS), Some("A\u{30a}sa@example.se".into())),
+    ];
+    for c in &batch {
+        publish(&h, c, &c.user.id.to_string()).await;
+    }
+    let worker = InProcess::start(h.config(&["--batch-size=16"]));
+    wait_users(&h, (ids.len() + batch.len()) as i64).await;
+    worker.stop().await;
+    let outcomes = outcomes_of(&h, &batch.iter().map(|c| c.user.id).collect::<Vec<_>>()).await;
+    assert_eq!(
+        outcomes,
+        vec![
+            ("CREATED".into(), None),
+            ("REJECTED".into(), Some("DUPLICATE_EMAIL".into())),
+            ("REJECTED".into(), Some("DUPLICATE_EMAIL".into()))
+        ]
+    );
+    // The stored key is the contract's function of the stored email, for every row.
+    let rows: Vec<(String, Option<String>)> =
+        sqlx::query_as("SELECT email, email_key FROM users WHERE email IS NOT NULL")
+            .fetch_all(&h.pool)
+            .await
+            .unwrap();
+    for (email, key) in rows {
+        assert_eq!(key.as_deref(), Some(tps_contract::command::email_key(&email).as_str()), "{email}");
+    }
+}
+
+async fn outcomes_of(h: &Harness, ids: &[Uuid]) -> Vec<(String, Option<String>)> {
+    let mut out = Vec::new();
+    for id in ids {
+        out.push(status_and_reason(h, *id).await);
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migration_0003_keys_existing_rows_keeps_created_twins_and_the_rust_key_wins() {
+    use std::borrow::Cow;
+
+    use sqlx::migrate::Migrator;
+    use tps_contract::command::email_key;
+    use tps_contract::db::MIGRATOR;
+
+    let stack = tps_testkit::Stack::start().await.unwrap();
+    let pool = tps_contract::db::connect(&stack.database_url, 3).await.unwrap();
+    // The schema before 0003, with rows the old index let through.
+    let before = Migrator {
+        migrations: Cow::Owned(MIGRATOR.migrations.iter().filter(|m| m.version < 3).cloned().collect()),
+        ..Migrator::DEFAULT
+    };
+    before.run(&pool).await.unwrap();
+    let rows = [
+        ("JOSÉ@example.com", "CREATED", 1),
+        ("josé@example.com", "CREATED", 2),
+        ("Jos\u{e9}@EXAMPLE.com", "REJECTED", 3),
+        ("Ann@example.com", "CREATED", 4),
+    ];
+    let mut ids = Vec::new();
+    for (email, status, seq) in rows {
+        let id = Uuid::new_v4();
+        let reason = (status == "REJECTED").then_some("DUPLICATE_EMAIL");
+        sqlx::query(
+            "INSERT INTO users (id, status, reason, name, email, age, score, active, country, team_name, team_leader, fingerprint, stream_seq, created_at, processed_at)
+             VALUES ($1, $2, $3, 'n', $4, 1, 0, true, 'NL', 't', false, 'fp', $5, now(), now() + $5 * interval '1 second')",
+        )
+        .bind(id)
+        .bind(status)
+        .bind(reason)
+        .bind(email)
+        .bind(seq as i64)
+        .execute(&pool)
+        .await
+        .unwrap();
+        ids.push(id);
+    }
+    MIGRATOR.run(&pool).await.unwrap();
+    let key_of = |id: Uuid| {
+        let pool = pool.clone();
+        async move {
+            sqlx::query_as::<_, (String, Option<String>)>("SELECT status, email_key FROM users WHERE id = $1")
+                .bind(id)
+                .fetch_one(&pool)
+                .await
+                .unwrap()
+        }
+    };
+    // SQL (normalize + ICU lower) gave the same keys as the Rust function.
+    assert_eq!(key_of(ids[0]).await, ("CREATED".into(), Some(email_key("JOSÉ@example.com"))));
+    // The later twin stays CREATED (a final answer does not change) but holds no key.
+    assert_eq!(key_of(ids[1]).await, ("CREATED".into(), None));
+    assert_eq!(key_of(ids[2]).await, ("REJECTED".into(), Some(email_key("josé@example.com"))));
+    assert_eq!(key_of(ids[3]).await, ("CREATED".into(), Some("ann@example.com".into())));
+
+    // A key the SQL got wrong is replaced by the Rust one at worker start.
+    sqlx::query("UPDATE users SET email_key = 'not the rust key' WHERE id = $1")
+        .bind(ids[3])
+        .execute(&pool)
+        .await
+        .unwrap();
+    let pending: i64 = sqlx::query_scalar("SELECT count(*) FROM users WHERE email_key_pending")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(pending, 3, "every row keyed by SQL waits for the Rust function");
+    assert_eq!(tps_worker::users::rekey_pending(&pool).await.unwrap(), 1);
+    assert_eq!(key_of(ids[3]).await.1.as_deref(), Some("ann@example.com"));
+    assert_eq!(tps_worker::users::rekey_pending(&pool).await.unwrap(), 0, "done once");
+
+    // The index holds: another twin can no longer be created.
+    let twin = sqlx::query(
+        "INSERT INTO users (id, status, name, email, email_key, age, score, active, country, team_name, team_leader, fingerprint, stream_seq, created_at)
+         VALUES ($1, 'CREATED', 'n', 'JOSÉ@EXAMPLE.COM', $2, 1, 0, true, 'NL', 't', false, 'fp', 9, now())",
+    )
+    .bind(Uuid::new_v4())
+    .bind(email_key("JOSÉ@EXAMPLE.COM"))
+    .execute(&pool)
+    .await;
+    assert!(twin.is_err(), "the unique index on email_key refuses a second CREATED twin");
+}

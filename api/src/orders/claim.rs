@@ -99,6 +99,47 @@ pub async fn claim(redis: &RedisLink, req: &ClaimRequest<'_>) -> Result<Claim, R
     })
 }
 
+/// Writes the claim of an order whose body is known from Postgres or JetStream
+/// (Redis had lost it, or a claim was just made with another body), so that the
+/// next request with this key is answered from Redis again. Best effort.
+pub async fn remember(redis: &RedisLink, order_id: &Uuid, stored: &RememberedOrder<'_>, ttl_secs: u64) {
+    let key = super::order_key(order_id);
+    let fields = [
+        ("fp", fingerprint(&stored.ticket_id, stored.quantity)),
+        ("user", stored.user.to_owned()),
+        ("ticket", stored.ticket_id.to_string()),
+        ("qty", stored.quantity.to_string()),
+        ("created", stored.created_ms.to_string()),
+    ];
+    let _ = redis
+        .run(|mut conn| async move {
+            redis::pipe()
+                .atomic()
+                .hset_multiple(&key, &fields)
+                .ignore()
+                .hdel(&key, "failed")
+                .ignore()
+                .expire(&key, ttl_secs as i64)
+                .ignore()
+                .query_async::<()>(&mut conn)
+                .await
+        })
+        .await;
+}
+
+/// The body of an order as first accepted.
+#[derive(Debug, Clone)]
+pub struct RememberedOrder<'a> {
+    /// The buyer.
+    pub user: &'a str,
+    /// The ticket.
+    pub ticket_id: Uuid,
+    /// How many.
+    pub quantity: u32,
+    /// When first accepted (ms).
+    pub created_ms: i64,
+}
+
 /// Marks a claim whose publish failed, so that a retry counts as new and the
 /// record is not shown as PENDING.
 pub async fn mark_failed(redis: &RedisLink, order_id: &Uuid) {

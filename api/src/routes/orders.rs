@@ -2,6 +2,7 @@
 
 use std::time::SystemTime;
 
+use async_nats::jetstream::publish::PublishAck;
 use axum::Router;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
@@ -12,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use tps_contract::OrderCommand;
 use tps_contract::event::OrderView;
 use tps_contract::spans::{self, Span, SpanKind};
+use tps_contract::subject::ORDERS_STREAM;
 use tps_contract::trace::{TRACEPARENT_HEADER, TraceContext};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
@@ -22,6 +24,7 @@ use crate::error::{ApiError, Problem};
 use crate::extract::{IdempotencyKey, Json, Path, Query};
 use crate::orders::claim::{self, Claim, ClaimRequest};
 use crate::orders::{pending, publish, store};
+use crate::recall::{self, RecallError, SettledKey};
 use crate::state::AppState;
 
 /// The order routes.
@@ -174,21 +177,25 @@ pub async fn create_order(
         sold_out: ticket.sold_out,
         ttl_secs: state.settings.pending_ttl_secs,
     };
-    let (created_ms, replayed, degraded) = match claim::claim(&state.redis, &request).await {
-        Ok(Claim::New { created_ms }) => (created_ms, false, false),
-        Ok(Claim::Replay { created_ms }) => (created_ms, true, false),
+    let basis = match claim::claim(&state.redis, &request).await {
+        Ok(Claim::New { created_ms }) => Basis::Fresh { created_ms, claimed: true },
+        Ok(Claim::Replay { created_ms }) => Basis::Replay { created_ms },
         Ok(Claim::Conflict) => return Err(ApiError::IdempotencyConflict),
-        Ok(Claim::SoldOut) => return Ok(sold_out(body.ticket_id)),
+        Ok(Claim::SoldOut) => return sold_out_unless_known(&state, order_id, user.id(), &body).await,
         Err(e) => {
             // Degraded: the derived id, JetStream de-duplication and the Postgres
             // primary key still make the order exactly-once without Redis.
             metrics::counter!("tps_api_redis_degraded_total").increment(1);
+            state.claims.note_degraded();
             tracing::debug!(error = %e, "placing an order without redis");
             if ticket.sold_out {
-                return Ok(sold_out(body.ticket_id));
+                return sold_out_unless_known(&state, order_id, user.id(), &body).await;
             }
-            (now_ms, false, true)
+            Basis::Fresh { created_ms: now_ms, claimed: false }
         }
+    };
+    let created_ms = match basis {
+        Basis::Fresh { created_ms, .. } | Basis::Replay { created_ms } => created_ms,
     };
     let command = OrderCommand {
         order_id,
@@ -200,19 +207,27 @@ pub async fn create_order(
         accepted_at: DateTime::from_timestamp_millis(created_ms).unwrap_or_else(Utc::now),
     };
     let settings = &state.settings;
-    let published =
-        publish::publish(&state.jetstream, &command, settings.shards, settings.publish_timeout, &trace).await;
-    let ack = match published {
-        Ok(ack) => ack,
-        Err(e) => {
-            if !replayed && !degraded {
-                claim::mark_failed(&state.redis, &order_id).await;
+    let publish =
+        publish::publish(&state.jetstream, &command, settings.shards, settings.publish_timeout, &trace);
+    let (replayed, degraded) = match basis {
+        Basis::Replay { .. } => match publish.await {
+            Ok(_) => (true, false),
+            Err(e) => return Err(ApiError::Unavailable(format!("the order could not be stored: {e}"))),
+        },
+        Basis::Fresh { claimed, .. } => {
+            // No claim said whether this key was used: ask Postgres while JetStream stores the
+            // command. A second publish of a known key is harmless: the same Nats-Msg-Id is
+            // dropped by JetStream within its window, and after it the worker skips an id
+            // that is already settled (and Postgres, which we asked, had it settled).
+            let recall = state.settled_orders.get(order_id, settings.publish_timeout);
+            let (published, recalled) = tokio::join!(publish, recall);
+            let fresh = Fresh { order_id, user: user.id(), body: &body, claimed, created_ms };
+            match known_answer(&state, &fresh, recalled, published).await? {
+                Some(response) => return Ok(response),
+                None => (false, !claimed),
             }
-            return Err(ApiError::Unavailable(format!("the order could not be stored: {e}")));
         }
     };
-    // Without Redis, JetStream's de-duplication is what recognises a replay.
-    let replayed = replayed || (degraded && ack.duplicate);
     if replayed {
         metrics::counter!("tps_api_idempotent_replays_total").increment(1);
     } else {
@@ -228,6 +243,164 @@ pub async fn create_order(
         response.headers_mut().insert(TRACEPARENT_HEADER, value);
     }
     Ok(response)
+}
+
+/// What the Redis claim said of the key.
+#[derive(Debug, Clone, Copy)]
+enum Basis {
+    /// No claim existed: a brand-new key, or one whose claim Redis lost or let expire.
+    /// `claimed` when a claim was written now (false: Redis was unreachable).
+    Fresh { created_ms: i64, claimed: bool },
+    /// The claim holds this body: a replay.
+    Replay { created_ms: i64 },
+}
+
+/// Whether the body is the one the order was made with.
+fn same_body(settled: &SettledKey, user: &str, body: &CreateOrder) -> bool {
+    settled.user_id == user && settled.ticket_id == body.ticket_id && settled.quantity == body.quantity
+}
+
+/// A request whose key had no claim.
+struct Fresh<'a> {
+    order_id: Uuid,
+    user: &'a str,
+    body: &'a CreateOrder,
+    /// Whether a claim was written now (false: Redis was unreachable).
+    claimed: bool,
+    /// The `acceptedAt` (ms) this request published.
+    created_ms: i64,
+}
+
+/// The answer for a key whose claim was missing, from what Postgres and the PubAck say:
+/// `Some` when the key was used before (a replay, a 422) or nothing was stored (503),
+/// `None` when it is new and its order was just stored.
+async fn known_answer(
+    state: &AppState,
+    fresh: &Fresh<'_>,
+    recalled: Result<Option<SettledKey>, RecallError>,
+    published: Result<PublishAck, publish::PublishError>,
+) -> Result<Option<Response>, ApiError> {
+    let Fresh { order_id, user, body, claimed, created_ms } = *fresh;
+    let settled = match recalled {
+        Ok(settled) => settled,
+        Err(e) => {
+            // Postgres cannot say: answer from JetStream alone, as without it.
+            recall::count("order", "unknown");
+            tracing::debug!(error = %e, %order_id, "settled orders not consulted");
+            None
+        }
+    };
+    // The lookup runs beside the publish, so a fast worker may already have settled the very
+    // order this request published: same body and the same acceptedAt is this request's own.
+    let settled = settled.filter(|s| !(same_body(s, user, body) && s.created_ms == created_ms));
+    if let Some(settled) = settled {
+        // Settled: the stored body decides, whatever the publish did.
+        return answer_from(state, order_id, user, body, &settled, claimed).await.map(Some);
+    }
+    let ack = match published {
+        Ok(ack) => ack,
+        Err(e) => {
+            if claimed {
+                claim::mark_failed(&state.redis, &order_id).await;
+            }
+            return Err(ApiError::Unavailable(format!("the order could not be stored: {e}")));
+        }
+    };
+    if !ack.duplicate {
+        recall::count("order", "none");
+        return Ok(None);
+    }
+    // JetStream already holds this id: the key was used, and its order is not settled
+    // yet (or was settled since we asked). The stored command tells its body.
+    let bound = state.settings.publish_timeout;
+    let stored: Option<OrderCommand> =
+        crate::jetstream::stored_command(&state.jetstream, ORDERS_STREAM, ack.sequence, bound).await;
+    let earlier = match stored.filter(|c| c.order_id == order_id) {
+        Some(c) => Some(SettledKey {
+            user_id: c.user_id,
+            ticket_id: c.ticket_id,
+            quantity: c.quantity,
+            created_ms: c.accepted_at.timestamp_millis(),
+        }),
+        // Gone from the stream: settled meanwhile (or expired); ask Postgres once more.
+        None => state.settled_orders.get(order_id, bound).await.ok().flatten(),
+    };
+    match earlier {
+        Some(earlier) => answer_from(state, order_id, user, body, &earlier, claimed).await.map(Some),
+        None => {
+            // Known to JetStream, body unknown to both: the only answer left is the replay.
+            recall::count("order", "unverified");
+            metrics::counter!("tps_api_idempotent_replays_total").increment(1);
+            Ok(Some(accepted(order_id, body.ticket_id, body.quantity, true)))
+        }
+    }
+}
+
+/// The answer for a key whose order is known (settled, or stored in the stream):
+/// the same body gets its 202 again, another body 422. The claim is written back so
+/// that Redis answers the next request with this key.
+async fn answer_from(
+    state: &AppState,
+    order_id: Uuid,
+    user: &str,
+    body: &CreateOrder,
+    known: &SettledKey,
+    claimed: bool,
+) -> Result<Response, ApiError> {
+    let same = same_body(known, user, body);
+    recall::count("order", if same { "same" } else { "other" });
+    if !(claimed && same) {
+        // A claim was just written with another body, or none is there: write the known one.
+        let remembered = claim::RememberedOrder {
+            user,
+            ticket_id: known.ticket_id,
+            quantity: known.quantity,
+            created_ms: known.created_ms,
+        };
+        claim::remember(&state.redis, &order_id, &remembered, state.settings.pending_ttl_secs).await;
+    }
+    if !same {
+        return Err(ApiError::IdempotencyConflict);
+    }
+    metrics::counter!("tps_api_idempotent_replays_total").increment(1);
+    Ok(accepted(order_id, known.ticket_id, known.quantity, true))
+}
+
+/// A claimless key on a ticket known to be sold out: `409 SOLD_OUT` only when no order can
+/// have this key. A settled one is in Postgres (its 202 again, or 422). An unsettled one can
+/// exist only while the claims are in doubt (Redis lost its data or was unreachable, and the
+/// orders from before are not all settled: `claims_watch.rs`); then the api cannot tell yet and
+/// answers 503 + `Retry-After`, not a final answer, and the retry gets the right one once the
+/// backlog is settled. It does not publish instead: a new key would then get a 202 where an
+/// earlier attempt got 409, and every sold-out request would become an order to reject.
+async fn sold_out_unless_known(
+    state: &AppState,
+    order_id: Uuid,
+    user: &str,
+    body: &CreateOrder,
+) -> Result<Response, ApiError> {
+    match state.settled_orders.get(order_id, state.settings.publish_timeout).await {
+        Ok(Some(settled)) => answer_from(state, order_id, user, body, &settled, false).await,
+        Ok(None) if !state.claims.in_doubt() => {
+            recall::count("order", "none");
+            Ok(sold_out(body.ticket_id))
+        }
+        Ok(None) => {
+            recall::count("order", "in_doubt");
+            Err(ApiError::Unavailable(
+                "the ticket is sold out, and whether this key has an order still in the stream cannot be \
+                 told until the orders accepted before Redis lost its data are settled"
+                    .into(),
+            ))
+        }
+        // Without Postgres, a key whose claim expired cannot be told from a new one.
+        Err(e) => {
+            recall::count("order", "unknown");
+            Err(ApiError::Unavailable(format!(
+                "the ticket is sold out, and whether this key has an order cannot be told now: {e}"
+            )))
+        }
+    }
 }
 
 /// The OTLP span of an accepted order: our own trace context (the one echoed and

@@ -4,6 +4,7 @@
 //! `users.<shard>` and answer 202 only after the PubAck. The worker settles the
 //! sign-up as CREATED, or REJECTED with `DUPLICATE_EMAIL`.
 
+use async_nats::jetstream::publish::PublishAck;
 use axum::Router;
 use axum::extract::State;
 use axum::response::Response;
@@ -11,12 +12,15 @@ use axum::routing::{get, post};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use tps_contract::command::Signup;
+use tps_contract::subject::USERS_STREAM;
 use tps_contract::{SignupCommand, UserReason, UserStatus};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::error::{ApiError, Problem};
 use crate::extract::{Json, Path};
+use crate::jetstream::PublishError;
+use crate::recall::{self, RecallError, SettledSignup};
 use crate::state::AppState;
 use crate::users::claim::{self, Claim};
 use crate::users::{publish, store};
@@ -88,39 +92,126 @@ pub async fn create_user(
     let id = body.id;
     let settings = &state.settings;
     let now_ms = Utc::now().timestamp_millis();
-    let (created_ms, replayed, degraded) =
-        match claim::claim(&state.redis, &id, &body.fingerprint(), now_ms, settings.pending_ttl_secs).await {
-            Ok(Claim::New { created_ms }) => (created_ms, false, false),
-            Ok(Claim::Replay { created_ms }) => (created_ms, true, false),
+    let fingerprint = body.fingerprint();
+    let (created_ms, replayed, claimed) =
+        match claim::claim(&state.redis, &id, &fingerprint, now_ms, settings.pending_ttl_secs).await {
+            Ok(Claim::New { created_ms }) => (created_ms, false, true),
+            Ok(Claim::Replay { created_ms }) => (created_ms, true, true),
             Ok(Claim::Conflict) => return Err(ApiError::SignupConflict),
             Err(e) => {
                 // Degraded: JetStream de-duplication on the id and the worker's primary key
                 // still make the sign-up exactly-once without Redis.
                 metrics::counter!("tps_api_redis_degraded_total").increment(1);
+                state.claims.note_degraded();
                 tracing::debug!(error = %e, "accepting a sign-up without redis");
-                (now_ms, false, true)
+                (now_ms, false, false)
             }
         };
     // The original time on a replay, so a re-published command is identical.
     let accepted_at = DateTime::from_timestamp_millis(created_ms).unwrap_or_else(Utc::now);
     let command = SignupCommand { user: body, accepted_at };
-    let ack =
-        match publish::publish(&state.jetstream, &command, settings.shards, settings.publish_timeout).await {
-            Ok(ack) => ack,
-            Err(e) => {
-                if !replayed && !degraded {
-                    claim::mark_failed(&state.redis, &id).await;
-                }
-                return Err(ApiError::Unavailable(format!("the sign-up could not be stored: {e}")));
-            }
-        };
-    let replayed = replayed || (degraded && ack.duplicate);
+    let publish = publish::publish(&state.jetstream, &command, settings.shards, settings.publish_timeout);
+    if replayed {
+        if let Err(e) = publish.await {
+            return Err(ApiError::Unavailable(format!("the sign-up could not be stored: {e}")));
+        }
+    } else {
+        // No claim said whether this id was used: ask Postgres while JetStream stores the
+        // command (a second publish of a known id is harmless: JetStream drops the same
+        // Nats-Msg-Id within its window, and the worker skips an id already settled).
+        let recall = state.settled_signups.get(id, settings.publish_timeout);
+        let (published, recalled) = tokio::join!(publish, recall);
+        let recalled = recalled.map(|settled| {
+            // The lookup runs beside the publish: a fast worker may already have settled the
+            // very sign-up this request published (same body, same acceptedAt): that is ours.
+            settled.filter(|s| !(s.fingerprint == fingerprint && s.created_ms == created_ms))
+        });
+        if let Some(answer) = known_answer(&state, id, &fingerprint, claimed, recalled, published).await? {
+            return Ok(answer);
+        }
+    }
     if replayed {
         metrics::counter!("tps_api_signup_replays_total").increment(1);
     } else {
         metrics::counter!("tps_api_signups_accepted_total").increment(1);
     }
     Ok(super::accepted(SignupAccepted { id, status: "PENDING" }, format!("/v1/users/{id}"), replayed))
+}
+
+/// The answer for an id whose claim was missing, from what Postgres and the PubAck say:
+/// `Some` when the id was used before (a replay, a 409) or nothing was stored (503),
+/// `None` when it is new and its sign-up was just stored.
+async fn known_answer(
+    state: &AppState,
+    id: Uuid,
+    fingerprint: &str,
+    claimed: bool,
+    recalled: Result<Option<SettledSignup>, RecallError>,
+    published: Result<PublishAck, PublishError>,
+) -> Result<Option<Response>, ApiError> {
+    let settled = recalled.unwrap_or_else(|e| {
+        recall::count("signup", "unknown");
+        tracing::debug!(error = %e, %id, "settled sign-ups not consulted");
+        None
+    });
+    if let Some(stored) = settled {
+        return answer_from(state, id, fingerprint, &stored.fingerprint, claimed).await.map(Some);
+    }
+    let ack = match published {
+        Ok(ack) => ack,
+        Err(e) => {
+            if claimed {
+                claim::mark_failed(&state.redis, &id).await;
+            }
+            return Err(ApiError::Unavailable(format!("the sign-up could not be stored: {e}")));
+        }
+    };
+    if !ack.duplicate {
+        recall::count("signup", "none");
+        return Ok(None);
+    }
+    // JetStream already holds this id, not settled yet (or settled since we asked).
+    let bound = state.settings.publish_timeout;
+    let stored: Option<SignupCommand> =
+        crate::jetstream::stored_command(&state.jetstream, USERS_STREAM, ack.sequence, bound).await;
+    let earlier = match stored.filter(|c| c.user.id == id) {
+        Some(c) => Some(c.user.fingerprint()),
+        None => state.settled_signups.get(id, bound).await.ok().flatten().map(|s| s.fingerprint),
+    };
+    match earlier {
+        Some(earlier) => answer_from(state, id, fingerprint, &earlier, claimed).await.map(Some),
+        None => {
+            recall::count("signup", "unverified");
+            metrics::counter!("tps_api_signup_replays_total").increment(1);
+            Ok(Some(super::accepted(
+                SignupAccepted { id, status: "PENDING" },
+                format!("/v1/users/{id}"),
+                true,
+            )))
+        }
+    }
+}
+
+/// The answer for an id whose body is known (settled, or stored in the stream): the same
+/// body is a replay, another one 409. The claim is written back for the next request.
+async fn answer_from(
+    state: &AppState,
+    id: Uuid,
+    fingerprint: &str,
+    known: &str,
+    claimed: bool,
+) -> Result<Response, ApiError> {
+    let same = fingerprint == known;
+    recall::count("signup", if same { "same" } else { "other" });
+    if !(claimed && same) {
+        let now_ms = Utc::now().timestamp_millis();
+        claim::remember(&state.redis, &id, known, now_ms, state.settings.pending_ttl_secs).await;
+    }
+    if !same {
+        return Err(ApiError::SignupConflict);
+    }
+    metrics::counter!("tps_api_signup_replays_total").increment(1);
+    Ok(super::accepted(SignupAccepted { id, status: "PENDING" }, format!("/v1/users/{id}"), true))
 }
 
 /// A sign-up's state: settled from Postgres, else PENDING while its claim lives in Redis.

@@ -56,6 +56,27 @@ pub async fn claim(
     })
 }
 
+/// Writes the claim of a sign-up whose body is known from Postgres or JetStream
+/// (Redis had lost it, or a claim was just made with another body). Best effort.
+pub async fn remember(redis: &RedisLink, id: &Uuid, fingerprint: &str, created_ms: i64, ttl_secs: u64) {
+    let key = super::signup_key(id);
+    let fields = [("fp", fingerprint.to_owned()), ("created", created_ms.to_string())];
+    let _ = redis
+        .run(|mut conn| async move {
+            redis::pipe()
+                .atomic()
+                .hset_multiple(&key, &fields)
+                .ignore()
+                .hdel(&key, "failed")
+                .ignore()
+                .expire(&key, ttl_secs as i64)
+                .ignore()
+                .query_async::<()>(&mut conn)
+                .await
+        })
+        .await;
+}
+
 /// Marks a claim whose publish failed: a retry counts as new, and it is not shown as PENDING.
 pub async fn mark_failed(redis: &RedisLink, id: &Uuid) {
     crate::redis_link::mark_failed(redis, super::signup_key(id)).await;

@@ -1,17 +1,19 @@
 //! Sign-ups: the [`CommandKind`] that settles `SignupCommand`s from `users.<shard>`.
 //!
 //! In one transaction per batch: skip ids already settled, keep the first of
-//! each id and of each email (case-insensitive) in arrival order, insert the
+//! each id and of each email (by its key: NFKC, Unicode lower case; one function,
+//! `tps_contract::command::email_key`) in arrival order, insert the
 //! candidates as CREATED in one statement that yields to the unique email
 //! index, store the rest as REJECTED with `DUPLICATE_EMAIL`, and insert every
 //! created user's projects and log entries. A user and its rows commit together.
 //!
 //! Sign-ups are sharded by id, so two sign-ups with one email may be settled by
-//! two workers at once. The partial unique index on `lower(email)` decides: the
+//! two workers at once. The partial unique index on `email_key` decides: the
 //! second insert waits for the first transaction, then skips the row, which is
 //! then rejected. Candidates are inserted in email order, so two batches never
 //! wait on each other in opposite orders (no deadlock).
 
+mod rekey;
 mod store;
 
 use std::collections::HashSet;
@@ -21,6 +23,7 @@ use tps_contract::SignupCommand;
 use tps_contract::subject::USERS_STREAM;
 use uuid::Uuid;
 
+pub use rekey::rekey_pending;
 pub use store::UserRow;
 
 use crate::metrics;
@@ -79,10 +82,10 @@ impl CommandKind for Users {
         let (mut candidates, mut rejected) = (Vec::new(), Vec::new());
         for d in fresh {
             let row = UserRow::from_command(&d.command, d.seq, processed_at);
-            let clash = row.user.email_key().is_some_and(|key| !emails.insert(key));
+            let clash = row.email_key.as_ref().is_some_and(|key| !emails.insert(key.clone()));
             if clash { rejected.push(row.rejected()) } else { candidates.push(row) }
         }
-        candidates.sort_by_cached_key(|r| r.user.email_key());
+        candidates.sort_by(|a, b| a.email_key.cmp(&b.email_key));
         let created_ids = store::insert_created(tx, &candidates).await?;
         let (created, taken): (Vec<UserRow>, Vec<UserRow>) =
             candidates.into_iter().partition(|r| created_ids.contains(&r.user.id));

@@ -19,6 +19,9 @@ pub struct UserRow {
     pub reason: Option<UserReason>,
     /// Digest of the body.
     pub fingerprint: String,
+    /// The email under the one normalisation ([`tps_contract::command::email_key`]):
+    /// the column with the unique index, and what twins in a batch are compared by.
+    pub email_key: Option<String>,
     /// Arrival order on the shard.
     pub stream_seq: i64,
     /// When the api accepted it.
@@ -32,6 +35,7 @@ impl UserRow {
     pub fn from_command(command: &SignupCommand, seq: u64, processed_at: DateTime<Utc>) -> Self {
         Self {
             fingerprint: command.user.fingerprint(),
+            email_key: command.user.email_key(),
             user: command.user.clone(),
             status: UserStatus::Created,
             reason: None,
@@ -64,8 +68,8 @@ pub async fn commit_clock(tx: &mut PgConnection) -> Result<DateTime<Utc>, sqlx::
     sqlx::query_scalar("SELECT clock_timestamp()").fetch_one(tx).await
 }
 
-const INSERT: &str = "INSERT INTO users (id, status, reason, name, email, age, score, active, country, team_name, team_leader, fingerprint, stream_seq, created_at, processed_at)
-     SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::int[], $7::float8[], $8::bool[], $9::text[], $10::text[], $11::bool[], $12::text[], $13::bigint[], $14::timestamptz[], $15::timestamptz[])";
+const INSERT: &str = "INSERT INTO users (id, status, reason, name, email, age, score, active, country, team_name, team_leader, fingerprint, stream_seq, created_at, processed_at, email_key)
+     SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::int[], $7::float8[], $8::bool[], $9::text[], $10::text[], $11::bool[], $12::text[], $13::bigint[], $14::timestamptz[], $15::timestamptz[], $16::text[])";
 
 fn bind_rows<'q>(
     query: sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,
@@ -88,6 +92,7 @@ fn bind_rows<'q>(
         .bind(rows.iter().map(|r| r.stream_seq).collect::<Vec<_>>())
         .bind(rows.iter().map(|r| r.created_at).collect::<Vec<_>>())
         .bind(rows.iter().map(|r| r.processed_at).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.email_key.clone()).collect::<Vec<Option<String>>>())
 }
 
 /// Inserts `rows` as CREATED in one statement, skipping any whose email a created

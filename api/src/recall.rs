@@ -1,0 +1,200 @@
+//! What Postgres remembers of a key: the settled order by its derived id, the
+//! settled sign-up by its id, looked up in micro-batches.
+//!
+//! A Redis claim answers replays and conflicts while it lives, but Redis may
+//! lose it (a restart without persistence, a failover, `FLUSHALL`) and the claim
+//! expires after `--pending-ttl-secs`. The answer for a key must not end with
+//! it, so every request whose key has no claim (a brand-new claim, or Redis
+//! unreachable) also asks Postgres, which holds every settled order and sign-up
+//! for ever.
+//!
+//! That is one lookup per brand-new key, on the hot path. It stays cheap:
+//! - it runs concurrently with the JetStream publish (the route joins both), so
+//!   it adds no latency unless Postgres is slower than the PubAck;
+//! - lookups are micro-batched: one task takes every lookup waiting in its
+//!   queue and asks for all of them in one `WHERE id = ANY($1)` on the primary
+//!   key. No timer: while [`MAX_IN_FLIGHT`] queries run, new lookups queue up
+//!   and leave together in the next one, so the batch grows with the load and
+//!   a lone request goes out at once. At 10,000 new keys/s that is a few
+//!   hundred statements per second, not 10,000, and at most [`MAX_IN_FLIGHT`]
+//!   pool connections.
+//! - while the background probe says Postgres is down, a lookup fails at once
+//!   instead of waiting out the pool's acquire timeout.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use sqlx::{PgPool, Row};
+use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio::task::JoinHandle;
+use uuid::Uuid;
+
+use crate::protect::db_health::DbHealth;
+
+/// Lookups asked in one statement at most.
+pub const MAX_BATCH: usize = 512;
+/// Statements in flight at once (pool connections used by lookups).
+pub const MAX_IN_FLIGHT: usize = 4;
+/// Lookups that may wait for a statement; beyond, a lookup fails (and the request
+/// is answered as without Postgres) rather than queueing without bound.
+const QUEUE: usize = 16_384;
+
+/// Why Postgres could not say.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum RecallError {
+    /// The background probe says Postgres is down.
+    #[error("postgres is down")]
+    Down,
+    /// The query failed.
+    #[error("postgres: {0}")]
+    Failed(String),
+    /// No answer within the bound.
+    #[error("no answer from postgres within the bound")]
+    Timeout,
+    /// Too many lookups waiting.
+    #[error("too many lookups waiting")]
+    Busy,
+}
+
+type Reply<V> = oneshot::Sender<Result<Option<V>, RecallError>>;
+
+/// A micro-batching lookup of rows by uuid primary key.
+pub struct Batcher<V> {
+    tx: mpsc::Sender<(Uuid, Reply<V>)>,
+    health: Arc<DbHealth>,
+}
+
+impl<V: Clone + Send + 'static> Batcher<V> {
+    /// Starts the batching task; `query` fetches the rows of a set of ids.
+    pub fn start<F, Fut>(db: PgPool, health: Arc<DbHealth>, query: F) -> (Self, JoinHandle<()>)
+    where
+        F: Fn(PgPool, Vec<Uuid>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<HashMap<Uuid, V>, sqlx::Error>> + Send + 'static,
+    {
+        let (tx, mut rx) = mpsc::channel::<(Uuid, Reply<V>)>(QUEUE);
+        let query = Arc::new(query);
+        let task = tokio::spawn(async move {
+            let slots = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
+            while let Some(first) = rx.recv().await {
+                // Waiting for a slot is what lets a batch grow under load.
+                let Ok(slot) = slots.clone().acquire_owned().await else { return };
+                let mut asks = vec![first];
+                while asks.len() < MAX_BATCH {
+                    match rx.try_recv() {
+                        Ok(ask) => asks.push(ask),
+                        Err(_) => break,
+                    }
+                }
+                let (db, query) = (db.clone(), query.clone());
+                tokio::spawn(async move {
+                    metrics::histogram!("tps_api_recall_batch_size").record(asks.len() as f64);
+                    let ids: Vec<Uuid> = asks.iter().map(|(id, _)| *id).collect();
+                    let found = query(db, ids).await;
+                    drop(slot);
+                    match found {
+                        Ok(rows) => {
+                            for (id, reply) in asks {
+                                let _ = reply.send(Ok(rows.get(&id).cloned()));
+                            }
+                        }
+                        Err(e) => {
+                            let e = RecallError::Failed(e.to_string());
+                            for (_, reply) in asks {
+                                let _ = reply.send(Err(e.clone()));
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        (Self { tx, health }, task)
+    }
+
+    /// The row of `id`, if Postgres has one; answers within `bound`.
+    pub async fn get(&self, id: Uuid, bound: Duration) -> Result<Option<V>, RecallError> {
+        if !self.health.is_up() {
+            return Err(RecallError::Down);
+        }
+        let (reply, answer) = oneshot::channel();
+        self.tx.try_send((id, reply)).map_err(|_| RecallError::Busy)?;
+        match tokio::time::timeout(bound, answer).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(_)) => Err(RecallError::Failed("the lookup was dropped".into())),
+            Err(_) => Err(RecallError::Timeout),
+        }
+    }
+}
+
+/// A settled order as far as its key's answer needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SettledKey {
+    /// The buyer.
+    pub user_id: String,
+    /// The ticket of the body.
+    pub ticket_id: Uuid,
+    /// The quantity of the body.
+    pub quantity: u32,
+    /// `createdAt` in ms: when the api first accepted it.
+    pub created_ms: i64,
+}
+
+/// Settled orders of `ids`.
+pub async fn orders(db: PgPool, ids: Vec<Uuid>) -> Result<HashMap<Uuid, SettledKey>, sqlx::Error> {
+    let rows =
+        sqlx::query("SELECT id, user_id, ticket_id, quantity, created_at FROM orders WHERE id = ANY($1)")
+            .bind(&ids)
+            .fetch_all(&db)
+            .await?;
+    rows.iter()
+        .map(|r| {
+            let quantity: i32 = r.try_get("quantity")?;
+            let created: chrono::DateTime<chrono::Utc> = r.try_get("created_at")?;
+            Ok((
+                r.try_get("id")?,
+                SettledKey {
+                    user_id: r.try_get("user_id")?,
+                    ticket_id: r.try_get("ticket_id")?,
+                    quantity: quantity.max(0) as u32,
+                    created_ms: created.timestamp_millis(),
+                },
+            ))
+        })
+        .collect()
+}
+
+/// A settled sign-up as far as its id's answer needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SettledSignup {
+    /// The body's fingerprint (the worker stores the one it settled, `Signup::fingerprint`,
+    /// the same function the api claims with).
+    pub fingerprint: String,
+    /// `createdAt` in ms: when the api first accepted it.
+    pub created_ms: i64,
+}
+
+/// Settled sign-ups of `ids`.
+pub async fn signups(db: PgPool, ids: Vec<Uuid>) -> Result<HashMap<Uuid, SettledSignup>, sqlx::Error> {
+    let rows = sqlx::query("SELECT id, fingerprint, created_at FROM users WHERE id = ANY($1)")
+        .bind(&ids)
+        .fetch_all(&db)
+        .await?;
+    rows.iter()
+        .map(|r| {
+            let created: chrono::DateTime<chrono::Utc> = r.try_get("created_at")?;
+            Ok((
+                r.try_get("id")?,
+                SettledSignup {
+                    fingerprint: r.try_get("fingerprint")?,
+                    created_ms: created.timestamp_millis(),
+                },
+            ))
+        })
+        .collect()
+}
+
+/// What Postgres said about a key, for the metric.
+pub fn count(kind: &'static str, outcome: &'static str) {
+    metrics::counter!("tps_api_idempotency_recalls_total", "kind" => kind, "outcome" => outcome).increment(1);
+}
