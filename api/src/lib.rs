@@ -11,6 +11,7 @@
 pub mod auth;
 pub mod conditional;
 pub mod config;
+pub mod connections;
 pub mod cursor;
 pub mod dead_letters;
 pub mod error;

@@ -44,12 +44,18 @@ pub struct CommonConfig {
     /// NATS server URL (JetStream enabled).
     #[arg(long, env = "NATS_URL", default_value = "nats://127.0.0.1:4222")]
     pub nats_url: String,
-    /// Postgres URL, e.g. postgres://user:pass@host:5432/db.
+    /// Postgres URL, e.g. postgres://user:pass@host:5432/db; over TLS add
+    /// `?sslmode=verify-full` (and `&sslrootcert=/path/ca.pem` for a private CA).
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
     pub database_url: Secret,
-    /// Redis URL.
+    /// Redis URL: `redis://` in the clear, `rediss://` over TLS (verified against the
+    /// Mozilla roots, or `REDIS_CA_CERT`).
     #[arg(long, env = "REDIS_URL", default_value = "redis://127.0.0.1:6379")]
     pub redis_url: String,
+    /// PEM file of the CA(s) that sign the Redis server's certificate, for a `rediss://`
+    /// Redis whose certificate a public root does not sign (it replaces those roots).
+    #[arg(long, env = "REDIS_CA_CERT")]
+    pub redis_ca_cert: Option<std::path::PathBuf>,
     /// HS256 key that signs bearer tokens (required by the api).
     #[arg(long, env = "AUTH_JWT_SECRET", hide_env_values = true)]
     pub auth_jwt_secret: Option<Secret>,

@@ -20,6 +20,8 @@ pub mod config;
 pub mod db;
 #[cfg(feature = "runtime")]
 pub mod limits;
+#[cfg(feature = "runtime")]
+pub mod redis_tls;
 #[cfg(feature = "otlp")]
 pub mod otlp;
 #[cfg(feature = "streams")]
