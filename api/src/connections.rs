@@ -14,7 +14,6 @@
 //! Shutdown stops accepting, asks every connection to finish its current response
 //! and waits for them.
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use axum::Router;
@@ -89,7 +88,8 @@ pub async fn serve(listener: TcpListener, app: Router, http: Http, shutdown: imp
     tracker.wait().await;
 }
 
-/// Counts the open connections in `tps_api_open_connections` while alive.
+/// Counts the open HTTP connections in `tps_api_open_connections` while alive (an upgraded
+/// WebSocket leaves the count: `tps_ws_clients` has it).
 struct Open;
 
 impl Open {

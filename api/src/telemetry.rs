@@ -73,7 +73,10 @@ fn describe() {
         "Orders answered 409 SOLD_OUT without being queued."
     );
     describe_counter!("tps_api_redis_degraded_total", "Orders placed without Redis (degraded mode).");
-    describe_gauge!("tps_api_open_connections", "TCP connections the api holds open.");
+    describe_gauge!(
+        "tps_api_open_connections",
+        "HTTP connections the api holds open (upgraded WebSockets leave it for tps_ws_clients)."
+    );
     describe_counter!(
         "tps_api_connections_closed_total",
         "Connections closed on an error, by why: header_timeout (head not sent in time, or idle too long), bad_request, io."
