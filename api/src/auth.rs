@@ -4,7 +4,7 @@ use axum::extract::FromRequestParts;
 use axum::http::HeaderMap;
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
-use tps_contract::auth::{Claims, verify};
+use tps_contract::auth::{Claims, Verifier};
 
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -25,9 +25,9 @@ impl User {
 pub struct Admin(pub Claims);
 
 /// The claims of the request's bearer token; 401 when missing or invalid.
-pub fn claims(parts: &Parts, secret: &[u8]) -> Result<Claims, ApiError> {
+pub fn claims(parts: &Parts, tokens: &Verifier) -> Result<Claims, ApiError> {
     let token = bearer(&parts.headers).ok_or(ApiError::Unauthorized)?;
-    verify(secret, token).map_err(|_| ApiError::Unauthorized)
+    tokens.verify(token).map_err(|_| ApiError::Unauthorized)
 }
 
 /// The claims of the `Authorization` header's token or else of `query_token`
@@ -36,10 +36,10 @@ pub fn claims(parts: &Parts, secret: &[u8]) -> Result<Claims, ApiError> {
 pub fn claims_from_header_or_query(
     headers: &HeaderMap,
     query_token: Option<&str>,
-    secret: &[u8],
+    tokens: &Verifier,
 ) -> Result<Claims, ApiError> {
     let token = bearer(headers).or(query_token.map(str::trim)).ok_or(ApiError::Unauthorized)?;
-    verify(secret, token).map_err(|_| ApiError::Unauthorized)
+    tokens.verify(token).map_err(|_| ApiError::Unauthorized)
 }
 
 fn bearer(headers: &HeaderMap) -> Option<&str> {
@@ -51,7 +51,7 @@ impl FromRequestParts<AppState> for User {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        let claims = claims(parts, state.settings.jwt_secret.as_bytes())?;
+        let claims = claims(parts, &state.settings.tokens)?;
         // Limited after verifying, so nobody can spend another user's quota.
         state.protection.check_user(&claims.sub)?;
         Ok(User(claims))
@@ -62,7 +62,7 @@ impl FromRequestParts<AppState> for Admin {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        let claims = claims(parts, state.settings.jwt_secret.as_bytes())?;
+        let claims = claims(parts, &state.settings.tokens)?;
         if !claims.is_admin() {
             return Err(ApiError::Forbidden);
         }

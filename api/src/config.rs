@@ -44,6 +44,12 @@ pub struct Config {
     /// A sign-up storm opens tens of thousands at once; the default of 1,024 would drop SYNs.
     #[arg(long, env = "API_LISTEN_BACKLOG", default_value_t = 65_535)]
     pub listen_backlog: u32,
+    /// When set, every token's `aud` must contain it (401 otherwise).
+    #[arg(long, env = "AUTH_JWT_AUDIENCE")]
+    pub auth_jwt_audience: Option<String>,
+    /// When set, every token's `iss` must equal it (401 otherwise).
+    #[arg(long, env = "AUTH_JWT_ISSUER")]
+    pub auth_jwt_issuer: Option<String>,
     /// Rate limits, the in-flight bound, the request deadline and backpressure.
     #[command(flatten)]
     pub limits: crate::protect::Limits,
@@ -81,11 +87,27 @@ pub struct TokenCommand {
     /// HS256 signing key.
     #[arg(long, env = "AUTH_JWT_SECRET", hide_env_values = true)]
     pub auth_jwt_secret: Secret,
+    /// `aud` of the token (the api's AUTH_JWT_AUDIENCE).
+    #[arg(long, env = "AUTH_JWT_AUDIENCE")]
+    pub audience: Option<String>,
+    /// `iss` of the token (the api's AUTH_JWT_ISSUER).
+    #[arg(long, env = "AUTH_JWT_ISSUER")]
+    pub issuer: Option<String>,
 }
 
 impl TokenCommand {
     /// The signed token.
     pub fn mint(&self) -> String {
-        tps_contract::auth::mint(self.auth_jwt_secret.expose().as_bytes(), &self.user, self.admin, self.ttl)
+        let options = tps_contract::auth::MintOptions {
+            audience: self.audience.as_deref(),
+            issuer: self.issuer.as_deref(),
+        };
+        tps_contract::auth::mint_with(
+            self.auth_jwt_secret.expose().as_bytes(),
+            &self.user,
+            self.admin,
+            self.ttl,
+            &options,
+        )
     }
 }

@@ -53,6 +53,18 @@ pub enum ApiError {
         /// When the caller may try again.
         retry_after_secs: u64,
     },
+    /// The caller already holds as many live `/v1/events` connections as allowed
+    /// (its own share, or the pod's).
+    #[error("too many live connections {per}; retry after {retry_after_secs} s")]
+    TooManyConnections {
+        /// `for this user` or `on this server`.
+        per: &'static str,
+        /// When the caller may try again.
+        retry_after_secs: u64,
+    },
+    /// The request (its body) did not arrive within the deadline.
+    #[error("the request body did not arrive within {0} ms")]
+    RequestTimeout(u64),
     /// A dependency could not take the request; the client should retry (same key).
     #[error("{0}")]
     Unavailable(String),
@@ -106,6 +118,10 @@ impl ApiError {
             Self::TooManyRequests { .. } => {
                 (StatusCode::TOO_MANY_REQUESTS, "rate-limited", "Too many requests")
             }
+            Self::TooManyConnections { .. } => {
+                (StatusCode::TOO_MANY_REQUESTS, "too-many-connections", "Too many connections")
+            }
+            Self::RequestTimeout(_) => (StatusCode::REQUEST_TIMEOUT, "request-timeout", "Request timeout"),
             Self::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable", "Service unavailable"),
             Self::Database(_) | Self::Internal(_) => {
                 (StatusCode::INTERNAL_SERVER_ERROR, "internal", "Internal server error")
@@ -142,8 +158,13 @@ impl IntoResponse for ApiError {
             Self::Unavailable(_) => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
             }
-            Self::TooManyRequests { retry_after_secs, .. } => {
+            Self::TooManyRequests { retry_after_secs, .. }
+            | Self::TooManyConnections { retry_after_secs, .. } => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
+            }
+            // The rest of the body may still be on its way: the connection cannot be reused.
+            Self::RequestTimeout(_) => {
+                headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
             }
             _ => {}
         }

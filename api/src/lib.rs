@@ -12,6 +12,7 @@ pub mod auth;
 pub mod claims_watch;
 pub mod conditional;
 pub mod config;
+pub mod connections;
 pub mod cursor;
 pub mod dead_letters;
 pub mod error;

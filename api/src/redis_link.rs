@@ -47,9 +47,10 @@ impl RedisLink {
     /// Starts connecting in the background; returns at once.
     pub fn start(
         url: &str,
+        ca_cert: Option<&std::path::Path>,
         timeout: Duration,
     ) -> Result<(Self, tokio::task::JoinHandle<()>), redis::RedisError> {
-        let client = redis::Client::open(url)?;
+        let client = tps_contract::redis_tls::client(url, ca_cert)?;
         let link = Self {
             inner: Arc::new(Inner {
                 conn: OnceLock::new(),

@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use tokio::net::{TcpListener, TcpSocket};
 
 use crate::config::Config;
+use crate::connections;
 use crate::routes;
 use crate::state::{AppState, StartError};
 
@@ -58,13 +59,14 @@ impl Server {
             shutdown.await;
             hub.close_all();
         };
-        // The peer address feeds the per-IP rate limit.
-        let app = routes::app(self.state).into_make_service_with_connect_info::<SocketAddr>();
-        let served = axum::serve(self.api, app).with_graceful_shutdown(shutdown).await;
+        let edges = &self.state.protection;
+        let http = connections::Http::new(edges.header_timeout, edges.keep_alive);
+        let app = routes::app(self.state);
+        connections::serve(self.api, app, http, shutdown).await;
         let _ = stop_metrics.send(());
         let _ = metrics.await;
         tracing::info!("api stopped");
-        Ok(served?)
+        Ok(())
     }
 }
 

@@ -23,8 +23,8 @@ use crate::tickets::{SearchCache, TicketCache, refresh};
 /// Settings the handlers read, fixed at start.
 #[derive(Debug)]
 pub struct Settings {
-    /// HS256 key of bearer tokens.
-    pub jwt_secret: String,
+    /// Checks bearer tokens: the HS256 key, and the audience and issuer when configured.
+    pub tokens: tps_contract::auth::Verifier,
     /// Shards of the ORDERS stream.
     pub shards: u32,
     /// Bound on waiting for a PubAck.
@@ -93,6 +93,9 @@ pub enum StartError {
     /// AUTH_JWT_SECRET is required by the api.
     #[error("AUTH_JWT_SECRET (--auth-jwt-secret) is required")]
     MissingJwtSecret,
+    /// AUTH_JWT_SECRET is too short to resist brute force.
+    #[error(transparent)]
+    WeakJwtSecret(#[from] tps_contract::auth::WeakSecret),
     /// Postgres could not be reached or queried.
     #[error("postgres: {0}")]
     Database(#[from] sqlx::Error),
@@ -117,7 +120,12 @@ impl AppState {
     /// Connects to everything, migrates, creates the streams, subscribes to
     /// the workers' events, loads the ticket cache and starts its refresh.
     pub async fn connect(config: &Config) -> Result<Self, StartError> {
-        let jwt_secret = config.jwt_secret().ok_or(StartError::MissingJwtSecret)?.expose().to_owned();
+        let secret = config.jwt_secret().ok_or(StartError::MissingJwtSecret)?.expose();
+        let tokens = tps_contract::auth::Verifier::new(
+            secret.as_bytes(),
+            config.auth_jwt_audience.as_deref(),
+            config.auth_jwt_issuer.as_deref(),
+        )?;
         let metrics = telemetry::handle();
 
         let db =
@@ -134,7 +142,11 @@ impl AppState {
         jetstream.set_timeout(config.publish_timeout());
         ensure_streams(&jetstream, &StreamLimits::with_replicas(config.common.nats_replicas.into())).await?;
 
-        let (redis, redis_task) = RedisLink::start(&config.common.redis_url, config.redis_timeout())?;
+        let (redis, redis_task) = RedisLink::start(
+            &config.common.redis_url,
+            config.common.redis_ca_cert.as_deref(),
+            config.redis_timeout(),
+        )?;
 
         // Subscribe before loading, so no change falls between the load and the stream.
         let subscribe = |subject: &'static str| {
@@ -143,12 +155,13 @@ impl AppState {
         };
         let (order_events, ticket_events) =
             tokio::try_join!(subscribe(ORDER_EVENTS), subscribe(TICKET_EVENTS))?;
-        let tickets = Arc::new(TicketCache::new());
+        let tickets = Arc::new(TicketCache::with_unknown_cap(config.limits.unknown_tickets_max));
         let watermark = refresh::load_all(&tickets, &db).await?;
         let every = Duration::from_millis(config.cache_refresh_ms.clamp(10, 500));
         let protection = Arc::new(Protection::new(&config.limits));
         let lag_every = Duration::from_millis(config.limits.lag_poll_ms.max(50));
-        let hub = Hub::new(config.events_buffer);
+        let caps = events::Caps::new(config.limits.events_max_per_user, config.limits.events_max_per_pod);
+        let hub = Hub::with_caps(config.events_buffer, caps);
         let (settled_orders, orders_task) = Batcher::start(db.clone(), protection.db.clone(), recall::orders);
         let (settled_signups, signups_task) =
             Batcher::start(db.clone(), protection.db.clone(), recall::signups);
@@ -195,7 +208,7 @@ impl AppState {
         redis.wait_connected(Duration::from_secs(2)).await;
 
         let settings = Settings {
-            jwt_secret,
+            tokens,
             shards: config.common.shards,
             publish_timeout: config.publish_timeout(),
             pending_ttl_secs: config.pending_ttl_secs,

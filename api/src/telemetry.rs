@@ -73,6 +73,26 @@ fn describe() {
         "Orders answered 409 SOLD_OUT without being queued."
     );
     describe_counter!("tps_api_redis_degraded_total", "Orders placed without Redis (degraded mode).");
+    describe_gauge!(
+        "tps_api_open_connections",
+        "HTTP connections the api holds open (upgraded WebSockets leave it for tps_ws_clients)."
+    );
+    describe_counter!(
+        "tps_api_connections_closed_total",
+        "Connections closed on an error, by why: header_timeout (head not sent in time, or idle too long), bad_request, io."
+    );
+    describe_counter!(
+        "tps_api_events_refused_total",
+        "/v1/events connections refused with 429, by which cap was full: user or pod."
+    );
+    describe_gauge!(
+        "tps_api_ticket_unknown_ids",
+        "Unknown ticket ids remembered (bounded by API_UNKNOWN_TICKETS_MAX)."
+    );
+    describe_counter!(
+        "tps_api_ticket_misses_total",
+        "Lookups of ticket ids the cache did not hold, by answer: postgres (asked), remembered (known unknown), shed (lookup slots busy: 404 from the cache)."
+    );
     describe_gauge!("tps_orders_backlog_messages", "Commands on a shard not yet delivered to a worker.");
     describe_gauge!("tps_orders_unacked_messages", "Commands on a shard delivered but not yet acknowledged.");
     describe_gauge!("tps_dead_letters_stored_messages", "Messages in the dead-letter stream.");

@@ -1,7 +1,18 @@
 //! Bearer tokens: HS256 JWTs whose `sub` is the user and whose `scope` may hold `admin`.
+//!
+//! A [`Verifier`] checks the signature (HS256 only), `exp` (required), `nbf` (when
+//! present), a non-empty `sub`, and `aud` / `iss` when the api is configured with them
+//! (`AUTH_JWT_AUDIENCE`, `AUTH_JWT_ISSUER`). It refuses secrets shorter than
+//! [`MIN_SECRET_BYTES`]: a short HMAC key can be brute-forced from one captured token.
 
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
+
+/// The shortest signing key accepted (RFC 7518 §3.2: at least the hash size, 256 bits).
+pub const MIN_SECRET_BYTES: usize = 32;
+
+/// Clock skew tolerated on `exp` and `nbf`, in seconds.
+pub const LEEWAY_SECS: u64 = 5;
 
 /// The claims the api reads.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -24,23 +35,126 @@ impl Claims {
 
 /// Why a token was refused.
 #[derive(Debug, thiserror::Error)]
-#[error("invalid bearer token: {0}")]
-pub struct TokenError(#[from] jsonwebtoken::errors::Error);
+pub enum TokenError {
+    /// Bad signature, algorithm, expiry, `nbf`, audience, issuer or shape.
+    #[error("invalid bearer token: {0}")]
+    Invalid(#[from] jsonwebtoken::errors::Error),
+    /// `sub` is empty (or blank): a token must name its user.
+    #[error("invalid bearer token: empty sub")]
+    EmptySubject,
+}
 
-/// Verifies signature, algorithm (HS256 only) and expiry.
+/// A signing key shorter than [`MIN_SECRET_BYTES`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "AUTH_JWT_SECRET is {0} bytes; at least {MIN_SECRET_BYTES} are required \
+     (e.g. `head -c 32 /dev/urandom | base64`)"
+)]
+pub struct WeakSecret(pub usize);
+
+/// Checks tokens against one key and the configured audience and issuer; built once at start.
+#[derive(Clone)]
+pub struct Verifier {
+    key: DecodingKey,
+    validation: Validation,
+}
+
+impl std::fmt::Debug for Verifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Verifier")
+            .field("audience", &self.validation.aud)
+            .field("issuer", &self.validation.iss)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Verifier {
+    /// A verifier for `secret` (at least [`MIN_SECRET_BYTES`]); `audience` and `issuer`,
+    /// when given, must then appear in every token (`aud` may be a string or a list).
+    pub fn new(secret: &[u8], audience: Option<&str>, issuer: Option<&str>) -> Result<Self, WeakSecret> {
+        if secret.len() < MIN_SECRET_BYTES {
+            return Err(WeakSecret(secret.len()));
+        }
+        Ok(Self::unchecked(secret, audience, issuer))
+    }
+
+    /// Like [`Verifier::new`] without the length check (tests and offline tools only).
+    pub fn unchecked(secret: &[u8], audience: Option<&str>, issuer: Option<&str>) -> Self {
+        let mut validation = Validation::new(Algorithm::HS256);
+        let mut required = vec!["exp", "sub"];
+        validation.leeway = LEEWAY_SECS;
+        validation.validate_exp = true;
+        validation.validate_nbf = true;
+        match audience.filter(|a| !a.is_empty()) {
+            Some(aud) => {
+                validation.set_audience(&[aud]);
+                required.push("aud");
+            }
+            // Without a configured audience, an `aud` in the token is not ours to judge.
+            None => validation.validate_aud = false,
+        }
+        if let Some(iss) = issuer.filter(|i| !i.is_empty()) {
+            validation.set_issuer(&[iss]);
+            required.push("iss");
+        }
+        validation.set_required_spec_claims(&required);
+        Self { key: DecodingKey::from_secret(secret), validation }
+    }
+
+    /// The claims of `token`, or why it is refused.
+    pub fn verify(&self, token: &str) -> Result<Claims, TokenError> {
+        let claims = jsonwebtoken::decode::<Claims>(token, &self.key, &self.validation)?.claims;
+        if claims.sub.trim().is_empty() {
+            return Err(TokenError::EmptySubject);
+        }
+        Ok(claims)
+    }
+}
+
+/// Verifies with no audience or issuer and no key-length check (tools and tests).
 pub fn verify(secret: &[u8], token: &str) -> Result<Claims, TokenError> {
-    let mut validation = Validation::new(Algorithm::HS256);
-    validation.set_required_spec_claims(&["exp", "sub"]);
-    validation.leeway = 5;
-    Ok(jsonwebtoken::decode::<Claims>(token, &DecodingKey::from_secret(secret), &validation)?.claims)
+    Verifier::unchecked(secret, None, None).verify(token)
+}
+
+/// What [`mint_with`] puts in a token beyond `sub`, `exp` and `scope`.
+#[derive(Debug, Clone, Default)]
+pub struct MintOptions<'a> {
+    /// `aud`.
+    pub audience: Option<&'a str>,
+    /// `iss`.
+    pub issuer: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+struct Minted<'a> {
+    sub: &'a str,
+    exp: u64,
+    iat: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    scope: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    aud: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    iss: Option<&'a str>,
 }
 
 /// Signs a token for `sub` valid for `ttl_secs`, with `admin` in its scope when asked.
 pub fn mint(secret: &[u8], sub: &str, admin: bool, ttl_secs: u64) -> String {
+    mint_with(secret, sub, admin, ttl_secs, &MintOptions::default())
+}
+
+/// [`mint`] with an audience and an issuer.
+pub fn mint_with(secret: &[u8], sub: &str, admin: bool, ttl_secs: u64, options: &MintOptions<'_>) -> String {
     let now =
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-    let claims =
-        Claims { sub: sub.to_owned(), exp: now + ttl_secs, scope: admin.then(|| "admin".to_owned()) };
+    let claims = Minted {
+        sub,
+        exp: now + ttl_secs,
+        iat: now,
+        scope: admin.then_some("admin"),
+        aud: options.audience.filter(|a| !a.is_empty()),
+        iss: options.issuer.filter(|i| !i.is_empty()),
+    };
     jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &EncodingKey::from_secret(secret))
         .expect("HS256 signing cannot fail")
 }
@@ -48,6 +162,17 @@ pub fn mint(secret: &[u8], sub: &str, admin: bool, ttl_secs: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
+
+    const KEY: &[u8] = b"0123456789abcdef0123456789abcdef";
+
+    fn now() -> u64 {
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()
+    }
+
+    fn signed(claims: serde_json::Value) -> String {
+        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &EncodingKey::from_secret(KEY)).unwrap()
+    }
 
     #[test]
     fn minted_tokens_verify_and_carry_scope() {
@@ -76,5 +201,53 @@ mod tests {
         // An unsigned token ("alg":"none") must never pass.
         let none = "eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0.eyJzdWIiOiJhIiwiZXhwIjo5OTk5OTk5OTk5fQ.";
         assert!(verify(b"k", none).is_err());
+    }
+
+    #[test]
+    fn short_secrets_are_refused() {
+        assert_eq!(Verifier::new(b"short", None, None).unwrap_err(), WeakSecret(5));
+        assert!(Verifier::new(&KEY[..31], None, None).is_err());
+        assert!(Verifier::new(KEY, None, None).is_ok());
+    }
+
+    #[test]
+    fn not_yet_valid_and_empty_subjects_are_refused() {
+        let v = Verifier::new(KEY, None, None).unwrap();
+        let exp = now() + 3600;
+        assert!(v.verify(&signed(json!({"sub": "a", "exp": exp, "nbf": now() + 600}))).is_err());
+        assert!(v.verify(&signed(json!({"sub": "a", "exp": exp, "nbf": now() - 1}))).is_ok());
+        assert!(matches!(v.verify(&signed(json!({"sub": "", "exp": exp}))), Err(TokenError::EmptySubject)));
+        assert!(matches!(v.verify(&signed(json!({"sub": "  ", "exp": exp}))), Err(TokenError::EmptySubject)));
+        // Without a configured audience, a token's own `aud` is ignored.
+        assert!(v.verify(&signed(json!({"sub": "a", "exp": exp, "aud": "elsewhere"}))).is_ok());
+    }
+
+    #[test]
+    fn audience_and_issuer_are_enforced_when_set() {
+        let v = Verifier::new(KEY, Some("tps"), Some("https://id.example")).unwrap();
+        let exp = now() + 3600;
+        let good = json!({"sub": "a", "exp": exp, "aud": "tps", "iss": "https://id.example"});
+        assert!(v.verify(&signed(good.clone())).is_ok());
+        let mut listed = good.clone();
+        listed["aud"] = json!(["other", "tps"]);
+        assert!(v.verify(&signed(listed)).is_ok(), "aud may be a list");
+        for (field, value) in [("aud", json!("other")), ("iss", json!("https://evil.example"))] {
+            let mut bad = good.clone();
+            bad[field] = value;
+            assert!(v.verify(&signed(bad)).is_err(), "wrong {field}");
+        }
+        for field in ["aud", "iss"] {
+            let mut missing = good.clone();
+            missing.as_object_mut().unwrap().remove(field);
+            assert!(v.verify(&signed(missing)).is_err(), "missing {field}");
+        }
+        let minted = mint_with(
+            KEY,
+            "a",
+            false,
+            60,
+            &MintOptions { audience: Some("tps"), issuer: Some("https://id.example") },
+        );
+        assert_eq!(v.verify(&minted).unwrap().sub, "a");
     }
 }

@@ -48,12 +48,18 @@ pub struct CommonConfig {
     /// 3-node cluster so that a 202 survives the loss of a node).
     #[arg(long, env = "NATS_REPLICAS", default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=5))]
     pub nats_replicas: u8,
-    /// Postgres URL, e.g. postgres://user:pass@host:5432/db.
+    /// Postgres URL, e.g. postgres://user:pass@host:5432/db; over TLS add
+    /// `?sslmode=verify-full` (and `&sslrootcert=/path/ca.pem` for a private CA).
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
     pub database_url: Secret,
-    /// Redis URL.
+    /// Redis URL: `redis://` in the clear, `rediss://` over TLS (verified against the
+    /// Mozilla roots, or `REDIS_CA_CERT`).
     #[arg(long, env = "REDIS_URL", default_value = "redis://127.0.0.1:6379")]
     pub redis_url: String,
+    /// PEM file of the CA(s) that sign the Redis server's certificate, for a `rediss://`
+    /// Redis whose certificate a public root does not sign (it replaces those roots).
+    #[arg(long, env = "REDIS_CA_CERT")]
+    pub redis_ca_cert: Option<std::path::PathBuf>,
     /// HS256 key that signs bearer tokens (required by the api).
     #[arg(long, env = "AUTH_JWT_SECRET", hide_env_values = true)]
     pub auth_jwt_secret: Option<Secret>,

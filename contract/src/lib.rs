@@ -22,6 +22,8 @@ pub mod db;
 pub mod limits;
 #[cfg(feature = "otlp")]
 pub mod otlp;
+#[cfg(feature = "runtime")]
+pub mod redis_tls;
 #[cfg(feature = "streams")]
 pub mod stream_migration;
 #[cfg(feature = "streams")]

@@ -13,6 +13,7 @@ mod postgres;
 mod process;
 mod redis;
 mod stack;
+mod tls;
 
 pub use app::{AppProcess, binary};
 pub use nats::Nats;
@@ -20,6 +21,7 @@ pub use postgres::Postgres;
 pub use process::{ChildProcess, free_port};
 pub use redis::Redis;
 pub use stack::{Stack, TEST_JWT_SECRET};
+pub use tls::TlsFiles;
 
 /// Signs a test token for `user` (admin scope when asked), valid for an hour.
 pub fn token(user: &str, admin: bool) -> String {

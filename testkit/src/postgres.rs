@@ -10,23 +10,55 @@ use nix::unistd::User;
 use sqlx::Connection;
 
 use crate::process::{ChildProcess, free_port, scratch_dir, wait_until};
+use crate::tls::TlsFiles;
 
 /// A Postgres server on a free port, with trust auth on loopback.
 pub struct Postgres {
     port: u16,
     dir: PathBuf,
     process: ChildProcess,
+    tls: Option<TlsFiles>,
 }
 
 impl Postgres {
     /// Starts a fresh cluster and waits until it accepts queries.
     pub async fn start() -> anyhow::Result<Self> {
+        Self::start_with(false).await
+    }
+
+    /// Starts a fresh cluster that takes TLS connections only (`ssl=on`, a `hostssl`
+    /// rule, plain TCP rejected), with a certificate from a throwaway CA; its URLs
+    /// say `sslmode=verify-full&sslrootcert=<the CA>`.
+    pub async fn start_tls() -> anyhow::Result<Self> {
+        Self::start_with(true).await
+    }
+
+    async fn start_with(tls: bool) -> anyhow::Result<Self> {
         let bin = bin_dir()?;
         let owner = postgres_owner()?;
         let dir = scratch_dir("pg");
+        let mut extra_args: Vec<String> = Vec::new();
         let data = dir.join("data");
         let template = template(&bin, owner)?;
         run(Command::new("cp").arg("-a").arg(&template).arg(&data))?;
+        let tls = if tls { Some(TlsFiles::generate(&dir.join("tls"))?) } else { None };
+        if let Some(tls) = &tls {
+            let hba = dir.join("pg_hba.conf");
+            std::fs::write(
+                &hba,
+                "local all all trust\nhostssl all all 127.0.0.1/32 trust\nhostnossl all all 127.0.0.1/32 reject\n",
+            )?;
+            extra_args.extend([
+                "-c".into(),
+                "ssl=on".into(),
+                "-c".into(),
+                format!("ssl_cert_file={}", tls.server_cert.display()),
+                "-c".into(),
+                format!("ssl_key_file={}", tls.server_key.display()),
+                "-c".into(),
+                format!("hba_file={}", hba.display()),
+            ]);
+        }
         if let Some((uid, gid)) = owner {
             run(Command::new("chown").arg("-R").arg(format!("{uid}:{gid}")).arg(&dir))?;
         }
@@ -54,10 +86,11 @@ impl Postgres {
         ]
         .iter()
         .map(|s| s.to_string())
+        .chain(extra_args)
         .collect();
         let process = ChildProcess::new("postgres", bin.join("postgres"), &args, dir.join("postgres.log"))
             .run_as(owner);
-        let mut pg = Self { port, dir, process };
+        let mut pg = Self { port, dir, process, tls };
         pg.start_again().await?;
         Ok(pg)
     }
@@ -67,9 +100,26 @@ impl Postgres {
         self.url_for("postgres")
     }
 
-    /// URL of database `db`.
+    /// URL of database `db` (with `sslmode=verify-full` and the CA when TLS is on).
     pub fn url_for(&self, db: &str) -> String {
-        format!("postgres://postgres@127.0.0.1:{}/{db}", self.port)
+        match &self.tls {
+            None => format!("postgres://postgres@127.0.0.1:{}/{db}", self.port),
+            Some(tls) => format!(
+                "postgres://postgres@127.0.0.1:{}/{db}?sslmode=verify-full&sslrootcert={}",
+                self.port,
+                tls.ca_cert.display()
+            ),
+        }
+    }
+
+    /// URL of database `db` without TLS (refused by a [`Postgres::start_tls`] server).
+    pub fn plaintext_url_for(&self, db: &str) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/{db}?sslmode=disable", self.port)
+    }
+
+    /// The certificate files when TLS is on.
+    pub fn tls(&self) -> Option<&TlsFiles> {
+        self.tls.as_ref()
     }
 
     /// Creates an empty database with a unique name and returns its URL.

@@ -52,6 +52,16 @@ impl Stack {
         std::iter::once(&mut self.nats).chain(&mut self.nats_peers).find(|n| n.name() == name)
     }
 
+    /// Like [`Stack::start`], with Postgres and Redis on TLS only (each with its own
+    /// throwaway CA): `DATABASE_URL` says `sslmode=verify-full&sslrootcert=…`,
+    /// `REDIS_URL` is `rediss://…` and [`Stack::env`] adds `REDIS_CA_CERT`.
+    pub async fn start_tls() -> anyhow::Result<Self> {
+        let (nats, postgres, redis) =
+            tokio::try_join!(Nats::start(), Postgres::start_tls(), Redis::start_tls())?;
+        let database_url = postgres.create_database().await?;
+        Ok(Self { nats, postgres, redis, database_url })
+    }
+
     /// The CONTRACT environment variables for a binary using this stack.
     /// `API_LISTEN` and `METRICS_LISTEN` get free ports unless overridden later.
     pub fn env(&self, shards: u32) -> Vec<(String, String)> {
@@ -68,5 +78,8 @@ impl Stack {
             // Every test client is on loopback: one "IP" for all of them.
             ("API_RATE_LIMIT_PER_IP".into(), "0".into()),
         ]
+        .into_iter()
+        .chain(self.redis.tls().map(|tls| ("REDIS_CA_CERT".into(), tls.ca_cert.display().to_string())))
+        .collect()
     }
 }

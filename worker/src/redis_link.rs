@@ -27,9 +27,9 @@ impl From<redis::RedisError> for RedisError {
 }
 
 impl RedisLink {
-    /// Parses the URL; no connection is made yet.
-    pub fn new(url: &str) -> Result<Self, RedisError> {
-        Ok(Self { client: redis::Client::open(url)?, conn: Mutex::new(None) })
+    /// Parses the URL (and reads the CA file of a `rediss://` one); no connection is made yet.
+    pub fn new(url: &str, ca_cert: Option<&std::path::Path>) -> Result<Self, RedisError> {
+        Ok(Self { client: tps_contract::redis_tls::client(url, ca_cert)?, conn: Mutex::new(None) })
     }
 
     /// A connection, made on first use (Redis may be down when the worker starts).

@@ -16,7 +16,7 @@ const STREAM: &str = "ORDERS";
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_holder_growing_tokens_and_the_fence_refuses_the_stale() {
     let h = Harness::start(1).await;
-    let redis = Arc::new(RedisLink::new(&h.stack.redis.url()).unwrap());
+    let redis = Arc::new(RedisLink::new(&h.stack.redis.url(), None).unwrap());
     let ttl = Duration::from_millis(400);
     let a = LeaseTable::new(redis.clone(), STREAM, "a", ttl);
     let b = LeaseTable::new(redis.clone(), STREAM, "b", ttl);

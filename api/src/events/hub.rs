@@ -3,9 +3,12 @@
 //! Delivery never waits on a client. Each connection has a bounded queue; a
 //! push that finds it full removes the connection and cancels it, so a client
 //! that stops reading is dropped instead of slowing everyone else.
+//!
+//! Connections are capped per user and per pod ([`Caps`]): each one costs a queue,
+//! a task and a share of every ticket push, so one user cannot open hundreds.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 
 use axum::extract::ws::Utf8Bytes;
@@ -31,9 +34,41 @@ struct Slot {
     cancel: CancellationToken,
 }
 
+/// How many connections one user, and the whole pod, may hold (`usize::MAX`: no cap).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Caps {
+    /// Per user.
+    pub per_user: usize,
+    /// Per pod.
+    pub per_pod: usize,
+}
+
+impl Caps {
+    /// No cap at all.
+    pub const NONE: Caps = Caps { per_user: usize::MAX, per_pod: usize::MAX };
+
+    /// Caps from settings in which 0 means none.
+    pub fn new(per_user: usize, per_pod: usize) -> Self {
+        let cap = |n: usize| if n == 0 { usize::MAX } else { n };
+        Caps { per_user: cap(per_user), per_pod: cap(per_pod) }
+    }
+}
+
+/// Why a connection was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refused {
+    /// The user holds [`Caps::per_user`] already.
+    User,
+    /// The pod holds [`Caps::per_pod`] already.
+    Pod,
+}
+
 /// The connections of this pod, grouped by user so an order event finds its owner in one lookup.
 pub struct Hub {
     users: RwLock<HashMap<Arc<str>, Vec<Slot>>>,
+    /// Connections in `users`, kept with it under its lock.
+    open: AtomicUsize,
+    caps: Caps,
     next_id: AtomicU64,
     buffer: usize,
     shutdown: CancellationToken,
@@ -71,17 +106,56 @@ impl Drop for Subscription {
 }
 
 impl Hub {
-    /// A hub whose connections each queue at most `buffer` batches.
+    /// A hub whose connections each queue at most `buffer` batches, with no caps.
     pub fn new(buffer: usize) -> Arc<Self> {
+        Self::with_caps(buffer, Caps::NONE)
+    }
+
+    /// A hub whose connections each queue at most `buffer` batches, within `caps`.
+    pub fn with_caps(buffer: usize, caps: Caps) -> Arc<Self> {
         Arc::new(Self {
             users: RwLock::default(),
+            open: AtomicUsize::new(0),
+            caps,
             next_id: AtomicU64::new(0),
             buffer: buffer.max(1),
             shutdown: CancellationToken::new(),
         })
     }
 
-    /// Registers a connection of `user`.
+    /// Registers a connection of `user`, or refuses it when a cap is reached
+    /// (counted in `tps_api_events_refused_total{by="user"|"pod"}`).
+    pub fn try_subscribe(self: &Arc<Self>, user: &str) -> Result<Subscription, Refused> {
+        let (tx, rx) = mpsc::channel(self.buffer);
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let cancel = self.shutdown.child_token();
+        let slot = Slot { id, queue: tx, cancel: cancel.clone() };
+        let mut users = self.write();
+        let refused = if self.open.load(Ordering::Relaxed) >= self.caps.per_pod {
+            Some(Refused::Pod)
+        } else if users.get(user).map_or(0, Vec::len) >= self.caps.per_user {
+            Some(Refused::User)
+        } else {
+            None
+        };
+        if let Some(refused) = refused {
+            drop(users);
+            let by = if refused == Refused::User { "user" } else { "pod" };
+            metrics::counter!("tps_api_events_refused_total", "by" => by).increment(1);
+            return Err(refused);
+        }
+        let user: Arc<str> = match users.get_key_value(user) {
+            Some((known, _)) => known.clone(),
+            None => Arc::from(user),
+        };
+        users.entry(user.clone()).or_default().push(slot);
+        self.open.fetch_add(1, Ordering::Relaxed);
+        drop(users);
+        metrics::gauge!("tps_ws_clients").increment(1.0);
+        Ok(Subscription { hub: self.clone(), user, id, queue: rx, cancel })
+    }
+
+    /// Registers a connection of `user` whatever the caps (tests, internal use).
     pub fn subscribe(self: &Arc<Self>, user: &str) -> Subscription {
         let (tx, rx) = mpsc::channel(self.buffer);
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
@@ -89,6 +163,7 @@ impl Hub {
         let user: Arc<str> = Arc::from(user);
         let slot = Slot { id, queue: tx, cancel: cancel.clone() };
         self.write().entry(user.clone()).or_default().push(slot);
+        self.open.fetch_add(1, Ordering::Relaxed);
         metrics::gauge!("tps_ws_clients").increment(1.0);
         Subscription { hub: self.clone(), user, id, queue: rx, cancel }
     }
@@ -120,7 +195,7 @@ impl Hub {
 
     /// Open connections.
     pub fn len(&self) -> usize {
-        self.read().values().map(Vec::len).sum()
+        self.open.load(Ordering::Relaxed)
     }
 
     /// Whether no connection is open (users without connections are removed).
@@ -146,6 +221,9 @@ impl Hub {
         let slot = slots.iter().position(|s| s.id == id).map(|i| slots.swap_remove(i));
         if slots.is_empty() {
             users.remove(user);
+        }
+        if slot.is_some() {
+            self.open.fetch_sub(1, Ordering::Relaxed);
         }
         slot
     }
@@ -206,6 +284,21 @@ mod tests {
         assert!(fine.ended().is_none());
         assert!(!hub.has_user("slow"));
         assert_eq!(hub.len(), 1);
+    }
+
+    #[test]
+    fn caps_refuse_per_user_then_per_pod_and_free_up_on_drop() {
+        let hub = Hub::with_caps(2, Caps::new(2, 3));
+        let a1 = hub.try_subscribe("a").unwrap();
+        let _a2 = hub.try_subscribe("a").unwrap();
+        assert_eq!(hub.try_subscribe("a").err(), Some(Refused::User));
+        let _b1 = hub.try_subscribe("b").unwrap();
+        assert_eq!(hub.try_subscribe("c").err(), Some(Refused::Pod));
+        assert_eq!(hub.len(), 3);
+        drop(a1);
+        assert_eq!(hub.len(), 2);
+        assert!(hub.try_subscribe("c").is_ok(), "a closed connection frees its place");
+        assert_eq!(Caps::new(0, 0), Caps::NONE);
     }
 
     #[test]

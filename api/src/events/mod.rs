@@ -7,4 +7,4 @@ pub mod pump;
 pub mod sse;
 pub mod websocket;
 
-pub use hub::{Hub, Subscription};
+pub use hub::{Caps, Hub, Refused, Subscription};

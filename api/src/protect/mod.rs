@@ -1,5 +1,6 @@
-//! Protection of the api from its own clients: rate limits per user and per
-//! client IP (429), a bound on requests in flight (503 rather than a queue in
+//! Protection of the api from its own clients: rate limits per user, and per
+//! client IP on the anonymous routes (429), a deadline on every request's head
+//! (`crate::connections`) and body (408), a bound on requests in flight (503 rather than a queue in
 //! which latency collapses: a short, bounded, first-come-first-served wait for
 //! a slot, then 503), a deadline on every request, backpressure when
 //! the workers lag (503 for new commands), and fail-fast while Postgres is down.
@@ -8,6 +9,8 @@
 //! backs off and a retry with the same `Idempotency-Key` is always safe.
 
 pub mod backlog;
+pub mod body;
+pub mod client_ip;
 pub mod db_health;
 pub mod rate_limit;
 
@@ -24,6 +27,7 @@ use tokio::sync::Semaphore;
 use crate::error::ApiError;
 use crate::state::AppState;
 pub use backlog::Backlog;
+pub use client_ip::TrustedProxies;
 pub use db_health::DbHealth;
 pub use rate_limit::RateLimiter;
 
@@ -33,13 +37,44 @@ pub struct Limits {
     /// Sustained requests a second per user (token `sub`); bursts of twice that pass.
     #[arg(long, env = "API_RATE_LIMIT_PER_USER", default_value_t = 50)]
     pub rate_limit_per_user: u32,
-    /// Sustained requests a second per client IP (the TCP peer); bursts of twice that pass.
-    /// Off (0) by default: behind an ingress every client shares the proxy's
-    /// address (1,000/s would cap a whole cluster), and a load runner on
-    /// loopback is one host. Turn it on where the api sees real client
-    /// addresses, e.g. 1000.
-    #[arg(long, env = "API_RATE_LIMIT_PER_IP", default_value_t = 0)]
+    /// Sustained requests a second per client IP on the anonymous routes (sign-ups, the
+    /// catalog, the page, the OpenAPI document); bursts of twice that pass. Signed-in
+    /// routes are limited per user instead. The client IP is the TCP peer, or what a
+    /// proxy in `API_TRUSTED_PROXIES` put in `X-Forwarded-For`; IPv6 counts per /64.
+    /// 0 turns it off (a load runner on loopback is one host: `scripts/dev` and the
+    /// test stacks do).
+    #[arg(long, env = "API_RATE_LIMIT_PER_IP", default_value_t = 100)]
     pub rate_limit_per_ip: u32,
+    /// Comma-separated CIDRs (or addresses) of the proxies whose `X-Forwarded-For` is
+    /// believed, e.g. the ingress controllers' pod network `10.0.0.0/8`. Empty: nobody's;
+    /// the client is always the TCP peer.
+    #[arg(long, env = "API_TRUSTED_PROXIES", default_value = "")]
+    pub trusted_proxies: TrustedProxies,
+    /// Time a client has to send a request's head (line and headers) once the server
+    /// waits for it; also the keep-alive idle timeout, since the wait starts when a
+    /// connection goes idle. Past it the connection is closed. 0: no deadline.
+    #[arg(long, env = "API_HEADER_TIMEOUT_MS", default_value_t = 10_000)]
+    pub header_timeout_ms: u64,
+    /// Time a client has to send a request's body once its head arrived; past it 408
+    /// and the connection is closed. The body is read before the request takes an
+    /// in-flight slot, so a slow sender never holds one.
+    #[arg(long, env = "API_BODY_TIMEOUT_MS", default_value_t = 5_000)]
+    pub body_timeout_ms: u64,
+    /// Whether connections stay open between requests (HTTP/1.1 keep-alive).
+    #[arg(long, env = "API_KEEP_ALIVE", default_value_t = true, action = clap::ArgAction::Set)]
+    pub keep_alive: bool,
+    /// Live `/v1/events` connections (WebSocket and SSE together) one user may hold on one
+    /// pod; one more gets 429 with `Retry-After`. 0: no cap.
+    #[arg(long, env = "API_EVENTS_MAX_PER_USER", default_value_t = 8)]
+    pub events_max_per_user: usize,
+    /// Live `/v1/events` connections one pod holds; one more gets 429 with `Retry-After`
+    /// (an autoscaler adds pods; a client retries on another). 0: no cap.
+    #[arg(long, env = "API_EVENTS_MAX_PER_POD", default_value_t = 20_000)]
+    pub events_max_per_pod: usize,
+    /// Ids that Postgres did not know, remembered (for 1 s each) so that asking again
+    /// costs nothing; beyond this many the oldest are forgotten.
+    #[arg(long, env = "API_UNKNOWN_TICKETS_MAX", default_value_t = 10_000)]
+    pub unknown_tickets_max: usize,
     /// Requests served at once. Beyond it a request waits for a slot, first come first
     /// served, for at most `API_QUEUE_TIMEOUT_MS`, then gets 503. A waiting request has
     /// not had its body read: it costs its connection and its head, little more.
@@ -68,6 +103,12 @@ pub struct Limits {
 pub struct Protection {
     per_user: Option<RateLimiter<String>>,
     per_ip: Option<RateLimiter<IpAddr>>,
+    trusted_proxies: TrustedProxies,
+    body_timeout: Duration,
+    /// Deadline of a request head and of a connection's idle time (`None`: none).
+    pub header_timeout: Option<Duration>,
+    /// HTTP/1.1 keep-alive.
+    pub keep_alive: bool,
     in_flight: Option<Arc<Semaphore>>,
     queue_timeout: Duration,
     request_timeout: Duration,
@@ -89,6 +130,11 @@ impl Protection {
         Self {
             per_user: limiter(limits.rate_limit_per_user),
             per_ip: limiter(limits.rate_limit_per_ip),
+            trusted_proxies: limits.trusted_proxies.clone(),
+            body_timeout: Duration::from_millis(limits.body_timeout_ms.max(1)),
+            header_timeout: (limits.header_timeout_ms > 0)
+                .then(|| Duration::from_millis(limits.header_timeout_ms)),
+            keep_alive: limits.keep_alive,
             in_flight: (limits.max_in_flight > 0).then(|| Arc::new(Semaphore::new(limits.max_in_flight))),
             queue_timeout: Duration::from_millis(limits.queue_timeout_ms),
             request_timeout: Duration::from_millis(limits.request_timeout_ms.max(1)),
@@ -124,7 +170,18 @@ fn is_probe(path: &str) -> bool {
     matches!(path, "/healthz" | "/readyz" | "/metrics")
 }
 
-/// The middleware: per-IP limit, in-flight bound, backpressure on new orders and sign-ups, deadline.
+/// Routes that take no token, and so are limited per client IP: sign-ups, the
+/// catalog, the page, the OpenAPI document, and anything unknown. The signed-in
+/// routes (orders, events, admin, creating tickets) are limited per user.
+pub fn is_anonymous(method: &Method, path: &str) -> bool {
+    let signed_in = path.starts_with("/v1/orders")
+        || path.starts_with("/v1/events")
+        || path.starts_with("/v1/admin")
+        || (path == "/v1/tickets" && method == Method::POST);
+    !signed_in
+}
+
+/// The middleware: per-IP limit, body deadline, in-flight bound, backpressure on new orders and sign-ups, deadline.
 pub async fn guard(State(state): State<AppState>, request: Request, next: Next) -> Response {
     if is_probe(request.uri().path()) {
         return next.run(request).await;
@@ -132,10 +189,18 @@ pub async fn guard(State(state): State<AppState>, request: Request, next: Next) 
     let protection = &state.protection;
     if let (Some(limiter), Some(ConnectInfo(peer))) =
         (&protection.per_ip, request.extensions().get::<ConnectInfo<SocketAddr>>())
-        && let Err(wait) = limiter.check(peer.ip())
+        && is_anonymous(request.method(), request.uri().path())
     {
-        return too_many("ip", wait).into_response();
+        let client = protection.trusted_proxies.client(peer.ip(), request.headers());
+        if let Err(wait) = limiter.check(client_ip::limit_key(client)) {
+            return too_many("ip", wait).into_response();
+        }
     }
+    // The whole body before a slot: a slow sender waits here, holding nothing shared.
+    let request = match body::read(request, protection.body_timeout).await {
+        Ok(request) => request,
+        Err(e) => return e.into_response(),
+    };
     let _permit = match &protection.in_flight {
         Some(slots) => match slots.clone().try_acquire_owned() {
             Ok(permit) => Some(permit),

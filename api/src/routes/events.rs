@@ -15,7 +15,7 @@ use utoipa::IntoParams;
 
 use crate::auth::claims_from_header_or_query;
 use crate::error::{ApiError, Problem};
-use crate::events::{sse, websocket};
+use crate::events::{Refused, Subscription, sse, websocket};
 use crate::extract::Query;
 use crate::state::AppState;
 
@@ -40,6 +40,7 @@ pub struct EventsQuery {
         (status = 200, description = "Accept: text/event-stream: one `data:` JSON line per event", content_type = "text/event-stream"),
         (status = 400, body = Problem, content_type = "application/problem+json"),
         (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 429, body = Problem, content_type = "application/problem+json", description = "The user, or this server, holds as many live connections as allowed; `Retry-After` says when to try again"),
     ),
     security(("bearer" = []))
 )]
@@ -49,17 +50,16 @@ pub async fn events(
     Query(query): Query<EventsQuery>,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response, ApiError> {
-    let claims =
-        claims_from_header_or_query(&headers, query.token.as_deref(), state.settings.jwt_secret.as_bytes())?;
+    let claims = claims_from_header_or_query(&headers, query.token.as_deref(), &state.settings.tokens)?;
     let lifetime = until(claims.exp);
     if wants_event_stream(&headers) {
-        return Ok(sse::respond(state.events.subscribe(&claims.sub), lifetime));
+        return Ok(sse::respond(subscribe(&state, &claims.sub)?, lifetime));
     }
     let upgrade = upgrade.map_err(|_| {
         ApiError::BadRequest("GET /v1/events needs a WebSocket upgrade or Accept: text/event-stream".into())
     })?;
     // Subscribed before the handshake completes, so nothing published meanwhile is missed.
-    let sub = state.events.subscribe(&claims.sub);
+    let sub = subscribe(&state, &claims.sub)?;
     Ok(upgrade
         // tungstenite allocates its read buffer up front (128 KiB by default): 1.3 GiB for
         // 10,000 clients that only ever send pongs. Clients' messages are capped at 4 KiB.
@@ -68,6 +68,20 @@ pub async fn events(
         .max_message_size(websocket::MAX_CLIENT_MESSAGE)
         .max_frame_size(websocket::MAX_CLIENT_MESSAGE)
         .on_upgrade(move |socket| websocket::serve(socket, sub, lifetime)))
+}
+
+/// Seconds a client refused for a full cap should wait: connections are long-lived.
+pub const CAP_RETRY_AFTER_SECS: u64 = 5;
+
+/// A new connection of `user`, within the caps (429 beyond them).
+fn subscribe(state: &AppState, user: &str) -> Result<Subscription, ApiError> {
+    state.events.try_subscribe(user).map_err(|refused| ApiError::TooManyConnections {
+        per: match refused {
+            Refused::User => "for this user",
+            Refused::Pod => "on this server",
+        },
+        retry_after_secs: CAP_RETRY_AFTER_SECS,
+    })
 }
 
 fn wants_event_stream(headers: &HeaderMap) -> bool {

@@ -23,6 +23,18 @@ use crate::cursor::Cursor;
 /// How long an id that Postgres did not know is answered 404 without asking again.
 const NEGATIVE_TTL: Duration = Duration::from_secs(1);
 
+/// Postgres lookups of ids the cache does not hold, at once. The cache holds every
+/// ticket (loaded at start, polled every few hundred ms), so a miss is almost always
+/// an id that does not exist; a flood of random ids gets at most this many queries
+/// in flight, and the rest their 404 from the cache.
+const MISS_LOOKUPS: usize = 4;
+
+/// How long a miss waits for one of the [`MISS_LOOKUPS`] before it is answered from the cache.
+const MISS_WAIT: Duration = Duration::from_millis(100);
+
+/// Default bound of the negative cache.
+pub const UNKNOWN_MAX: usize = 10_000;
+
 /// Totals over the cache, as last known.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct StockSummary {
@@ -35,11 +47,19 @@ pub struct StockSummary {
 }
 
 /// Tickets by id, shared by every request.
-#[derive(Default)]
 pub struct TicketCache {
     tickets: RwLock<Catalog>,
+    /// Ids Postgres did not know, and when it said so; at most `unknown_max`.
     unknown: Mutex<HashMap<Uuid, Instant>>,
+    unknown_max: usize,
+    misses: tokio::sync::Semaphore,
     generation: AtomicU64,
+}
+
+impl Default for TicketCache {
+    fn default() -> Self {
+        Self::with_unknown_cap(UNKNOWN_MAX)
+    }
 }
 
 /// Every ticket, by id and in catalog order.
@@ -54,6 +74,17 @@ impl TicketCache {
     /// An empty cache.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// An empty cache that remembers at most `unknown_max` unknown ids (at least 1).
+    pub fn with_unknown_cap(unknown_max: usize) -> Self {
+        Self {
+            tickets: RwLock::default(),
+            unknown: Mutex::default(),
+            unknown_max: unknown_max.max(1),
+            misses: tokio::sync::Semaphore::new(MISS_LOOKUPS),
+            generation: AtomicU64::new(0),
+        }
     }
 
     /// The cached ticket, if any; never touches Postgres.
@@ -81,21 +112,53 @@ impl TicketCache {
     }
 
     /// The ticket from the cache, or on a miss from Postgres once; unknown ids
-    /// are remembered briefly so a flood of them cannot reach the database.
+    /// are remembered briefly so repeating one cannot reach the database, and at
+    /// most [`MISS_LOOKUPS`] misses query it at once, so a flood of random ones
+    /// cannot either.
     pub async fn lookup(&self, db: &PgPool, id: &Uuid) -> Result<Option<Arc<Ticket>>, sqlx::Error> {
         if let Some(t) = self.get(id) {
             return Ok(Some(t));
         }
         if self.recently_unknown(id) {
+            metrics::counter!("tps_api_ticket_misses_total", "answer" => "remembered").increment(1);
             return Ok(None);
         }
+        let Ok(Ok(_permit)) = tokio::time::timeout(MISS_WAIT, self.misses.acquire()).await else {
+            // Every lookup slot is busy: a flood. The cache is at most one poll behind.
+            metrics::counter!("tps_api_ticket_misses_total", "answer" => "shed").increment(1);
+            return Ok(self.get(id));
+        };
+        // It may have arrived while this one waited.
+        if let Some(t) = self.get(id) {
+            return Ok(Some(t));
+        }
+        metrics::counter!("tps_api_ticket_misses_total", "answer" => "postgres").increment(1);
         match store::get(db, id).await? {
             Some(t) => Ok(Some(self.upsert(t))),
             None => {
-                self.unknown.lock().unwrap_or_else(|e| e.into_inner()).insert(*id, Instant::now());
+                self.remember_unknown(*id);
                 Ok(None)
             }
         }
+    }
+
+    fn remember_unknown(&self, id: Uuid) {
+        let mut unknown = self.unknown.lock().unwrap_or_else(|e| e.into_inner());
+        if unknown.len() >= self.unknown_max {
+            unknown.retain(|_, at| at.elapsed() < NEGATIVE_TTL);
+            // Still mostly fresh: a flood of distinct ids, which remembering would not stop.
+            // Forgetting them all keeps each insertion O(1) on average.
+            if unknown.len() >= self.unknown_max / 2 {
+                unknown.clear();
+            }
+        }
+        unknown.insert(id, Instant::now());
+        metrics::gauge!("tps_api_ticket_unknown_ids").set(unknown.len() as f64);
+    }
+
+    /// Unknown ids remembered now (never more than the cap).
+    pub fn unknown_len(&self) -> usize {
+        self.unknown.lock().unwrap_or_else(|e| e.into_inner()).len()
     }
 
     fn recently_unknown(&self, id: &Uuid) -> bool {
@@ -160,5 +223,23 @@ impl TicketCache {
 
     fn write(&self) -> std::sync::RwLockWriteGuard<'_, Catalog> {
         self.tickets.write().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_negative_cache_stays_within_its_cap() {
+        let cache = TicketCache::with_unknown_cap(100);
+        let mut most = 0;
+        for _ in 0..10_000 {
+            let id = Uuid::new_v4();
+            cache.remember_unknown(id);
+            assert!(cache.recently_unknown(&id), "just remembered");
+            most = most.max(cache.unknown_len());
+        }
+        assert!(most <= 100, "{most}");
     }
 }
