@@ -31,7 +31,7 @@ export TPS_CLUSTER_DIR STATE TPS_DEV_DIR
 STATE=$(mktemp -d /var/tmp/tps-control-plane.XXXXXX)
 TPS_CLUSTER_DIR=$STATE TPS_DEV_DIR=$STATE/dev
 export TPS_ETCD_PORT=22379 TPS_APISERVER_PORT=26443 TPS_KCM_PORT=20357 TPS_SCHEDULER_PORT=20359 \
-  TPS_KWOK_PORT=20347 TPS_OPERATOR_PORT=28080 TPS_NATS_PORT=24222 TPS_PG_PORT=25432 TPS_REDIS_PORT=26379
+  TPS_KWOK_PORT=20347 TPS_OPERATOR_PORT=28080 TPS_NATS_PORT=24222 TPS_NATS_MONITOR_PORT=28222 TPS_PG_PORT=25432 TPS_REDIS_PORT=26379
 cleanup() {
   scripts/cluster down >/dev/null 2>&1 || true
   if [ "${KEEP_STATE:-0}" = 1 ]; then log "state kept in $STATE"; else rm -rf "$STATE"; fi
@@ -180,6 +180,31 @@ refused "api.minReplicas > api.maxReplicas" "minReplicas" "$(bad '{"spec":{"api"
 refused "worker.maxReplicas > worker.shards" "shards" "$(bad '{"spec":{"worker":{"maxReplicas":32}}}')"
 refused "keda without nats.monitoringEndpoint" "monitoringEndpoint" \
   "$(bad '{"spec":{"nats":{"monitoringEndpoint":null}}}')"
+
+# ---------------------------------------------------------------- two on one NATS
+
+# A second resource on the same NATS must neither take over nor delete the first's streams:
+# each stream carries its owner's UID, checked before any update or delete.
+stream_owner() { # stream
+  curl -fsS "$NATS_MONITOR_URL/jsz?streams=true&config=true" |
+    jq -r --arg s "$1" '.account_details[].stream_detail[] | select(.name == $s) | .config.metadata["throughput.dev/owner-uid"]'
+}
+for s in ORDERS USERS DEAD_LETTERS; do
+  [ "$(stream_owner $s)" = "$uid" ] || fail "stream $s is not marked as flash-sale's: '$(stream_owner $s)'"
+done
+sample | sed -E -e 's#^  name: flash-sale#  name: intruder#' -e 's#deletionPolicy: Retain#deletionPolicy: Delete#' |
+  k apply -f - >/dev/null
+eventually 60 condition_is intruder StreamsReady False || fail "intruder's StreamsReady: $(jpath tps/intruder .status)"
+msg=$(jpath tps/intruder '.status.conditions[?(@.type=="StreamsReady")].message')
+grep -q "belongs to shop/flash-sale" <<<"$msg" || fail "intruder refused, but not for the owner: $msg"
+condition_is intruder Ready False || fail "intruder is Ready without streams"
+k -n $ns delete tps intruder --wait=false >/dev/null
+eventually 60 gone tps/intruder || fail "intruder was not deleted (finalizer stuck?)"
+for s in ORDERS USERS DEAD_LETTERS; do
+  [ "$(stream_owner $s)" = "$uid" ] || fail "deleting intruder (policy Delete) took stream $s"
+done
+condition_is flash-sale Ready True || fail "flash-sale is no longer Ready"
+pass "a second resource on the same NATS is refused the streams and its Delete leaves them (owner UID in metadata)"
 
 # ---------------------------------------------------------------- deletion
 
