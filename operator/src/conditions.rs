@@ -84,7 +84,7 @@ fn degraded(streams: &Result<(), StreamsError>, deployments: [&Deployment; 2]) -
     }
     let stuck = deployments.iter().any(|d| {
         let conditions = d.status.as_ref().and_then(|s| s.conditions.as_ref());
-        conditions.into_iter().flatten().any(|c| c.type_ == "Progressing" && c.status == "False")
+        conditions.into_iter().flatten().any(|c| c.type_.as_deref() == Some("Progressing") && c.status.as_deref() == Some("False"))
     });
     match stuck {
         true => (ConditionStatus::True, "RolloutStuck", "a rollout exceeded its progress deadline".into()),
@@ -162,5 +162,55 @@ fn counts(deployment: &Deployment) -> ReplicaCounts {
     ReplicaCounts {
         replicas: status.replicas.unwrap_or(0),
         ready_replicas: status.ready_replicas.unwrap_or(0),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use k8s_openapi::api::apps::v1::Deployment;
+    use serde_json::json;
+
+    use super::*;
+    use crate::mock::test_clock;
+
+    fn deployment(replicas: i32, ready: i32, updated: i32) -> Deployment {
+        let status = json!({ "replicas": replicas, "readyReplicas": ready, "updatedReplicas": updated });
+        serde_json::from_value(json!({ "status": status })).unwrap()
+    }
+
+    fn status_of(api: Deployment, worker: Deployment) -> ThroughputServiceStatus {
+        let applied = Applied { api, worker };
+        let seen = Observed { generation: Some(1), applied: &applied, streams: &Ok(()), shards: 16, minimum: (2, 1) };
+        observed_status(None, &seen, test_clock())
+    }
+
+    fn verdict(s: &ThroughputServiceStatus, type_: ConditionType) -> (ConditionStatus, &str) {
+        let c = s.condition(type_).unwrap();
+        (c.status, c.reason.as_str())
+    }
+
+    #[test]
+    fn scaling_up_is_progressing_and_still_ready() {
+        let s = status_of(deployment(6, 2, 6), deployment(1, 1, 1));
+        assert_eq!(verdict(&s, ConditionType::Ready), (ConditionStatus::True, "AllAvailable"));
+        assert_eq!(verdict(&s, ConditionType::Progressing), (ConditionStatus::True, "RollingOut"));
+        assert_eq!(verdict(&s, ConditionType::Degraded), (ConditionStatus::False, "AsExpected"));
+    }
+
+    #[test]
+    fn below_the_minimum_is_not_ready() {
+        let s = status_of(deployment(2, 1, 2), deployment(1, 1, 1));
+        assert_eq!(verdict(&s, ConditionType::ApiAvailable), (ConditionStatus::False, "BelowMinimum"));
+        assert_eq!(verdict(&s, ConditionType::Ready), (ConditionStatus::False, "BelowMinimum"));
+    }
+
+    #[test]
+    fn a_rollout_past_its_deadline_is_degraded() {
+        let mut stuck = deployment(2, 2, 1);
+        let condition = json!({ "type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded" });
+        stuck.status.as_mut().unwrap().conditions = Some(vec![serde_json::from_value(condition).unwrap()]);
+        let s = status_of(stuck, deployment(1, 1, 1));
+        assert_eq!(verdict(&s, ConditionType::Degraded), (ConditionStatus::True, "RolloutStuck"));
+        assert_eq!(verdict(&s, ConditionType::Ready), (ConditionStatus::True, "AllAvailable"));
     }
 }
