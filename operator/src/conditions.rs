@@ -20,42 +20,28 @@ pub struct Observed<'a> {
     pub streams: &'a Result<(), StreamsError>,
     /// Shards served.
     pub shards: i32,
+    /// `api.minReplicas` and `worker.minReplicas`: what "available" means.
+    pub minimum: (i32, i32),
 }
 
-/// The status after a successful apply.
-pub fn observed_status(
-    old: Option<&ThroughputServiceStatus>,
-    seen: &Observed,
-    now: Time,
-) -> ThroughputServiceStatus {
-    let api = counts(&seen.applied.api);
-    let worker = counts(&seen.applied.worker);
-    let available = |c: ReplicaCounts| match c.ready_replicas {
-        0 => (ConditionStatus::False, "NoReadyPods", String::from("no pod is ready yet")),
-        n => (ConditionStatus::True, "PodsReady", format!("{n} of {} pods ready", c.replicas)),
-    };
+type Verdict = (ConditionStatus, &'static str, String);
+
+/// The status after a successful apply. Ready means both fleets have their minimum of
+/// ready pods and the streams are provisioned; a fleet scaling up or rolling out is
+/// `Progressing`, not NotReady.
+pub fn observed_status(old: Option<&ThroughputServiceStatus>, seen: &Observed, now: Time) -> ThroughputServiceStatus {
+    let (api, worker) = (&seen.applied.api, &seen.applied.worker);
     let streams = match seen.streams {
-        Ok(()) => (
-            ConditionStatus::True,
-            "StreamsProvisioned",
-            "ORDERS, USERS and DEAD_LETTERS are provisioned".into(),
-        ),
+        Ok(()) => (ConditionStatus::True, "StreamsProvisioned", "ORDERS, USERS and DEAD_LETTERS are provisioned".into()),
         Err(e) => (ConditionStatus::False, "ProvisioningFailed", e.to_string()),
     };
-    let short = api.ready_replicas < api.replicas || worker.ready_replicas < worker.replicas;
-    let degraded = match (&seen.streams, short) {
-        (Err(_), _) => (ConditionStatus::True, "StreamsNotReady", "commands cannot be stored".into()),
-        (Ok(()), true) => (ConditionStatus::True, "PodsNotReady", "some pods are not ready".into()),
-        (Ok(()), false) => (ConditionStatus::False, "AsExpected", String::new()),
-    };
-    let parts = [available(api), available(worker), streams];
+    let parts = [available(api, seen.minimum.0), available(worker, seen.minimum.1), streams];
     let ready = match parts.iter().find(|p| p.0 != ConditionStatus::True) {
-        None if degraded.0 == ConditionStatus::False => {
-            (ConditionStatus::True, "AllAvailable", String::new())
-        }
-        None => (ConditionStatus::False, degraded.1, degraded.2.clone()),
+        None => (ConditionStatus::True, "AllAvailable", String::new()),
         Some(failing) => (ConditionStatus::False, failing.1, failing.2.clone()),
     };
+    let degraded = degraded(seen.streams, [api, worker]);
+    let progressing = progressing([("api", api), ("worker", worker)]);
     let [api_available, worker_available, streams_ready] = parts;
     let wanted = [
         (ConditionType::Ready, ready),
@@ -63,19 +49,65 @@ pub fn observed_status(
         (ConditionType::WorkerAvailable, worker_available),
         (ConditionType::StreamsReady, streams_ready),
         (ConditionType::Degraded, degraded),
+        (ConditionType::Progressing, progressing),
     ];
     let conditions = wanted
         .into_iter()
-        .map(|(type_, (status, reason, message))| {
-            condition(old, seen.generation, &now, type_, status, reason, message)
-        })
+        .map(|(type_, (status, reason, message))| condition(old, seen.generation, &now, type_, status, reason, message))
         .collect();
     ThroughputServiceStatus {
         observed_generation: seen.generation,
         conditions,
-        api,
-        worker,
+        api: counts(api),
+        worker: counts(worker),
         shards: Some(seen.shards),
+    }
+}
+
+/// Available: at least `minimum` pods ready (and at least one).
+fn available(deployment: &Deployment, minimum: i32) -> Verdict {
+    let c = counts(deployment);
+    let minimum = minimum.max(1);
+    match c.ready_replicas {
+        n if n >= minimum => {
+            (ConditionStatus::True, "MinimumAvailable", format!("{n} of {} pods ready (minimum {minimum})", c.replicas))
+        }
+        0 => (ConditionStatus::False, "NoReadyPods", "no pod is ready yet".into()),
+        n => (ConditionStatus::False, "BelowMinimum", format!("{n} of the minimum {minimum} pods ready")),
+    }
+}
+
+/// Degraded: commands cannot be stored, or a rollout is stuck past its deadline.
+fn degraded(streams: &Result<(), StreamsError>, deployments: [&Deployment; 2]) -> Verdict {
+    if streams.is_err() {
+        return (ConditionStatus::True, "StreamsNotReady", "commands cannot be stored".into());
+    }
+    let stuck = deployments.iter().any(|d| {
+        let conditions = d.status.as_ref().and_then(|s| s.conditions.as_ref());
+        conditions.into_iter().flatten().any(|c| c.type_.as_deref() == Some("Progressing") && c.status.as_deref() == Some("False"))
+    });
+    match stuck {
+        true => (ConditionStatus::True, "RolloutStuck", "a rollout exceeded its progress deadline".into()),
+        false => (ConditionStatus::False, "AsExpected", String::new()),
+    }
+}
+
+/// Progressing: a fleet is rolling out or scaling (pods not yet updated or ready).
+fn progressing(deployments: [(&str, &Deployment); 2]) -> Verdict {
+    let busy: Vec<String> = deployments
+        .iter()
+        .filter_map(|(fleet, d)| {
+            let s = d.status.clone().unwrap_or_default();
+            let (replicas, ready, updated) =
+                (s.replicas.unwrap_or(0), s.ready_replicas.unwrap_or(0), s.updated_replicas.unwrap_or(0));
+            let stale = s.observed_generation < d.metadata.generation;
+            (stale || ready < replicas || updated < replicas)
+                .then(|| format!("{fleet}: {ready} ready, {updated} updated of {replicas}"))
+        })
+        .collect();
+    match busy.is_empty() {
+        true => (ConditionStatus::False, "Settled", "every pod is updated and ready".into()),
+        false => (ConditionStatus::True, "RollingOut", busy.join("; ")),
     }
 }
 
@@ -130,5 +162,55 @@ fn counts(deployment: &Deployment) -> ReplicaCounts {
     ReplicaCounts {
         replicas: status.replicas.unwrap_or(0),
         ready_replicas: status.ready_replicas.unwrap_or(0),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use k8s_openapi::api::apps::v1::Deployment;
+    use serde_json::json;
+
+    use super::*;
+    use crate::mock::test_clock;
+
+    fn deployment(replicas: i32, ready: i32, updated: i32) -> Deployment {
+        let status = json!({ "replicas": replicas, "readyReplicas": ready, "updatedReplicas": updated });
+        serde_json::from_value(json!({ "status": status })).unwrap()
+    }
+
+    fn status_of(api: Deployment, worker: Deployment) -> ThroughputServiceStatus {
+        let applied = Applied { api, worker };
+        let seen = Observed { generation: Some(1), applied: &applied, streams: &Ok(()), shards: 16, minimum: (2, 1) };
+        observed_status(None, &seen, test_clock())
+    }
+
+    fn verdict(s: &ThroughputServiceStatus, type_: ConditionType) -> (ConditionStatus, &str) {
+        let c = s.condition(type_).unwrap();
+        (c.status, c.reason.as_str())
+    }
+
+    #[test]
+    fn scaling_up_is_progressing_and_still_ready() {
+        let s = status_of(deployment(6, 2, 6), deployment(1, 1, 1));
+        assert_eq!(verdict(&s, ConditionType::Ready), (ConditionStatus::True, "AllAvailable"));
+        assert_eq!(verdict(&s, ConditionType::Progressing), (ConditionStatus::True, "RollingOut"));
+        assert_eq!(verdict(&s, ConditionType::Degraded), (ConditionStatus::False, "AsExpected"));
+    }
+
+    #[test]
+    fn below_the_minimum_is_not_ready() {
+        let s = status_of(deployment(2, 1, 2), deployment(1, 1, 1));
+        assert_eq!(verdict(&s, ConditionType::ApiAvailable), (ConditionStatus::False, "BelowMinimum"));
+        assert_eq!(verdict(&s, ConditionType::Ready), (ConditionStatus::False, "BelowMinimum"));
+    }
+
+    #[test]
+    fn a_rollout_past_its_deadline_is_degraded() {
+        let mut stuck = deployment(2, 2, 1);
+        let condition = json!({ "type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded" });
+        stuck.status.as_mut().unwrap().conditions = Some(vec![serde_json::from_value(condition).unwrap()]);
+        let s = status_of(stuck, deployment(1, 1, 1));
+        assert_eq!(verdict(&s, ConditionType::Degraded), (ConditionStatus::True, "RolloutStuck"));
+        assert_eq!(verdict(&s, ConditionType::Ready), (ConditionStatus::True, "AllAvailable"));
     }
 }

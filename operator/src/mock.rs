@@ -45,8 +45,8 @@ impl StreamProvisioner for FakeStreams {
         Box::pin(futures::future::ready(self.failure.clone().map_or(Ok(()), Err)))
     }
 
-    fn delete<'a>(&'a self, nats_url: &'a str) -> BoxFuture<'a, Result<(), StreamsError>> {
-        self.calls.lock().unwrap().push(format!("delete {nats_url}"));
+    fn delete<'a>(&'a self, plan: &'a StreamPlan) -> BoxFuture<'a, Result<(), StreamsError>> {
+        self.calls.lock().unwrap().push(format!("delete {}", plan.nats_url));
         Box::pin(futures::future::ready(self.failure.clone().map_or(Ok(()), Err)))
     }
 }

@@ -19,7 +19,7 @@ use crate::error::{Error, Result};
 use crate::events::{publish, transitions};
 use crate::prune::prune;
 use crate::resource::{DeletionPolicy, ThroughputService, ThroughputServiceStatus};
-use crate::streams::StreamPlan;
+use crate::streams::{StreamOwner, StreamPlan};
 use crate::validate::{InvalidSpec, validate};
 
 /// The finalizer that keeps a resource until its streams are dealt with.
@@ -71,7 +71,7 @@ async fn apply(tps: &ThroughputService, ctx: &Context) -> Result<Action> {
     // Streams before workloads: pods that start first would create them with
     // the binaries' defaults. A NATS failure does not stop the rollout; it shows
     // in the status and is retried soon.
-    let streams = ctx.streams.ensure(&StreamPlan::from_spec(&validated.spec)).await;
+    let streams = ctx.streams.ensure(&StreamPlan::from_spec(&validated.spec, StreamOwner::of(tps))).await;
     let desired = desired(&validated);
     // Prune first: KEDA's webhook refuses a ScaledObject on a Deployment that an
     // HPA still targets, so a switch of autoscaler must remove the old one first.
@@ -82,6 +82,7 @@ async fn apply(tps: &ThroughputService, ctx: &Context) -> Result<Action> {
         applied: &applied,
         streams: &streams,
         shards: validated.spec.worker.shards,
+        minimum: (validated.spec.api.min_replicas, validated.spec.worker.min_replicas),
     };
     let status = observed_status(tps.status.as_ref(), &seen, (ctx.clock)());
     update_status(tps, ctx, status).await?;
@@ -120,8 +121,11 @@ async fn update_status(
 async fn cleanup(tps: &ThroughputService, ctx: &Context) -> Result<Action> {
     let (reason, note) = match tps.spec.deletion_policy {
         DeletionPolicy::Delete => {
-            ctx.streams.delete(&tps.spec.nats.url).await?;
-            ("StreamsDeleted", "deletionPolicy Delete: ORDERS, USERS and DEAD_LETTERS were deleted")
+            ctx.streams.delete(&StreamPlan::of(tps)).await?;
+            (
+                "StreamsDeleted",
+                "deletionPolicy Delete: ORDERS, USERS and DEAD_LETTERS were deleted (those another resource owns were kept)",
+            )
         }
         DeletionPolicy::Retain => {
             ("StreamsRetained", "deletionPolicy Retain: the streams and their commands are kept")

@@ -5,6 +5,7 @@
 //! so that an object admitted by an older CRD, or by a cluster without CEL,
 //! still never reaches the builders.
 
+use k8s_openapi::api::core::v1::ResourceRequirements;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::{Resource, ResourceExt};
 
@@ -66,7 +67,21 @@ fn check_spec(spec: &ThroughputServiceSpec) -> Result<(), InvalidSpec> {
     if spec.nats.url.is_empty() || spec.redis.url.is_empty() {
         return fail("nats.url and redis.url must be set");
     }
+    if !names_cpu(spec.api.resources.as_ref()) {
+        return fail("api.resources needs a cpu request (or limit)");
+    }
+    if worker.autoscaling == Autoscaling::Hpa && !names_cpu(worker.resources.as_ref()) {
+        return fail("worker.resources needs a cpu request (or limit) with autoscaling hpa");
+    }
     Ok(())
+}
+
+/// No resources (the operator's defaults apply), or resources that name a CPU
+/// request or limit: what a CPU HPA needs.
+fn names_cpu(resources: Option<&ResourceRequirements>) -> bool {
+    let Some(r) = resources else { return true };
+    let has = |map: &Option<std::collections::BTreeMap<String, _>>| map.as_ref().is_some_and(|m| m.contains_key("cpu"));
+    has(&r.requests) || has(&r.limits)
 }
 
 #[cfg(test)]
@@ -95,6 +110,8 @@ mod tests {
             ("{worker: {shards: 4, maxReplicas: 8}}", "worker.shards"),
             ("{worker: {autoscaling: keda}}", "nats.monitoringEndpoint"),
             ("{image: ' '}", "image"),
+            ("{api: {resources: {requests: {memory: 1Gi}}}}", "api.resources"),
+            ("{worker: {resources: {limits: {memory: 1Gi}}}}", "worker.resources"),
         ];
         for (patch, needle) in cases {
             let message = refused(&ThroughputService::with_spec(patch));

@@ -5,17 +5,24 @@ use std::time::Duration;
 use async_nats::jetstream::{self, consumer::AckPolicy, stream::StorageType};
 use tps_contract::subject::DUPLICATE_WINDOW_SECS;
 use tps_operator::ThroughputService;
-use tps_operator::streams::{JetStreamProvisioner, StreamPlan, StreamProvisioner, StreamsError};
+use tps_operator::streams::{
+    JetStreamProvisioner, OWNER_UID_KEY, StreamOwner, StreamPlan, StreamProvisioner, StreamsError,
+};
 use tps_testkit::Nats;
 
 fn plan(url: &str, extra: &str) -> StreamPlan {
+    owned_plan(url, extra, "uid-shop")
+}
+
+fn owned_plan(url: &str, extra: &str, uid: &str) -> StreamPlan {
     let yaml = format!(
         "{{image: img, nats: {{url: '{url}', streams: {{{extra}}}}}, worker: {{shards: 4, maxReplicas: 4}},
           postgres: {{urlSecretRef: {{name: db, key: url}}}}, redis: {{url: 'redis://r'}},
           auth: {{jwtSecretRef: {{name: jwt, key: k}}}}}}"
     );
     let spec = serde_yaml::from_str(&yaml).expect("spec");
-    StreamPlan::from_spec(&ThroughputService::new("shop", spec).spec)
+    let owner = StreamOwner { uid: uid.into(), name: format!("sales/{uid}") };
+    StreamPlan::from_spec(&ThroughputService::new("shop", spec).spec, owner)
 }
 
 async fn js(url: &str) -> jetstream::Context {
@@ -38,6 +45,7 @@ async fn ensure_creates_the_contract_streams_and_shard_consumers() {
         assert_eq!(c.storage, StorageType::File);
         assert_eq!(c.duplicate_window, Duration::from_secs(DUPLICATE_WINDOW_SECS));
         assert_eq!((c.max_bytes, c.max_age, c.num_replicas), (1_048_576, Duration::from_secs(3600), 1));
+        assert_eq!(c.metadata[OWNER_UID_KEY], "uid-shop");
     }
     for (stream, prefix) in [("ORDERS", "orders"), ("USERS", "users")] {
         let s = js.get_stream(stream).await.unwrap();
@@ -64,12 +72,47 @@ async fn changed_limits_reach_existing_streams() {
 async fn delete_removes_the_streams_and_tolerates_absent_ones() {
     let nats = Nats::start().await.expect("nats-server");
     JetStreamProvisioner.ensure(&plan(&nats.url(), "")).await.unwrap();
-    JetStreamProvisioner.delete(&nats.url()).await.expect("deleted");
+    JetStreamProvisioner.delete(&plan(&nats.url(), "")).await.expect("deleted");
     let js = js(&nats.url()).await;
     for name in ["ORDERS", "USERS", "DEAD_LETTERS"] {
         assert!(js.get_stream(name).await.is_err(), "{name} still exists");
     }
-    JetStreamProvisioner.delete(&nats.url()).await.expect("deleting nothing is fine");
+    JetStreamProvisioner.delete(&plan(&nats.url(), "")).await.expect("deleting nothing is fine");
+}
+
+#[tokio::test]
+async fn streams_of_another_resource_are_neither_updated_nor_deleted() {
+    let nats = Nats::start().await.expect("nats-server");
+    let first = owned_plan(&nats.url(), "maxBytes: 1048576", "uid-first");
+    let second = owned_plan(&nats.url(), "maxBytes: 2097152", "uid-second");
+    JetStreamProvisioner.ensure(&first).await.expect("first provisions");
+
+    let err = JetStreamProvisioner.ensure(&second).await.expect_err("second is refused");
+    assert!(
+        matches!(&err, StreamsError::OwnedByAnother { stream, owner } if stream == "ORDERS" && owner.contains("uid-first")),
+        "{err}"
+    );
+    JetStreamProvisioner.delete(&second).await.expect("a foreign stream is skipped, not an error");
+
+    let js = js(&nats.url()).await;
+    for name in ["ORDERS", "USERS", "DEAD_LETTERS"] {
+        let info = js.get_stream(name).await.expect(name).get_info().await.unwrap();
+        assert_eq!(info.config.metadata[OWNER_UID_KEY], "uid-first", "{name}");
+        assert_eq!(info.config.max_bytes, 1_048_576, "{name} was updated by the second resource");
+    }
+    JetStreamProvisioner.delete(&first).await.expect("the owner deletes");
+    assert!(js.get_stream("ORDERS").await.is_err(), "the owner's delete left ORDERS");
+}
+
+#[tokio::test]
+async fn unmarked_streams_are_adopted() {
+    let nats = Nats::start().await.expect("nats-server");
+    let js = js(&nats.url()).await;
+    // As the binaries create them locally: the contract's configuration, no owner mark.
+    tps_contract::streams::ensure_streams(&js, &Default::default()).await.expect("local streams");
+    JetStreamProvisioner.ensure(&plan(&nats.url(), "")).await.expect("adopted");
+    let info = js.get_stream("ORDERS").await.unwrap().get_info().await.unwrap();
+    assert_eq!(info.config.metadata[OWNER_UID_KEY], "uid-shop");
 }
 
 #[tokio::test]

@@ -5,9 +5,10 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{
     Capabilities, ConfigMapEnvSource, Container, ContainerPort, EmptyDirVolumeSource, EnvFromSource, EnvVar,
-    EnvVarSource, HTTPGetAction, PodSecurityContext, PodSpec, PodTemplateSpec, Probe, SeccompProfile,
-    SecretKeySelector, SecurityContext, Volume, VolumeMount,
+    EnvVarSource, HTTPGetAction, Lifecycle, LifecycleHandler, PodSecurityContext, PodSpec, PodTemplateSpec, Probe,
+    ResourceRequirements, SeccompProfile, SecretKeySelector, SecurityContext, SleepAction, Volume, VolumeMount,
 };
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
@@ -20,6 +21,12 @@ use crate::validate::Validated;
 pub const CONFIG_HASH_ANNOTATION: &str = "throughput.dev/config-hash";
 /// UID the containers run as (any non-root UID works; the image needs no user).
 pub const RUN_AS_USER: i64 = 65532;
+/// Seconds a terminating pod keeps serving before SIGTERM, so that endpoints and load
+/// balancers stop sending it traffic first (the image has no shell: a `sleep` action).
+pub const PRE_STOP_SLEEP_SECONDS: i64 = 5;
+/// Failed readiness probes before a pod leaves the endpoints: one blip does not
+/// empty every endpoint at once.
+pub const READINESS_FAILURES: i32 = 3;
 
 /// The pod template of one workload.
 pub fn pod_template(v: &Validated, component: Component) -> PodTemplateSpec {
@@ -63,6 +70,7 @@ fn container(v: &Validated, component: Component) -> Container {
         Component::Api => v.spec.api.resources.clone(),
         Component::Worker => v.spec.worker.resources.clone(),
     };
+    let resources = with_default_requests(resources, component);
     Container {
         name: component.as_str().into(),
         image: Some(v.spec.image.clone()),
@@ -77,9 +85,16 @@ fn container(v: &Validated, component: Component) -> Container {
             secret_env("DATABASE_URL", &v.spec.postgres.url_secret_ref),
             secret_env("AUTH_JWT_SECRET", &v.spec.auth.jwt_secret_ref),
         ]),
-        resources,
+        resources: Some(resources),
         liveness_probe: Some(probe("/healthz", health_port(component), 3)),
-        readiness_probe: Some(probe("/readyz", health_port(component), 1)),
+        readiness_probe: Some(probe("/readyz", health_port(component), READINESS_FAILURES)),
+        lifecycle: Some(Lifecycle {
+            pre_stop: Some(LifecycleHandler {
+                sleep: Some(SleepAction { seconds: PRE_STOP_SLEEP_SECONDS }),
+                ..LifecycleHandler::default()
+            }),
+            ..Lifecycle::default()
+        }),
         security_context: Some(SecurityContext {
             allow_privilege_escalation: Some(false),
             read_only_root_filesystem: Some(true),
@@ -94,6 +109,25 @@ fn container(v: &Validated, component: Component) -> Container {
         }]),
         ..Container::default()
     }
+}
+
+/// CPU and memory requests when the spec names neither a request nor a limit for
+/// them: a CPU HPA computes utilisation against the request, and without one it
+/// never scales.
+pub fn with_default_requests(resources: Option<ResourceRequirements>, component: Component) -> ResourceRequirements {
+    let mut resources = resources.unwrap_or_default();
+    let memory = match component {
+        Component::Api => "128Mi",
+        Component::Worker => "256Mi",
+    };
+    let limits = resources.limits.clone().unwrap_or_default();
+    let requests = resources.requests.get_or_insert_with(BTreeMap::new);
+    for (name, default) in [("cpu", "250m"), ("memory", memory)] {
+        if !requests.contains_key(name) && !limits.contains_key(name) {
+            requests.insert(name.to_owned(), Quantity(default.to_owned()));
+        }
+    }
+    resources
 }
 
 /// The api serves its probes on the api port; the worker on its metrics port.

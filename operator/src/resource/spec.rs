@@ -75,6 +75,7 @@ pub struct ThroughputServiceSpec {
 /// The api Deployment, its HorizontalPodAutoscaler and optional Ingress.
 #[derive(KubeSchema, Deserialize, Serialize, Clone, Debug, PartialEq)]
 #[x_kube(validation = Rule::new("self.minReplicas <= self.maxReplicas").message("api.minReplicas must not exceed api.maxReplicas"))]
+#[x_kube(validation = Rule::new("!has(self.resources) || (has(self.resources.requests) && 'cpu' in self.resources.requests) || (has(self.resources.limits) && 'cpu' in self.resources.limits)").message("api.resources needs a cpu request (or limit): the HPA scales on CPU utilisation of the request"))]
 #[serde(rename_all = "camelCase")]
 pub struct ApiSpec {
     /// Fewest api pods the autoscaler keeps.
@@ -89,7 +90,8 @@ pub struct ApiSpec {
     #[serde(default = "default_cpu_target", rename = "targetCPUUtilizationPercentage")]
     #[schemars(range(min = 1, max = 100))]
     pub target_cpu_utilization_percentage: i32,
-    /// Requests and limits of the api container.
+    /// Requests and limits of the api container. CPU and memory requests default to
+    /// 250m and 128Mi when neither a request nor a limit names them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resources: Option<ResourceRequirements>,
     /// Exposes the api outside the cluster when set.
@@ -116,6 +118,7 @@ pub struct IngressSpec {
 #[derive(KubeSchema, Deserialize, Serialize, Clone, Debug, PartialEq)]
 #[x_kube(validation = Rule::new("self.minReplicas <= self.maxReplicas").message("worker.minReplicas must not exceed worker.maxReplicas"))]
 #[x_kube(validation = Rule::new("self.maxReplicas <= self.shards").message("worker.maxReplicas must not exceed worker.shards: a worker owns at least one shard"))]
+#[x_kube(validation = Rule::new("self.autoscaling != 'hpa' || !has(self.resources) || (has(self.resources.requests) && 'cpu' in self.resources.requests) || (has(self.resources.limits) && 'cpu' in self.resources.limits)").message("worker.resources needs a cpu request (or limit) with autoscaling hpa: the HPA scales on CPU utilisation of the request"))]
 #[serde(rename_all = "camelCase")]
 pub struct WorkerSpec {
     /// Fewest worker pods the autoscaler keeps.
@@ -136,7 +139,8 @@ pub struct WorkerSpec {
     #[serde(default = "default_batch_size")]
     #[schemars(range(min = 1, max = 10000))]
     pub batch_size: i32,
-    /// Requests and limits of the worker container.
+    /// Requests and limits of the worker container. CPU and memory requests default
+    /// to 250m and 256Mi when neither a request nor a limit names them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resources: Option<ResourceRequirements>,
     /// Which autoscaler drives the worker Deployment.

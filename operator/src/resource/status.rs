@@ -11,7 +11,7 @@ pub struct ThroughputServiceStatus {
     /// The `metadata.generation` this status describes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
-    /// Ready, ApiAvailable, WorkerAvailable, StreamsReady and Degraded.
+    /// Ready, ApiAvailable, WorkerAvailable, StreamsReady, Degraded and Progressing.
     #[serde(default)]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Vec<Condition>,
@@ -42,7 +42,7 @@ pub struct ReplicaCounts {
 #[derive(JsonSchema, Deserialize, Serialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct Condition {
-    /// Ready, ApiAvailable, WorkerAvailable, StreamsReady or Degraded.
+    /// Ready, ApiAvailable, WorkerAvailable, StreamsReady, Degraded or Progressing.
     #[serde(rename = "type")]
     pub type_: ConditionType,
     /// True, False or Unknown.
@@ -63,16 +63,18 @@ pub struct Condition {
 /// The condition types of a `ThroughputService`.
 #[derive(JsonSchema, Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum ConditionType {
-    /// Everything below is true and nothing is degraded.
+    /// ApiAvailable, WorkerAvailable and StreamsReady hold.
     Ready,
-    /// At least one api pod is ready.
+    /// At least `api.minReplicas` api pods are ready.
     ApiAvailable,
-    /// At least one worker pod is ready.
+    /// At least `worker.minReplicas` worker pods are ready.
     WorkerAvailable,
     /// The streams and shard consumers exist with the desired configuration.
     StreamsReady,
-    /// Something runs, but below what was asked for.
+    /// Commands cannot be stored, or a rollout is stuck.
     Degraded,
+    /// A fleet is rolling out or scaling: not every pod is updated and ready yet.
+    Progressing,
 }
 
 /// The status of a condition.

@@ -25,6 +25,7 @@ fn starting_status(shards: i64) -> Value {
             condition("WorkerAvailable", "False", "NoReadyPods", "no pod is ready yet"),
             condition("StreamsReady", "True", "StreamsProvisioned", "ORDERS, USERS and DEAD_LETTERS are provisioned"),
             condition("Degraded", "False", "AsExpected", ""),
+            condition("Progressing", "False", "Settled", "every pod is updated and ready"),
         ],
         "api": { "replicas": 0, "readyReplicas": 0 },
         "worker": { "replicas": 0, "readyReplicas": 0 },
@@ -112,7 +113,9 @@ async fn an_hpa_owned_replica_count_is_never_written() {
     let mut status = starting_status(16);
     status["api"]["replicas"] = json!(7);
     status["worker"]["replicas"] = json!(7);
-    status["conditions"][4] = condition("Degraded", "True", "PodsNotReady", "some pods are not ready");
+    // Pods still starting are a rollout in progress, not a degradation.
+    let rolling = "api: 0 ready, 0 updated of 7; worker: 0 ready, 0 updated of 7";
+    status["conditions"][5] = condition("Progressing", "True", "RollingOut", rolling);
     scenario.status = Some(status);
     let mocksrv = server.run(Scenario::Apply(Box::new(scenario)));
     reconcile(Arc::new(tps), ctx).await.expect("reconciler");
@@ -126,20 +129,21 @@ async fn status_update_moves_only_the_conditions_that_changed() {
     let mut old = starting_status(16);
     old["conditions"][3]["lastTransitionTime"] = json!("2025-12-31T00:00:00Z");
     old["conditions"][4]["lastTransitionTime"] = json!("2025-12-31T00:00:00Z");
+    old["conditions"][5]["lastTransitionTime"] = json!("2025-12-31T00:00:00Z");
     for c in old["conditions"].as_array_mut().unwrap().iter_mut().take(3) {
         c["lastTransitionTime"] = json!("2025-12-31T00:00:00Z");
     }
     let tps = ThroughputService::test().finalized().with_status(serde_json::from_value(old.clone()).unwrap());
     let mut scenario = apply_scenario(&tps, "{}");
-    let ready = json!({ "status": { "replicas": 2, "readyReplicas": 2 } });
+    let ready = json!({ "status": { "replicas": 2, "readyReplicas": 2, "updatedReplicas": 2 } });
     scenario.deployments = [ready.clone(), ready];
     scenario.events = vec![("Normal", "Ready")];
     let mut status = old;
     status["api"] = json!({ "replicas": 2, "readyReplicas": 2 });
     status["worker"] = json!({ "replicas": 2, "readyReplicas": 2 });
     status["conditions"][0] = condition("Ready", "True", "AllAvailable", "");
-    status["conditions"][1] = condition("ApiAvailable", "True", "PodsReady", "2 of 2 pods ready");
-    status["conditions"][2] = condition("WorkerAvailable", "True", "PodsReady", "2 of 2 pods ready");
+    status["conditions"][1] = condition("ApiAvailable", "True", "MinimumAvailable", "2 of 2 pods ready (minimum 2)");
+    status["conditions"][2] = condition("WorkerAvailable", "True", "MinimumAvailable", "2 of 2 pods ready (minimum 1)");
     scenario.status = Some(status.clone());
     let mocksrv = server.run(Scenario::Apply(Box::new(scenario)));
     reconcile(Arc::new(tps.clone()), ctx).await.expect("reconciler");
@@ -149,7 +153,7 @@ async fn status_update_moves_only_the_conditions_that_changed() {
     let (ctx, server, _) = Context::test(FakeStreams::default());
     let tps = tps.with_status(serde_json::from_value(status).unwrap());
     let mut again = apply_scenario(&tps, "{}");
-    let ready = json!({ "status": { "replicas": 2, "readyReplicas": 2 } });
+    let ready = json!({ "status": { "replicas": 2, "readyReplicas": 2, "updatedReplicas": 2 } });
     again.deployments = [ready.clone(), ready];
     again.events = vec![];
     again.status = None;

@@ -2,11 +2,11 @@
 
 use std::time::Duration;
 
-use async_nats::jetstream::{self, ErrorCode, context::DeleteStreamErrorKind};
+use async_nats::jetstream::{self, ErrorCode, context::GetStreamErrorKind};
 use futures::future::BoxFuture;
 use tps_contract::subject::{DEAD_LETTER_STREAM, ORDERS_STREAM, USERS_STREAM};
 
-use super::{StreamPlan, StreamProvisioner, StreamsError};
+use super::{OWNER_NAME_KEY, OWNER_UID_KEY, StreamOwner, StreamPlan, StreamProvisioner, StreamsError};
 
 /// How long to wait for NATS before reporting it unreachable.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -21,8 +21,8 @@ impl StreamProvisioner for JetStreamProvisioner {
         Box::pin(ensure(plan))
     }
 
-    fn delete<'a>(&'a self, nats_url: &'a str) -> BoxFuture<'a, Result<(), StreamsError>> {
-        Box::pin(delete(nats_url))
+    fn delete<'a>(&'a self, plan: &'a StreamPlan) -> BoxFuture<'a, Result<(), StreamsError>> {
+        Box::pin(delete(plan))
     }
 }
 
@@ -38,11 +38,13 @@ async fn connect(url: &str) -> Result<jetstream::Context, StreamsError> {
 }
 
 /// Streams first (consumers need them), then one durable consumer per shard.
-/// Both calls create or update, so limits changed in the spec reach the server.
+/// Both calls create or update, so limits changed in the spec reach the server;
+/// a stream another resource owns is refused before anything is written.
 async fn ensure(plan: &StreamPlan) -> Result<(), StreamsError> {
     let js = connect(&plan.nats_url).await?;
     for config in plan.streams() {
         let object = config.name.clone();
+        ownership(&js, &object, &plan.owner).await?;
         js.create_or_update_stream(config)
             .await
             .map_err(|e| StreamsError::Refused { object, message: e.to_string() })?;
@@ -56,18 +58,51 @@ async fn ensure(plan: &StreamPlan) -> Result<(), StreamsError> {
     Ok(())
 }
 
-async fn delete(nats_url: &str) -> Result<(), StreamsError> {
-    let js = connect(nats_url).await?;
+async fn delete(plan: &StreamPlan) -> Result<(), StreamsError> {
+    let js = connect(&plan.nats_url).await?;
     for name in [ORDERS_STREAM, USERS_STREAM, DEAD_LETTER_STREAM] {
-        match js.delete_stream(name).await {
-            Ok(_) => {}
-            Err(e) if is_not_found(&e.kind()) => {}
-            Err(e) => return Err(StreamsError::Refused { object: name.to_owned(), message: e.to_string() }),
+        match ownership(&js, name, &plan.owner).await {
+            Ok(Ownership::Absent) => continue,
+            Ok(Ownership::Ours) => {}
+            Err(e @ StreamsError::OwnedByAnother { .. }) => {
+                tracing::warn!(owner = %plan.owner.name, error = %e, "not deleting a stream we do not own");
+                continue;
+            }
+            Err(e) => return Err(e),
         }
+        js.delete_stream(name)
+            .await
+            .map_err(|e| StreamsError::Refused { object: name.to_owned(), message: e.to_string() })?;
     }
     Ok(())
 }
 
-fn is_not_found(kind: &DeleteStreamErrorKind) -> bool {
-    matches!(kind, DeleteStreamErrorKind::JetStream(e) if e.error_code() == ErrorCode::STREAM_NOT_FOUND)
+/// Whether a stream exists, and if so that it is ours.
+#[derive(Debug, PartialEq, Eq)]
+enum Ownership {
+    /// No such stream.
+    Absent,
+    /// Marked with our UID, or not marked at all (made by an operator before
+    /// ownership marks, or by the binaries locally): ours to update or delete.
+    Ours,
+}
+
+async fn ownership(js: &jetstream::Context, name: &str, owner: &StreamOwner) -> Result<Ownership, StreamsError> {
+    let stream = match js.get_stream(name).await {
+        Ok(stream) => stream,
+        Err(e) if is_not_found(&e.kind()) => return Ok(Ownership::Absent),
+        Err(e) => return Err(StreamsError::Refused { object: name.to_owned(), message: e.to_string() }),
+    };
+    let metadata = &stream.cached_info().config.metadata;
+    match metadata.get(OWNER_UID_KEY) {
+        Some(uid) if *uid != owner.uid => Err(StreamsError::OwnedByAnother {
+            stream: name.to_owned(),
+            owner: format!("{} (uid {uid})", metadata.get(OWNER_NAME_KEY).map_or("?", String::as_str)),
+        }),
+        _ => Ok(Ownership::Ours),
+    }
+}
+
+fn is_not_found(kind: &GetStreamErrorKind) -> bool {
+    matches!(kind, GetStreamErrorKind::JetStream(e) if e.error_code() == ErrorCode::STREAM_NOT_FOUND)
 }

@@ -11,14 +11,15 @@ mod plan;
 use futures::future::BoxFuture;
 
 pub use jetstream::JetStreamProvisioner;
-pub use plan::StreamPlan;
+pub use plan::{OWNER_NAME_KEY, OWNER_UID_KEY, StreamOwner, StreamPlan};
 
 /// Creates, updates and deletes the streams of a `ThroughputService`.
 pub trait StreamProvisioner: Send + Sync {
     /// Creates or updates the streams and the durable consumer of every shard.
     fn ensure<'a>(&'a self, plan: &'a StreamPlan) -> BoxFuture<'a, Result<(), StreamsError>>;
-    /// Deletes the streams (and so their consumers); absent streams are fine.
-    fn delete<'a>(&'a self, nats_url: &'a str) -> BoxFuture<'a, Result<(), StreamsError>>;
+    /// Deletes the plan owner's streams (and so their consumers); absent streams, and
+    /// streams another resource owns, are left alone.
+    fn delete<'a>(&'a self, plan: &'a StreamPlan) -> BoxFuture<'a, Result<(), StreamsError>>;
 }
 
 /// NATS could not be reached, or refused a stream or consumer.
@@ -31,6 +32,15 @@ pub enum StreamsError {
         url: String,
         /// What the client said.
         message: String,
+    },
+    /// The stream exists and belongs to another `ThroughputService`: it is neither
+    /// updated nor deleted.
+    #[error("stream {stream} belongs to {owner}; point this resource at another NATS (or account)")]
+    OwnedByAnother {
+        /// The stream.
+        stream: String,
+        /// Its owner, `<namespace>/<name> (uid …)`.
+        owner: String,
     },
     /// A stream or consumer was refused.
     #[error("{object}: {message}")]

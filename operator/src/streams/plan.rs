@@ -1,12 +1,41 @@
 //! What to provision (no client required): the stream and consumer configurations.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use async_nats::jetstream::{consumer, stream};
 use tps_contract::streams::{StreamLimits, dead_letter_stream, orders_stream, shard_consumer, users_stream};
 use tps_contract::subject::{ORDERS_STREAM, USERS_STREAM};
 
-use crate::resource::ThroughputServiceSpec;
+use kube::ResourceExt;
+
+use crate::resource::{ThroughputService, ThroughputServiceSpec};
+
+/// Stream metadata key holding the UID of the `ThroughputService` that owns the stream.
+pub const OWNER_UID_KEY: &str = "throughput.dev/owner-uid";
+/// Stream metadata key holding `<namespace>/<name>` of the owner, for people.
+pub const OWNER_NAME_KEY: &str = "throughput.dev/owner";
+
+/// The `ThroughputService` a stream belongs to. Its UID is written into the stream's
+/// metadata and compared before any update or delete, so that two resources pointed
+/// at one NATS never change or delete each other's streams.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamOwner {
+    /// `metadata.uid` of the resource.
+    pub uid: String,
+    /// `<namespace>/<name>` of the resource.
+    pub name: String,
+}
+
+impl StreamOwner {
+    /// The owner mark of a resource.
+    pub fn of(tps: &ThroughputService) -> Self {
+        Self {
+            uid: tps.uid().unwrap_or_default(),
+            name: format!("{}/{}", tps.namespace().unwrap_or_default(), tps.name_any()),
+        }
+    }
+}
 
 /// The streams and shard consumers of one `ThroughputService`.
 #[derive(Debug, Clone, PartialEq)]
@@ -17,13 +46,21 @@ pub struct StreamPlan {
     pub limits: StreamLimits,
     /// Shards, each with a durable consumer on ORDERS and on USERS.
     pub shards: u32,
+    /// Whose streams these are.
+    pub owner: StreamOwner,
 }
 
 impl StreamPlan {
-    /// The plan of a spec.
-    pub fn from_spec(spec: &ThroughputServiceSpec) -> Self {
+    /// The plan of a resource: its spec, its owner mark.
+    pub fn of(tps: &ThroughputService) -> Self {
+        Self::from_spec(&tps.spec, StreamOwner::of(tps))
+    }
+
+    /// The plan of a spec, for the resource `owner`.
+    pub fn from_spec(spec: &ThroughputServiceSpec, owner: StreamOwner) -> Self {
         let streams = &spec.nats.streams;
         Self {
+            owner,
             nats_url: spec.nats.url.clone(),
             limits: StreamLimits {
                 replicas: streams.replicas.max(1) as usize,
@@ -34,9 +71,16 @@ impl StreamPlan {
         }
     }
 
-    /// ORDERS, USERS and DEAD_LETTERS, in that order.
+    /// ORDERS, USERS and DEAD_LETTERS, in that order, each marked with the owner.
     pub fn streams(&self) -> Vec<stream::Config> {
-        vec![orders_stream(&self.limits), users_stream(&self.limits), dead_letter_stream(&self.limits)]
+        let metadata = HashMap::from([
+            (OWNER_UID_KEY.to_owned(), self.owner.uid.clone()),
+            (OWNER_NAME_KEY.to_owned(), self.owner.name.clone()),
+        ]);
+        [orders_stream(&self.limits), users_stream(&self.limits), dead_letter_stream(&self.limits)]
+            .into_iter()
+            .map(|config| stream::Config { metadata: metadata.clone(), ..config })
+            .collect()
     }
 
     /// `(stream, consumer)` for every shard of ORDERS, then of USERS.
@@ -55,11 +99,14 @@ mod tests {
     use tps_contract::subject::DUPLICATE_WINDOW_SECS;
 
     use super::*;
-    use crate::resource::ThroughputService;
+
+    fn owner() -> StreamOwner {
+        StreamOwner { uid: "uid-1".into(), name: "sales/shop".into() }
+    }
 
     #[test]
     fn minimal_spec_plans_the_contract_streams_with_defaults() {
-        let plan = StreamPlan::from_spec(&ThroughputService::test().spec);
+        let plan = StreamPlan::from_spec(&ThroughputService::test().spec, owner());
         assert_eq!(plan.nats_url, "nats://nats.sales:4222");
         assert_eq!(plan.limits, StreamLimits::default());
         let streams = plan.streams();
@@ -72,6 +119,8 @@ mod tests {
                 if s.name == "DEAD_LETTERS" { RetentionPolicy::Limits } else { RetentionPolicy::WorkQueue };
             assert_eq!(s.retention, retention);
             assert_eq!(s.duplicate_window, Duration::from_secs(DUPLICATE_WINDOW_SECS));
+            assert_eq!(s.metadata[OWNER_UID_KEY], "uid-1");
+            assert_eq!(s.metadata[OWNER_NAME_KEY], "sales/shop");
         }
     }
 
@@ -80,7 +129,7 @@ mod tests {
         let tps = ThroughputService::with_spec(
             "{nats: {streams: {replicas: 3, maxBytes: 1048576, maxAgeSeconds: 3600}}, worker: {shards: 4, maxReplicas: 4}}",
         );
-        let plan = StreamPlan::from_spec(&tps.spec);
+        let plan = StreamPlan::from_spec(&tps.spec, owner());
         for s in plan.streams() {
             assert_eq!((s.num_replicas, s.max_bytes, s.max_age), (3, 1_048_576, Duration::from_secs(3600)));
         }

@@ -21,7 +21,14 @@ fn minimal_spec_builds_both_workloads_with_defaults() {
     assert_eq!(c.image_pull_policy.as_deref(), Some("IfNotPresent"));
     assert_eq!(c.command, Some(vec!["api".to_string()]));
     assert_eq!(container(&d.worker.deployment).command, Some(vec!["worker".to_string()]));
-    assert_eq!(c.resources, None);
+    // Default requests, so that a CPU HPA has something to measure against.
+    let requests = c.resources.as_ref().unwrap().requests.clone().unwrap();
+    assert_eq!((requests["cpu"].0.as_str(), requests["memory"].0.as_str()), ("250m", "128Mi"));
+    let worker = container(&d.worker.deployment).resources.clone().unwrap().requests.unwrap();
+    assert_eq!((worker["cpu"].0.as_str(), worker["memory"].0.as_str()), ("250m", "256Mi"));
+    assert_eq!(c.readiness_probe.as_ref().unwrap().failure_threshold, Some(3));
+    let pre_stop = c.lifecycle.as_ref().unwrap().pre_stop.as_ref().unwrap();
+    assert_eq!(pre_stop.sleep.as_ref().unwrap().seconds, 5);
 }
 
 #[test]
@@ -123,10 +130,11 @@ fn every_plain_field_reaches_the_pods() {
     assert_eq!(api.image_pull_policy.as_deref(), Some("Always"));
     let requests = api.resources.as_ref().unwrap().requests.as_ref().unwrap();
     assert_eq!(requests["cpu"].0, "250m");
-    assert_eq!(container(&d.worker.deployment).resources, None);
-    let worker = build("{worker: {resources: {limits: {memory: 1Gi}}}}");
-    let limits = container(&worker.worker.deployment).resources.as_ref().unwrap().limits.clone().unwrap();
-    assert_eq!(limits["memory"].0, "1Gi");
+    let worker = build("{worker: {resources: {limits: {cpu: '2', memory: 1Gi}}}}");
+    let resources = container(&worker.worker.deployment).resources.clone().unwrap();
+    assert_eq!(resources.limits.unwrap()["memory"].0, "1Gi");
+    // A limit without a request: Kubernetes takes the limit as the request; no default is added.
+    assert!(resources.requests.unwrap().is_empty());
 }
 
 #[test]
