@@ -78,7 +78,7 @@ async fn a_new_owner_settles_the_dead_owner_s_batch_before_anything_newer() {
     let mut doomed =
         h.worker_process("doomed", &[("TPS_FAILPOINT", "stall-before-settle"), ("BATCH_SIZE", "500")]);
     let deadline = Instant::now() + Duration::from_secs(30);
-    while !held(&h).await.is_some_and(|n| n == first.len()) {
+    while held(&h).await.is_none_or(|n| n != first.len()) {
         assert!(doomed.is_running(), "the doomed worker died:\n{}", doomed.log_tail(3000));
         assert!(Instant::now() < deadline, "the batch was never held:\n{}", doomed.log_tail(3000));
         tokio::time::sleep(Duration::from_millis(100)).await;
