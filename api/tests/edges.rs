@@ -74,7 +74,9 @@ async fn half_sent_heads_and_idle_keep_alive_connections_are_closed() {
     let took = started.elapsed();
     assert!(took >= Duration::from_millis(1_400), "closed by the deadline, not at once: {took:?}");
     assert!(closed_by(&mut idle, deadline).await.is_some(), "the idle keep-alive connection is closed");
-    println!("outcome: 100 slow connections all closed {took:?} after opening (deadline 1.5 s); idle one closed");
+    println!(
+        "outcome: 100 slow connections all closed {took:?} after opening (deadline 1.5 s); idle one closed"
+    );
     let closed = metric(&api, "tps_api_connections_closed_total{why=\"header_timeout\"}").await;
     assert!(closed.unwrap_or(0.0) >= 100.0, "{closed:?}");
     assert_eq!(api.get("/healthz").send().await.unwrap().status(), 200, "still serving");
