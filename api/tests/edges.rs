@@ -74,6 +74,9 @@ async fn half_sent_heads_and_idle_keep_alive_connections_are_closed() {
     let took = started.elapsed();
     assert!(took >= Duration::from_millis(1_400), "closed by the deadline, not at once: {took:?}");
     assert!(closed_by(&mut idle, deadline).await.is_some(), "the idle keep-alive connection is closed");
+    println!(
+        "outcome: 100 slow connections all closed {took:?} after opening (deadline 1.5 s); idle one closed"
+    );
     let closed = metric(&api, "tps_api_connections_closed_total{why=\"header_timeout\"}").await;
     assert!(closed.unwrap_or(0.0) >= 100.0, "{closed:?}");
     assert_eq!(api.get("/healthz").send().await.unwrap().status(), 200, "still serving");
@@ -110,12 +113,14 @@ async fn a_flood_of_slow_bodies_gets_408_and_does_not_delay_orders() {
     // Let the server take every slow request in.
     tokio::time::sleep(Duration::from_millis(500)).await;
 
+    let mut slowest = Duration::ZERO;
     for i in 0..8 {
         let started = Instant::now();
         let resp = api.order("buyer", &format!("k{i}"), json!({"ticketId": ticket, "quantity": 1})).await;
         let took = started.elapsed();
         assert_eq!(resp.status(), 202, "order {i} during the flood ({took:?})");
         assert!(took < Duration::from_secs(2), "order {i} did not wait for a slot: {took:?}");
+        slowest = slowest.max(took);
     }
     assert!(flood_started.elapsed() < Duration::from_secs(9), "the orders ran while the flood was on");
 
@@ -129,6 +134,10 @@ async fn a_flood_of_slow_bodies_gets_408_and_does_not_delay_orders() {
     assert!(flood_started.elapsed() >= Duration::from_millis(9_500), "the deadline, not before");
     let shed = metric(&api, "tps_api_shed_total{why=\"body_deadline\"}").await;
     assert_eq!(shed, Some(40.0));
+    println!(
+        "outcome: 8 orders 202 during 40 slow bodies on 4 slots, slowest {slowest:?}; 40 × 408 after {:?}",
+        flood_started.elapsed()
+    );
     api.stop().await;
 }
 
@@ -265,6 +274,7 @@ async fn the_per_ip_limit_is_on_by_default() {
 async fn a_flood_of_random_ticket_ids_leaves_the_cache_bounded() {
     let api = TestApi::start_with(&["--rate-limit-per-ip", "0", "--unknown-tickets-max", "200"]).await;
     let real = api.ticket(10, 1).await;
+    let flood_started = Instant::now();
     let mut tasks = Vec::new();
     for _ in 0..16 {
         let (http, url) = (api.http.clone(), api.url.clone());
@@ -278,11 +288,15 @@ async fn a_flood_of_random_ticket_ids_leaves_the_cache_bounded() {
     for t in tasks {
         t.await.unwrap();
     }
+    let flood_took = flood_started.elapsed();
     let remembered = metric(&api, "tps_api_ticket_unknown_ids ").await.expect("the gauge is exported");
     assert!(remembered <= 200.0, "unknown ids remembered: {remembered}");
     let postgres = metric(&api, "tps_api_ticket_misses_total{answer=\"postgres\"}").await.unwrap_or(0.0);
     let shed = metric(&api, "tps_api_ticket_misses_total{answer=\"shed\"}").await.unwrap_or(0.0);
     assert_eq!(postgres + shed, 4_000.0, "every random id was a miss, asked or shed");
+    println!(
+        "outcome: 4,000 random ids in {flood_took:?}: {postgres} asked Postgres, {shed} shed; {remembered} remembered (cap 200)"
+    );
     // A repeated unknown id is answered from memory.
     let unknown = Uuid::new_v4();
     for _ in 0..3 {
