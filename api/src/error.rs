@@ -154,7 +154,8 @@ impl IntoResponse for ApiError {
             Self::Unavailable(_) => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
             }
-            Self::TooManyRequests { retry_after_secs, .. } | Self::TooManyConnections { retry_after_secs, .. } => {
+            Self::TooManyRequests { retry_after_secs, .. }
+            | Self::TooManyConnections { retry_after_secs, .. } => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
             }
             // The rest of the body may still be on its way: the connection cannot be reused.

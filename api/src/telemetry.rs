@@ -85,7 +85,10 @@ fn describe() {
         "tps_api_events_refused_total",
         "/v1/events connections refused with 429, by which cap was full: user or pod."
     );
-    describe_gauge!("tps_api_ticket_unknown_ids", "Unknown ticket ids remembered (bounded by API_UNKNOWN_TICKETS_MAX).");
+    describe_gauge!(
+        "tps_api_ticket_unknown_ids",
+        "Unknown ticket ids remembered (bounded by API_UNKNOWN_TICKETS_MAX)."
+    );
     describe_counter!(
         "tps_api_ticket_misses_total",
         "Lookups of ticket ids the cache did not hold, by answer: postgres (asked), remembered (known unknown), shed (lookup slots busy: 404 from the cache)."

@@ -133,7 +133,8 @@ async fn a_flood_of_slow_bodies_gets_408_and_does_not_delay_orders() {
 }
 
 async fn open_events(api: &TestApi, user: &str) -> Result<impl Sized, (u16, Option<String>, Value)> {
-    let mut request = format!("{}/v1/events", api.url.replace("http://", "ws://")).into_client_request().unwrap();
+    let mut request =
+        format!("{}/v1/events", api.url.replace("http://", "ws://")).into_client_request().unwrap();
     request.headers_mut().insert("authorization", format!("Bearer {}", token(user, false)).parse().unwrap());
     match tokio_tungstenite::connect_async(request).await {
         Ok((socket, _)) => Ok(socket),
@@ -325,8 +326,8 @@ async fn forged_expired_not_yet_valid_wrong_audience_and_empty_subject_tokens_ge
         c.as_object_mut().unwrap().remove(field);
         signed(&c)
     };
-    let forged = encode(&Header::new(Algorithm::HS256), &good, &EncodingKey::from_secret(b"guessed-secret"))
-        .unwrap();
+    let forged =
+        encode(&Header::new(Algorithm::HS256), &good, &EncodingKey::from_secret(b"guessed-secret")).unwrap();
     let cases = [
         ("forged", forged),
         ("expired", with("exp", json!(now() - 600))),

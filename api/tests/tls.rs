@@ -20,10 +20,9 @@ async fn an_api_on_tls_postgres_and_tls_redis_serves_and_plaintext_is_refused() 
     let plain = sqlx::PgPool::connect(&stack.postgres.plaintext_url_for(&db)).await;
     assert!(plain.is_err(), "a plaintext connection is refused");
     // A CA that did not sign the server's certificate is refused by the client.
-    let other_ca = tps_testkit::TlsFiles::generate(&std::env::temp_dir().join(format!(
-        "tps-other-ca-{}",
-        uuid::Uuid::new_v4().simple()
-    )))
+    let other_ca = tps_testkit::TlsFiles::generate(
+        &std::env::temp_dir().join(format!("tps-other-ca-{}", uuid::Uuid::new_v4().simple())),
+    )
     .unwrap();
     let wrong_ca = stack.database_url.replace(
         &stack.postgres.tls().unwrap().ca_cert.display().to_string(),
@@ -59,6 +58,9 @@ async fn an_api_on_tls_postgres_and_tls_redis_serves_and_plaintext_is_refused() 
     assert_eq!(again.headers()["idempotent-replayed"], "true");
     assert_eq!(again.json::<serde_json::Value>().await.unwrap()["id"], first["id"]);
     let metrics = api.http.get(&api.metrics_url).send().await.unwrap().text().await.unwrap();
-    assert!(metrics.lines().any(|l| l == "tps_api_redis_degraded_total 0"), "no order ran without Redis: {metrics}");
+    assert!(
+        metrics.lines().any(|l| l == "tps_api_redis_degraded_total 0"),
+        "no order ran without Redis: {metrics}"
+    );
     api.stop().await;
 }

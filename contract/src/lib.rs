@@ -20,10 +20,10 @@ pub mod config;
 pub mod db;
 #[cfg(feature = "runtime")]
 pub mod limits;
-#[cfg(feature = "runtime")]
-pub mod redis_tls;
 #[cfg(feature = "otlp")]
 pub mod otlp;
+#[cfg(feature = "runtime")]
+pub mod redis_tls;
 #[cfg(feature = "streams")]
 pub mod streams;
 #[cfg(feature = "runtime")]

@@ -32,7 +32,11 @@ async fn a_flash_sale_settles_over_tls_to_postgres_and_redis() {
     assert_eq!(outcome.abandoned, 0, "{:?}", outcome.statuses);
     let ledger = settle_and_check(&stack.database_url, api.url(), &outcome, Duration::from_secs(60)).await;
     let ledger = ledger.unwrap();
-    println!("outcome over TLS: accepted={} statuses={:?} ledger={ledger:?}", outcome.accepted.len(), outcome.statuses);
+    println!(
+        "outcome over TLS: accepted={} statuses={:?} ledger={ledger:?}",
+        outcome.accepted.len(),
+        outcome.statuses
+    );
     assert_eq!(ledger.sold.get(&ticket), Some(&50), "demand exceeded stock: every ticket sold");
     // The worker's leases live in Redis: it could only settle by reaching it over TLS.
     let worker_metrics = reqwest::get(worker.metrics_url()).await.unwrap().text().await.unwrap();

@@ -29,7 +29,8 @@ impl Stack {
     /// throwaway CA): `DATABASE_URL` says `sslmode=verify-full&sslrootcert=…`,
     /// `REDIS_URL` is `rediss://…` and [`Stack::env`] adds `REDIS_CA_CERT`.
     pub async fn start_tls() -> anyhow::Result<Self> {
-        let (nats, postgres, redis) = tokio::try_join!(Nats::start(), Postgres::start_tls(), Redis::start_tls())?;
+        let (nats, postgres, redis) =
+            tokio::try_join!(Nats::start(), Postgres::start_tls(), Redis::start_tls())?;
         let database_url = postgres.create_database().await?;
         Ok(Self { nats, postgres, redis, database_url })
     }

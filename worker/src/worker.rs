@@ -49,8 +49,10 @@ pub async fn run(config: WorkerConfig, shutdown: CancellationToken) -> Result<()
     {
         return Ok(());
     }
-    let redis =
-        Arc::new(RedisLink::new(&config.common.redis_url, config.common.redis_ca_cert.as_deref()).map_err(|e| WorkerError::Config(e.to_string()))?);
+    let redis = Arc::new(
+        RedisLink::new(&config.common.redis_url, config.common.redis_ca_cert.as_deref())
+            .map_err(|e| WorkerError::Config(e.to_string()))?,
+    );
     let ready = Arc::new(AtomicBool::new(false));
     let app = http::router(ready.clone(), metrics::handle());
     let (addr, http_task) = http::serve(config.common.metrics_listen, app, shutdown.clone())

@@ -121,7 +121,10 @@ mod tests {
         let trusted: TrustedProxies = "10.0.0.0/8, 192.168.1.1".parse().unwrap();
         let peer = ip("10.0.0.7");
         // A client-supplied "6.6.6.6" at the left is not believed.
-        assert_eq!(trusted.client(peer, &headers(&["6.6.6.6, 198.51.100.4, 192.168.1.1"])), ip("198.51.100.4"));
+        assert_eq!(
+            trusted.client(peer, &headers(&["6.6.6.6, 198.51.100.4, 192.168.1.1"])),
+            ip("198.51.100.4")
+        );
         assert_eq!(trusted.client(peer, &headers(&["6.6.6.6", "198.51.100.4:4711"])), ip("198.51.100.4"));
         assert_eq!(trusted.client(peer, &headers(&[])), peer, "no header: the proxy itself");
         assert_eq!(trusted.client(peer, &headers(&["10.2.2.2"])), ip("10.2.2.2"), "all ours: the leftmost");

@@ -132,7 +132,8 @@ impl Protection {
             per_ip: limiter(limits.rate_limit_per_ip),
             trusted_proxies: limits.trusted_proxies.clone(),
             body_timeout: Duration::from_millis(limits.body_timeout_ms.max(1)),
-            header_timeout: (limits.header_timeout_ms > 0).then(|| Duration::from_millis(limits.header_timeout_ms)),
+            header_timeout: (limits.header_timeout_ms > 0)
+                .then(|| Duration::from_millis(limits.header_timeout_ms)),
             keep_alive: limits.keep_alive,
             in_flight: (limits.max_in_flight > 0).then(|| Arc::new(Semaphore::new(limits.max_in_flight))),
             queue_timeout: Duration::from_millis(limits.queue_timeout_ms),
