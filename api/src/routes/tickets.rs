@@ -140,12 +140,7 @@ pub async fn list_tickets(
     let limit = query.limit;
     // One item more than asked tells whether another page exists, without an empty last page.
     let mut items: Vec<(Arc<Ticket>, f32)> = match &query.search {
-        Some(search) => {
-            state
-                .searches
-                .search(&state.tickets, &state.db, search, &query.filter, query.sort, query.after, limit + 1)
-                .await?
-        }
+        Some(search) => state.searches.search(&state.tickets, &state.db, search, &query, limit + 1).await?,
         None => state
             .tickets
             .browse(&query.filter, query.sort, query.after, limit + 1)

@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use super::query::{Filter, Position, Search, Sort};
+use super::query::{CatalogQuery, Position, Search, Sort};
 use super::{Ticket, TicketCache, store};
 
 /// Most searches remembered; past that the memory starts over.
@@ -39,18 +39,17 @@ pub struct SearchCache {
 }
 
 impl SearchCache {
-    /// Up to `limit` tickets matching `search` and `filter`, after `after` in `sort`
-    /// order, each with its relevance.
+    /// Up to `limit` tickets matching `search` and the query's filter, after its
+    /// cursor in its sort order, each with its relevance.
     pub async fn search(
         &self,
         tickets: &TicketCache,
         db: &PgPool,
         search: &Search,
-        filter: &Filter,
-        sort: Sort,
-        after: Option<Position>,
+        query: &CatalogQuery,
         limit: usize,
     ) -> Result<Vec<(Arc<Ticket>, f32)>, sqlx::Error> {
+        let (filter, sort, after) = (&query.filter, query.sort, query.after);
         let found = self.matches(tickets, db, search).await?;
         // Tickets Postgres knows but the cache not yet (a poll away) wait for it.
         let mut hits: Vec<(Arc<Ticket>, f32)> = found
