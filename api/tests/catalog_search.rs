@@ -252,6 +252,17 @@ async fn every_bad_value_is_a_400_naming_its_parameter() {
     ] {
         page(&api, &ok).await;
     }
+    // The OpenAPI document names every parameter.
+    let doc: Value = api.get("/openapi.json").send().await.unwrap().json().await.unwrap();
+    let params: Vec<&str> = doc["paths"]["/v1/tickets"]["get"]["parameters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    for name in ["limit", "cursor", "q", "available", "minPriceCents", "maxPriceCents", "sort"] {
+        assert!(params.contains(&name), "{name} missing from {params:?}");
+    }
     let exact = page(&api, &[("minPriceCents", "4500"), ("maxPriceCents", "4500")]).await;
     assert_eq!(names(&exact), ["Rock Concert Berlin"]);
 }
