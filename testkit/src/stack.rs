@@ -59,7 +59,7 @@ impl Stack {
         let (nats, postgres, redis) =
             tokio::try_join!(Nats::start(), Postgres::start_tls(), Redis::start_tls())?;
         let database_url = postgres.create_database().await?;
-        Ok(Self { nats, postgres, redis, database_url })
+        Ok(Self { nats, nats_peers: Vec::new(), postgres, redis, database_url })
     }
 
     /// The CONTRACT environment variables for a binary using this stack.

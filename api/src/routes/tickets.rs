@@ -2,8 +2,8 @@
 //!
 //! Reads are public (the catalog is browsable before signing in) and are served
 //! from the in-process ticket cache that also serves the order hot path (never
-//! more than 1 s stale); searches ask Postgres once per query and page, then
-//! the cache. Reads carry an ETag (304 on `If-None-Match`) and are compressed;
+//! more than 1 s stale); searches ask Postgres once per query (and per new
+//! ticket), then the cache filters, sorts and pages what it found. Reads carry an ETag (304 on `If-None-Match`) and are compressed;
 //! the write stays free of both layers.
 
 use axum::Router;
@@ -20,10 +20,10 @@ use uuid::Uuid;
 
 use crate::auth::Admin;
 use crate::conditional;
-use crate::cursor::{Cursor, page_limit};
 use crate::error::{ApiError, Problem};
 use crate::extract::{Json, Path, Query};
 use crate::state::AppState;
+use crate::tickets::query::{CatalogQuery, Position, RawParams};
 use crate::tickets::{NewTicket, Ticket, store};
 
 /// The ticket routes: compressed reads, and the admin write.
@@ -45,23 +45,41 @@ pub fn compression() -> CompressionLayer {
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct TicketPage {
-    /// In creation order.
+    /// In the order asked for (`sort`).
     #[schema(value_type = Vec<Ticket>)]
     pub items: Vec<Arc<Ticket>>,
     /// Pass as `cursor` for the next page; absent on the last page.
     pub next_cursor: Option<String>,
 }
 
-/// Paging and search of `GET /v1/tickets`.
+/// Paging, search, filters and sort of `GET /v1/tickets`. Every value is read as
+/// text and checked by `tickets::query`, so that a bad one is a 400 naming it.
 #[derive(Debug, Deserialize, IntoParams)]
-#[serde(deny_unknown_fields)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct TicketListQuery {
     /// Page size, 1..=100 (default 20).
-    pub limit: Option<u32>,
-    /// `nextCursor` of the previous page.
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 100)]
+    pub limit: Option<String>,
+    /// `nextCursor` of the previous page. It continues only the query that made it:
+    /// with another `q`, `available`, price bound or `sort` it is a 400.
     pub cursor: Option<String>,
-    /// Full-text search over names (web-search syntax: words, "phrases", -exclusions).
+    /// Search over names, at most 200 characters: full text (web-search syntax: words,
+    /// "phrases", -exclusions) and typo-tolerant (trigram word similarity ≥ 0.5 to the
+    /// words sought). Ranked by relevance = word similarity + 10 × ts_rank.
     pub q: Option<String>,
+    /// `true` hides sold-out tickets (stock as known, ≤ 1 s stale).
+    #[param(value_type = Option<bool>)]
+    pub available: Option<String>,
+    /// Inclusive lower price bound, cents ≥ 0.
+    #[param(value_type = Option<i64>, minimum = 0)]
+    pub min_price_cents: Option<String>,
+    /// Inclusive upper price bound, cents ≥ `minPriceCents`.
+    #[param(value_type = Option<i64>, minimum = 0)]
+    pub max_price_cents: Option<String>,
+    /// `relevance` (default with `q`, needs `q`), `price`, `-price` or `newest` (default without `q`).
+    #[param(value_type = Option<String>, pattern = "^(relevance|price|-price|newest)$")]
+    pub sort: Option<String>,
 }
 
 /// Create a ticket (admin).
@@ -91,37 +109,52 @@ pub async fn create_ticket(
     Ok(response)
 }
 
-/// List tickets, keyset-paginated, optionally searched by name.
+/// List tickets: keyset pages, searched, filtered and sorted.
+///
+/// Without `q` the page comes from the in-process cache's ordered indexes; with
+/// `q` Postgres finds and ranks the matches once per query (and per new ticket),
+/// then the cache filters, sorts and pages them. Stock is never more than 1 s stale.
 #[utoipa::path(
     get, path = "/v1/tickets", tag = "tickets", params(TicketListQuery),
     responses(
         (status = 200, body = TicketPage, description = "With a weak ETag"),
         (status = 304, description = "If-None-Match named the current ETag"),
-        (status = 400, body = Problem, content_type = "application/problem+json"),
+        (status = 400, body = Problem, content_type = "application/problem+json",
+         description = "A bad parameter, named at the start of `detail`, or a cursor of another query"),
     )
 )]
 pub async fn list_tickets(
     State(state): State<AppState>,
     headers: HeaderMap,
-    Query(query): Query<TicketListQuery>,
+    Query(params): Query<TicketListQuery>,
 ) -> Result<Response, ApiError> {
-    let limit = page_limit(query.limit)?;
-    let after = query.cursor.as_deref().map(Cursor::decode).transpose()?;
-    let q = query.q.as_deref().map(str::trim).filter(|q| !q.is_empty());
-    if q.is_some_and(|q| q.len() > 200) {
-        return Err(ApiError::BadRequest("q must be at most 200 characters".into()));
-    }
+    let query = CatalogQuery::parse(&RawParams {
+        limit: params.limit.as_deref(),
+        cursor: params.cursor.as_deref(),
+        q: params.q.as_deref(),
+        available: params.available.as_deref(),
+        min_price_cents: params.min_price_cents.as_deref(),
+        max_price_cents: params.max_price_cents.as_deref(),
+        sort: params.sort.as_deref(),
+    })?;
+    let limit = query.limit;
     // One item more than asked tells whether another page exists, without an empty last page.
-    let mut items = match q {
-        Some(q) => state.searches.search(&state.tickets, &state.db, q, after, limit + 1).await?,
-        None => state.tickets.page(after, limit as usize + 1),
+    let mut items: Vec<(Arc<Ticket>, f32)> = match &query.search {
+        Some(search) => state.searches.search(&state.tickets, &state.db, search, &query, limit + 1).await?,
+        None => state
+            .tickets
+            .browse(&query.filter, query.sort, query.after, limit + 1)
+            .into_iter()
+            .map(|t| (t, 0.0))
+            .collect(),
     };
-    let next_cursor = (items.len() > limit as usize)
+    let next_cursor = (items.len() > limit)
         .then(|| {
-            items.truncate(limit as usize);
-            items.last().map(|t| Cursor { at: t.created_at, id: t.id }.encode())
+            items.truncate(limit);
+            items.last().map(|(t, score)| query.cursor_after(&Position::of(query.sort, t, *score)))
         })
         .flatten();
+    let items = items.into_iter().map(|(t, _)| t).collect();
     Ok(conditional::json(&headers, &TicketPage { items, next_cursor }))
 }
 

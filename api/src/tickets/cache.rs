@@ -17,8 +17,8 @@ use sqlx::PgPool;
 use tps_contract::TicketUpdated;
 use uuid::Uuid;
 
+use super::query::{Filter, Position, Sort};
 use super::{Ticket, store};
-use crate::cursor::Cursor;
 
 /// How long an id that Postgres did not know is answered 404 without asking again.
 const NEGATIVE_TTL: Duration = Duration::from_secs(1);
@@ -68,6 +68,8 @@ struct Catalog {
     by_id: HashMap<Uuid, Arc<Ticket>>,
     /// `(createdAt, id)`, the keyset order of `GET /v1/tickets`; it never changes for a ticket.
     in_order: BTreeSet<(DateTime<Utc>, Uuid)>,
+    /// `(priceCents, id)`, the order of `sort=price` and `-price`; prices never change either.
+    by_price: BTreeSet<(i64, Uuid)>,
 }
 
 impl TicketCache {
@@ -92,16 +94,56 @@ impl TicketCache {
         self.read().by_id.get(id).cloned()
     }
 
-    /// Up to `limit` tickets after `after`, in `(createdAt, id)` order.
-    pub fn page(&self, after: Option<Cursor>, limit: usize) -> Vec<Arc<Ticket>> {
+    /// Up to `limit` tickets that pass `filter`, after `after`, in `sort` order,
+    /// straight from the ordered in-memory indexes (no Postgres). `Relevance`
+    /// needs a search and is served by [`crate::tickets::SearchCache`] instead.
+    pub fn browse(
+        &self,
+        filter: &Filter,
+        sort: Sort,
+        after: Option<Position>,
+        limit: usize,
+    ) -> Vec<Arc<Ticket>> {
         let catalog = self.read();
-        let start = after.map_or(Bound::Unbounded, |c| Bound::Excluded((c.at, c.id)));
-        catalog
-            .in_order
-            .range((start, Bound::Unbounded))
-            .take(limit)
-            .filter_map(|(_, id)| catalog.by_id.get(id).cloned())
-            .collect()
+        let admitted = |id: &Uuid| catalog.by_id.get(id).filter(|t| filter.admits(t)).cloned();
+        match (sort, after) {
+            (Sort::Newest, after) => {
+                let end = match after {
+                    Some(Position::Newest(at, id)) => Bound::Excluded((at, id)),
+                    _ => Bound::Unbounded,
+                };
+                catalog
+                    .in_order
+                    .range((Bound::Unbounded, end))
+                    .rev()
+                    .filter_map(|(_, id)| admitted(id))
+                    .take(limit)
+                    .collect()
+            }
+            (Sort::Price | Sort::PriceDesc, after) => {
+                let after = match after {
+                    Some(Position::Price(cents, id)) => Some((cents, id)),
+                    _ => None,
+                };
+                let low =
+                    filter.min_price.map_or(Bound::Unbounded, |min| Bound::Included((min, Uuid::nil())));
+                let high =
+                    filter.max_price.map_or(Bound::Unbounded, |max| Bound::Included((max, Uuid::max())));
+                let (low, high) = match sort {
+                    Sort::Price => (after.map_or(low, Bound::Excluded), high),
+                    _ => (low, after.map_or(high, Bound::Excluded)),
+                };
+                if !ordered(&low, &high) {
+                    return Vec::new();
+                }
+                let range = catalog.by_price.range((low, high)).filter_map(|(_, id)| admitted(id));
+                match sort {
+                    Sort::Price => range.take(limit).collect(),
+                    _ => range.rev().take(limit).collect(),
+                }
+            }
+            (Sort::Relevance, _) => Vec::new(),
+        }
     }
 
     /// Grows by one whenever a ticket the cache did not hold arrives: a search
@@ -175,12 +217,21 @@ impl TicketCache {
 
     /// Stores a ticket read from Postgres (the source of truth) and returns it.
     pub fn upsert(&self, ticket: Ticket) -> Arc<Ticket> {
-        let (id, key) = (ticket.id, (ticket.created_at, ticket.id));
+        let (id, key, price) = (ticket.id, (ticket.created_at, ticket.id), (ticket.price_cents, ticket.id));
         let ticket = Arc::new(ticket);
         let mut catalog = self.write();
-        if catalog.by_id.insert(id, ticket.clone()).is_none() {
-            catalog.in_order.insert(key);
-            self.generation.fetch_add(1, Ordering::AcqRel);
+        match catalog.by_id.insert(id, ticket.clone()) {
+            None => {
+                catalog.in_order.insert(key);
+                catalog.by_price.insert(price);
+                self.generation.fetch_add(1, Ordering::AcqRel);
+            }
+            // No route changes a price, but a row edited in Postgres must not leave a stale key.
+            Some(old) if old.price_cents != price.0 => {
+                catalog.by_price.remove(&(old.price_cents, id));
+                catalog.by_price.insert(price);
+            }
+            Some(_) => {}
         }
         drop(catalog);
         self.unknown.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
@@ -223,6 +274,15 @@ impl TicketCache {
 
     fn write(&self) -> std::sync::RwLockWriteGuard<'_, Catalog> {
         self.tickets.write().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Whether `(low, high)` is a range `BTreeSet::range` accepts (it panics on an inverted one).
+fn ordered<K: Ord>(low: &Bound<K>, high: &Bound<K>) -> bool {
+    match (low, high) {
+        (Bound::Included(a), Bound::Included(b)) => a <= b,
+        (Bound::Included(a) | Bound::Excluded(a), Bound::Included(b) | Bound::Excluded(b)) => a < b,
+        _ => true,
     }
 }
 

@@ -3,6 +3,7 @@
 
 pub mod cache;
 pub mod model;
+pub mod query;
 pub mod refresh;
 pub mod search;
 pub mod store;

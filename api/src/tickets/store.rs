@@ -4,8 +4,8 @@ use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 use uuid::Uuid;
 
+use super::query::Search;
 use super::{NewTicket, Ticket};
-use crate::cursor::Cursor;
 
 const COLUMNS: &str = "id, name, price_cents, total_quantity, available, available = 0 AS sold_out, \
                        max_per_order, created_at, updated_at";
@@ -44,21 +44,45 @@ pub async fn changed_since(db: &PgPool, since: Option<DateTime<Utc>>) -> Result<
     }
 }
 
-/// A page of the catalog in (createdAt, id) order, after `after`, optionally
-/// filtered by a full-text query over names (served by the `name_tsv` GIN index).
-pub async fn list(
-    db: &PgPool,
-    after: Option<Cursor>,
-    q: Option<&str>,
-    limit: i64,
-) -> Result<Vec<Ticket>, sqlx::Error> {
-    let (at, id) = after.map(|c| (Some(c.at), Some(c.id))).unwrap_or((None, None));
-    // One statement for every combination keeps the plan cache small; NULLs switch the filters off.
-    let sql = format!(
-        "SELECT {COLUMNS} FROM tickets \
-         WHERE ($1::timestamptz IS NULL OR (created_at, id) > ($1, $2)) \
-           AND ($3::text IS NULL OR name_tsv @@ websearch_to_tsquery('simple', $3)) \
-         ORDER BY created_at, id LIMIT $4"
-    );
-    sqlx::query_as(&sql).bind(at).bind(id).bind(q).bind(limit).fetch_all(db).await
+/// pg_trgm's word similarity a name needs to the words sought to match without
+/// a full-text hit (`q <% name`). 0.5 lets one typo in a short word through
+/// ("concrt" is 0.57 to "Concert") while two unrelated words stay apart.
+pub const WORD_SIMILARITY_THRESHOLD: f32 = 0.5;
+
+/// Weight of the full-text rank in the relevance: `ts_rank` of a one-word hit in a
+/// short name is about 0.06, so an exact word outweighs any typo (word similarity ≤ 1).
+pub const TEXT_RANK_WEIGHT: f32 = 10.0;
+
+/// The search statement: `$1` the query as typed, `$2` the words sought, `$3` the
+/// excluded words (or NULL), `$4` the most matches returned. A name matches when its
+/// words match (`name_tsv`, GIN) or when it is close to the words sought (`name`
+/// trigrams, GIN); both arms are index scans joined by a BitmapOr.
+///
+/// relevance = word_similarity(words sought, name) + 10 · ts_rank(name_tsv, query),
+/// as a `real` so that a cursor can carry it exactly.
+pub const SEARCH_SQL: &str = "SELECT id, relevance FROM ( \
+       SELECT id, (word_similarity($2, name) + 10 * ts_rank(name_tsv, websearch_to_tsquery('simple', $1)))::real \
+              AS relevance \
+       FROM tickets \
+       WHERE name_tsv @@ websearch_to_tsquery('simple', $1) \
+          OR ($2 <% name AND ($3::text IS NULL OR NOT name_tsv @@ websearch_to_tsquery('simple', $3))) \
+     ) m ORDER BY relevance DESC, id LIMIT $4";
+
+/// The ids of the `cap` tickets most relevant to `search`, best first, with their relevance.
+pub async fn search(db: &PgPool, search: &Search, cap: i64) -> Result<Vec<(Uuid, f32)>, sqlx::Error> {
+    let mut tx = db.begin().await?;
+    // Local to this transaction: the pool's connections keep the server's default.
+    sqlx::query("SELECT set_config('pg_trgm.word_similarity_threshold', $1, true)")
+        .bind(WORD_SIMILARITY_THRESHOLD.to_string())
+        .execute(&mut *tx)
+        .await?;
+    let found = sqlx::query_as(SEARCH_SQL)
+        .bind(&search.text)
+        .bind(&search.fuzzy)
+        .bind(search.excluded.as_deref())
+        .bind(cap)
+        .fetch_all(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(found)
 }
