@@ -88,7 +88,11 @@ enum Ownership {
     Ours,
 }
 
-async fn ownership(js: &jetstream::Context, name: &str, owner: &StreamOwner) -> Result<Ownership, StreamsError> {
+async fn ownership(
+    js: &jetstream::Context,
+    name: &str,
+    owner: &StreamOwner,
+) -> Result<Ownership, StreamsError> {
     let stream = match js.get_stream(name).await {
         Ok(stream) => stream,
         Err(e) if is_not_found(&e.kind()) => return Ok(Ownership::Absent),
