@@ -163,6 +163,15 @@ sa=system:serviceaccount:tps-system:tps-operator
 [ "$(k auth can-i patch deployments.apps -n $ns --as=$sa)" = yes ] || fail "the operator may not patch Deployments"
 pass "the operator runs with the chart's RBAC (no Secrets)"
 
+# ---------------------------------------------------------------- owned kinds are watched
+
+# A child deleted by hand comes back at once (a watch on every owned kind), not at the
+# 5-minute resync.
+k -n $ns delete configmap/flash-sale-config pdb/flash-sale-api networkpolicy/flash-sale-worker >/dev/null
+restored() { k -n $ns get configmap/flash-sale-config pdb/flash-sale-api networkpolicy/flash-sale-worker; }
+eventually 30 restored || fail "children deleted by hand were not restored within 30 s"
+pass "a ConfigMap, PDB and NetworkPolicy deleted by hand are restored within 30 s"
+
 # ---------------------------------------------------------------- edits
 
 gen=$(jpath tps/flash-sale .metadata.generation)
