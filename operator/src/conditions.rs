@@ -29,10 +29,18 @@ type Verdict = (ConditionStatus, &'static str, String);
 /// The status after a successful apply. Ready means both fleets have their minimum of
 /// ready pods and the streams are provisioned; a fleet scaling up or rolling out is
 /// `Progressing`, not NotReady.
-pub fn observed_status(old: Option<&ThroughputServiceStatus>, seen: &Observed, now: Time) -> ThroughputServiceStatus {
+pub fn observed_status(
+    old: Option<&ThroughputServiceStatus>,
+    seen: &Observed,
+    now: Time,
+) -> ThroughputServiceStatus {
     let (api, worker) = (&seen.applied.api, &seen.applied.worker);
     let streams = match seen.streams {
-        Ok(()) => (ConditionStatus::True, "StreamsProvisioned", "ORDERS, USERS and DEAD_LETTERS are provisioned".into()),
+        Ok(()) => (
+            ConditionStatus::True,
+            "StreamsProvisioned",
+            "ORDERS, USERS and DEAD_LETTERS are provisioned".into(),
+        ),
         Err(e) => (ConditionStatus::False, "ProvisioningFailed", e.to_string()),
     };
     let parts = [available(api, seen.minimum.0), available(worker, seen.minimum.1), streams];
@@ -53,7 +61,9 @@ pub fn observed_status(old: Option<&ThroughputServiceStatus>, seen: &Observed, n
     ];
     let conditions = wanted
         .into_iter()
-        .map(|(type_, (status, reason, message))| condition(old, seen.generation, &now, type_, status, reason, message))
+        .map(|(type_, (status, reason, message))| {
+            condition(old, seen.generation, &now, type_, status, reason, message)
+        })
         .collect();
     ThroughputServiceStatus {
         observed_generation: seen.generation,
@@ -69,9 +79,11 @@ fn available(deployment: &Deployment, minimum: i32) -> Verdict {
     let c = counts(deployment);
     let minimum = minimum.max(1);
     match c.ready_replicas {
-        n if n >= minimum => {
-            (ConditionStatus::True, "MinimumAvailable", format!("{n} of {} pods ready (minimum {minimum})", c.replicas))
-        }
+        n if n >= minimum => (
+            ConditionStatus::True,
+            "MinimumAvailable",
+            format!("{n} of {} pods ready (minimum {minimum})", c.replicas),
+        ),
         0 => (ConditionStatus::False, "NoReadyPods", "no pod is ready yet".into()),
         n => (ConditionStatus::False, "BelowMinimum", format!("{n} of the minimum {minimum} pods ready")),
     }
@@ -84,7 +96,10 @@ fn degraded(streams: &Result<(), StreamsError>, deployments: [&Deployment; 2]) -
     }
     let stuck = deployments.iter().any(|d| {
         let conditions = d.status.as_ref().and_then(|s| s.conditions.as_ref());
-        conditions.into_iter().flatten().any(|c| c.type_.as_deref() == Some("Progressing") && c.status.as_deref() == Some("False"))
+        conditions
+            .into_iter()
+            .flatten()
+            .any(|c| c.type_.as_deref() == Some("Progressing") && c.status.as_deref() == Some("False"))
     });
     match stuck {
         true => (ConditionStatus::True, "RolloutStuck", "a rollout exceeded its progress deadline".into()),
@@ -180,7 +195,13 @@ mod tests {
 
     fn status_of(api: Deployment, worker: Deployment) -> ThroughputServiceStatus {
         let applied = Applied { api, worker };
-        let seen = Observed { generation: Some(1), applied: &applied, streams: &Ok(()), shards: 16, minimum: (2, 1) };
+        let seen = Observed {
+            generation: Some(1),
+            applied: &applied,
+            streams: &Ok(()),
+            shards: 16,
+            minimum: (2, 1),
+        };
         observed_status(None, &seen, test_clock())
     }
 
@@ -207,7 +228,8 @@ mod tests {
     #[test]
     fn a_rollout_past_its_deadline_is_degraded() {
         let mut stuck = deployment(2, 2, 1);
-        let condition = json!({ "type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded" });
+        let condition =
+            json!({ "type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded" });
         stuck.status.as_mut().unwrap().conditions = Some(vec![serde_json::from_value(condition).unwrap()]);
         let s = status_of(stuck, deployment(1, 1, 1));
         assert_eq!(verdict(&s, ConditionType::Degraded), (ConditionStatus::True, "RolloutStuck"));

@@ -6,6 +6,10 @@ use std::sync::Arc;
 
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
+use k8s_openapi::api::core::v1::{ConfigMap, Service, ServiceAccount};
+use k8s_openapi::api::networking::v1::{Ingress, NetworkPolicy};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::{Api, ListParams};
 use kube::runtime::{Controller, Predicate, WatchStreamExt, predicates, reflector, watcher};
 use kube::{Client, CustomResourceExt};
@@ -56,10 +60,6 @@ pub async fn run(
 ) {
     let client = ctx.client.clone();
     let api = scoped_api(client.clone(), namespace.as_deref());
-    let deployments: Api<Deployment> = match &namespace {
-        Some(ns) => Api::namespaced(client, ns),
-        None => Api::all(client),
-    };
     let (reader, writer) = reflector::store();
     // Only spec changes (generation) and finalizer changes start a reconcile of
     // the resource itself: our own status writes never do, so no loop.
@@ -68,10 +68,20 @@ pub async fn run(
         .reflect(writer)
         .applied_objects()
         .predicate_filter(predicates::generation.combine(predicates::finalizers), Default::default());
-    let owned = watcher::Config::default().labels(&format!("app.kubernetes.io/managed-by={MANAGED_BY}"));
+    let owned = || watcher::Config::default().labels(&format!("app.kubernetes.io/managed-by={MANAGED_BY}"));
+    let ns = namespace.as_deref();
+    // Every owned kind is watched: a child edited or deleted by hand is put back at once,
+    // and Deployment readiness changes flow into the status. (The ScaledObject is not
+    // watched: its CRD exists only where KEDA is installed.)
     Controller::for_stream(resources, reader)
-        // Deployment readiness changes flow into the status.
-        .owns(deployments, owned)
+        .owns(children::<Deployment>(&client, ns), owned())
+        .owns(children::<ConfigMap>(&client, ns), owned())
+        .owns(children::<Service>(&client, ns), owned())
+        .owns(children::<ServiceAccount>(&client, ns), owned())
+        .owns(children::<HorizontalPodAutoscaler>(&client, ns), owned())
+        .owns(children::<PodDisruptionBudget>(&client, ns), owned())
+        .owns(children::<NetworkPolicy>(&client, ns), owned())
+        .owns(children::<Ingress>(&client, ns), owned())
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, ctx)
         .for_each(|result| async move {
@@ -80,6 +90,18 @@ pub async fn run(
             }
         })
         .await;
+}
+
+/// The API of one owned kind, in one namespace or in all of them.
+fn children<K>(client: &Client, namespace: Option<&str>) -> Api<K>
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+    <K as kube::Resource>::DynamicType: Default,
+{
+    match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
 }
 
 #[cfg(test)]

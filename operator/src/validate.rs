@@ -80,7 +80,9 @@ fn check_spec(spec: &ThroughputServiceSpec) -> Result<(), InvalidSpec> {
 /// request or limit: what a CPU HPA needs.
 fn names_cpu(resources: Option<&ResourceRequirements>) -> bool {
     let Some(r) = resources else { return true };
-    let has = |map: &Option<std::collections::BTreeMap<String, _>>| map.as_ref().is_some_and(|m| m.contains_key("cpu"));
+    let has = |map: &Option<std::collections::BTreeMap<String, _>>| {
+        map.as_ref().is_some_and(|m| m.contains_key("cpu"))
+    };
     has(&r.requests) || has(&r.limits)
 }
 

@@ -105,6 +105,20 @@ async fn streams_of_another_resource_are_neither_updated_nor_deleted() {
 }
 
 #[tokio::test]
+async fn a_recreated_resource_takes_over_what_its_predecessor_retained() {
+    let nats = Nats::start().await.expect("nats-server");
+    let spec = "maxBytes: 1048576";
+    let mut old = owned_plan(&nats.url(), spec, "uid-old");
+    old.owner.name = "sales/shop".into();
+    JetStreamProvisioner.ensure(&old).await.unwrap();
+    let mut new = owned_plan(&nats.url(), spec, "uid-new");
+    new.owner.name = "sales/shop".into();
+    JetStreamProvisioner.ensure(&new).await.expect("same namespace/name: adopted");
+    let info = js(&nats.url()).await.get_stream("USERS").await.unwrap().get_info().await.unwrap();
+    assert_eq!(info.config.metadata[OWNER_UID_KEY], "uid-new");
+}
+
+#[tokio::test]
 async fn unmarked_streams_are_adopted() {
     let nats = Nats::start().await.expect("nats-server");
     let js = js(&nats.url()).await;

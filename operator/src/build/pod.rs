@@ -5,8 +5,9 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{
     Capabilities, ConfigMapEnvSource, Container, ContainerPort, EmptyDirVolumeSource, EnvFromSource, EnvVar,
-    EnvVarSource, HTTPGetAction, Lifecycle, LifecycleHandler, PodSecurityContext, PodSpec, PodTemplateSpec, Probe,
-    ResourceRequirements, SeccompProfile, SecretKeySelector, SecurityContext, SleepAction, Volume, VolumeMount,
+    EnvVarSource, HTTPGetAction, Lifecycle, LifecycleHandler, PodSecurityContext, PodSpec, PodTemplateSpec,
+    Probe, ResourceRequirements, SeccompProfile, SecretKeySelector, SecurityContext, SleepAction, Volume,
+    VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -114,7 +115,10 @@ fn container(v: &Validated, component: Component) -> Container {
 /// CPU and memory requests when the spec names neither a request nor a limit for
 /// them: a CPU HPA computes utilisation against the request, and without one it
 /// never scales.
-pub fn with_default_requests(resources: Option<ResourceRequirements>, component: Component) -> ResourceRequirements {
+pub fn with_default_requests(
+    resources: Option<ResourceRequirements>,
+    component: Component,
+) -> ResourceRequirements {
     let mut resources = resources.unwrap_or_default();
     let memory = match component {
         Component::Api => "128Mi",

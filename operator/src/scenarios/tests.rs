@@ -142,8 +142,10 @@ async fn status_update_moves_only_the_conditions_that_changed() {
     status["api"] = json!({ "replicas": 2, "readyReplicas": 2 });
     status["worker"] = json!({ "replicas": 2, "readyReplicas": 2 });
     status["conditions"][0] = condition("Ready", "True", "AllAvailable", "");
-    status["conditions"][1] = condition("ApiAvailable", "True", "MinimumAvailable", "2 of 2 pods ready (minimum 2)");
-    status["conditions"][2] = condition("WorkerAvailable", "True", "MinimumAvailable", "2 of 2 pods ready (minimum 1)");
+    status["conditions"][1] =
+        condition("ApiAvailable", "True", "MinimumAvailable", "2 of 2 pods ready (minimum 2)");
+    status["conditions"][2] =
+        condition("WorkerAvailable", "True", "MinimumAvailable", "2 of 2 pods ready (minimum 1)");
     scenario.status = Some(status.clone());
     let mocksrv = server.run(Scenario::Apply(Box::new(scenario)));
     reconcile(Arc::new(tps.clone()), ctx).await.expect("reconciler");

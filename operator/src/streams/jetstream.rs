@@ -82,20 +82,28 @@ async fn delete(plan: &StreamPlan) -> Result<(), StreamsError> {
 enum Ownership {
     /// No such stream.
     Absent,
-    /// Marked with our UID, or not marked at all (made by an operator before
-    /// ownership marks, or by the binaries locally): ours to update or delete.
+    /// Marked with our UID or our namespace/name (a re-created resource), or not
+    /// marked at all (made by an operator before ownership marks, or by the
+    /// binaries locally): ours to update or delete.
     Ours,
 }
 
-async fn ownership(js: &jetstream::Context, name: &str, owner: &StreamOwner) -> Result<Ownership, StreamsError> {
+async fn ownership(
+    js: &jetstream::Context,
+    name: &str,
+    owner: &StreamOwner,
+) -> Result<Ownership, StreamsError> {
     let stream = match js.get_stream(name).await {
         Ok(stream) => stream,
         Err(e) if is_not_found(&e.kind()) => return Ok(Ownership::Absent),
         Err(e) => return Err(StreamsError::Refused { object: name.to_owned(), message: e.to_string() }),
     };
     let metadata = &stream.cached_info().config.metadata;
+    // The same namespace/name with another UID is a re-created resource (two cannot live at
+    // once): it takes over what its predecessor retained.
+    let same_name = metadata.get(OWNER_NAME_KEY) == Some(&owner.name);
     match metadata.get(OWNER_UID_KEY) {
-        Some(uid) if *uid != owner.uid => Err(StreamsError::OwnedByAnother {
+        Some(uid) if *uid != owner.uid && !same_name => Err(StreamsError::OwnedByAnother {
             stream: name.to_owned(),
             owner: format!("{} (uid {uid})", metadata.get(OWNER_NAME_KEY).map_or("?", String::as_str)),
         }),
