@@ -45,6 +45,13 @@ async fn ensure(plan: &StreamPlan) -> Result<(), StreamsError> {
     for config in plan.streams() {
         let object = config.name.clone();
         ownership(&js, &object, &plan.owner).await?;
+        // JetStream refuses to change a stream's retention in place: a command stream made
+        // by an older release (Limits) is migrated first, with its unsettled commands kept.
+        if config.retention == async_nats::jetstream::stream::RetentionPolicy::WorkQueue {
+            tps_contract::stream_migration::ensure_work_queue(&js, &config)
+                .await
+                .map_err(|e| StreamsError::Refused { object: object.clone(), message: e.to_string() })?;
+        }
         js.create_or_update_stream(config)
             .await
             .map_err(|e| StreamsError::Refused { object, message: e.to_string() })?;
