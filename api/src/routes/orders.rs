@@ -366,6 +366,9 @@ async fn answer_from(
     Ok(accepted(order_id, known.ticket_id, known.quantity, true))
 }
 
+/// How long a sold-out refusal waits for Postgres to say whether the key has an order.
+const SOLD_OUT_LOOKUP_BOUND: std::time::Duration = std::time::Duration::from_secs(3);
+
 /// A claimless key on a ticket known to be sold out: `409 SOLD_OUT` only when no order can
 /// have this key. A settled one is in Postgres (its 202 again, or 422). An unsettled one can
 /// exist only while the claims are in doubt (Redis lost its data or was unreachable, and the
@@ -379,7 +382,10 @@ async fn sold_out_unless_known(
     user: &str,
     body: &CreateOrder,
 ) -> Result<Response, ApiError> {
-    match state.settled_orders.get(order_id, state.settings.publish_timeout).await {
+    // Nothing runs beside this lookup, and without its answer the request gets 503: wait for it
+    // as long as for a pool connection (a fresh pool on a loaded host may need a second to connect).
+    let bound = state.settings.publish_timeout.max(SOLD_OUT_LOOKUP_BOUND);
+    match state.settled_orders.get(order_id, bound).await {
         Ok(Some(settled)) => answer_from(state, order_id, user, body, &settled, false).await,
         Ok(None) if !state.claims.in_doubt() => {
             recall::count("order", "none");
