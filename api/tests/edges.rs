@@ -161,7 +161,7 @@ async fn live_connections_are_capped_per_user_and_per_pod_with_429() {
     let api = TestApi::start_with(&["--events-max-per-user", "3", "--events-max-per-pod", "5"]).await;
     let mut alice = Vec::new();
     for _ in 0..3 {
-        alice.push(open_events(&api, "alice").await.ok().expect("within alice's cap"));
+        alice.push(open_events(&api, "alice").await.unwrap_or_else(|e| panic!("within alice's cap: {e:?}")));
     }
     let (status, retry, body) = open_events(&api, "alice").await.err().expect("alice's 4th socket");
     assert_eq!(status, 429);
@@ -173,7 +173,7 @@ async fn live_connections_are_capped_per_user_and_per_pod_with_429() {
     assert!(refused.headers().contains_key("retry-after"));
     problem(refused, 429).await;
 
-    let bob1 = open_events(&api, "bob").await.ok().expect("bob's first");
+    let bob1 = open_events(&api, "bob").await.unwrap_or_else(|e| panic!("bob's first: {e:?}"));
     let _bob2 = api
         .get("/v1/events")
         .bearer_auth(token("bob", false))

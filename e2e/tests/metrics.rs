@@ -98,8 +98,15 @@ fn check_api(page: &Scrape, outcome: &Outcome) {
     assert!(outcome.replays > 0);
     assert_eq!(page.sum("tps_api_sold_out_rejections_total", &[]), Some(status(outcome, 409)));
     assert_eq!(page.sum("tps_api_publish_failures_total", &[]), Some(0.0));
-    // Every 202, replays included, was a publish that got its PubAck.
-    assert_eq!(page.sum("tps_api_publish_duration_seconds_count", &[]), Some(status(outcome, 202)));
+    // Every 202, replays included, was a publish that got its PubAck, except where a Redis
+    // call timed out on a loaded machine (degraded): a key whose order is settled is then
+    // answered from Postgres on a sold-out ticket, without a publish. New orders always are.
+    let publishes = page.sum("tps_api_publish_duration_seconds_count", &[]).unwrap();
+    if page.sum("tps_api_redis_degraded_total", &[]).unwrap_or(0.0) == 0.0 {
+        assert_eq!(publishes, status(outcome, 202));
+    } else {
+        assert!(accepted <= publishes && publishes <= status(outcome, 202), "{publishes} publishes");
+    }
     assert!(page.sum("tps_api_publish_duration_seconds_sum", &[]).unwrap() > 0.0);
 
     assert_eq!(page.sum("tps_shards_configured", &[]), Some(f64::from(SHARDS)));
