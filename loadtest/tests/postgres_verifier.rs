@@ -132,7 +132,7 @@ async fn sign_ups_rejected_for_their_email_pass_and_an_email_created_twice_or_a_
 
     // Broken: the unique index gone, one email CREATED twice, and a CREATED id with no row.
     let bad = fresh_db(&pg).await;
-    sqlx::query("DROP INDEX users_email_unique").execute(&bad).await.unwrap();
+    sqlx::query("DROP INDEX users_email_key_unique").execute(&bad).await.unwrap();
     let first = user(&bad, "b@example.test", "CREATED").await;
     let second = user(&bad, "B@example.test", "CREATED").await;
     let phantom = Uuid::new_v4();
