@@ -153,7 +153,7 @@ async fn the_same_stream_is_served_as_sse() {
     let mut events = Vec::new();
     let mut buffer = String::new();
     let has_both = |events: &[Value]| {
-        events.iter().any(|e| e["type"] == "order.updated") && events.iter().any(|e| *e == stock_json)
+        events.iter().any(|e| e["type"] == "order.updated") && events.contains(&stock_json)
     };
     while !has_both(&events) {
         let chunk =
