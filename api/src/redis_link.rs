@@ -148,3 +148,23 @@ pub async fn mark_failed(redis: &RedisLink, key: String) {
         })
         .await;
 }
+
+/// Writes a claim whose body is known from Postgres or JetStream (Redis lost it, or a
+/// claim was just made with another body): its fields, not failed, with a fresh TTL.
+/// Best effort: without it the next request asks Postgres again.
+pub async fn write_claim(redis: &RedisLink, key: String, fields: &[(&str, String)], ttl_secs: u64) {
+    let _ = redis
+        .run(|mut conn| async move {
+            redis::pipe()
+                .atomic()
+                .hset_multiple(&key, fields)
+                .ignore()
+                .hdel(&key, "failed")
+                .ignore()
+                .expire(&key, ttl_secs as i64)
+                .ignore()
+                .query_async::<()>(&mut conn)
+                .await
+        })
+        .await;
+}

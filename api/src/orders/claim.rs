@@ -111,20 +111,7 @@ pub async fn remember(redis: &RedisLink, order_id: &Uuid, stored: &RememberedOrd
         ("qty", stored.quantity.to_string()),
         ("created", stored.created_ms.to_string()),
     ];
-    let _ = redis
-        .run(|mut conn| async move {
-            redis::pipe()
-                .atomic()
-                .hset_multiple(&key, &fields)
-                .ignore()
-                .hdel(&key, "failed")
-                .ignore()
-                .expire(&key, ttl_secs as i64)
-                .ignore()
-                .query_async::<()>(&mut conn)
-                .await
-        })
-        .await;
+    crate::redis_link::write_claim(redis, key, &fields, ttl_secs).await;
 }
 
 /// The body of an order as first accepted.

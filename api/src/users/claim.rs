@@ -61,20 +61,7 @@ pub async fn claim(
 pub async fn remember(redis: &RedisLink, id: &Uuid, fingerprint: &str, created_ms: i64, ttl_secs: u64) {
     let key = super::signup_key(id);
     let fields = [("fp", fingerprint.to_owned()), ("created", created_ms.to_string())];
-    let _ = redis
-        .run(|mut conn| async move {
-            redis::pipe()
-                .atomic()
-                .hset_multiple(&key, &fields)
-                .ignore()
-                .hdel(&key, "failed")
-                .ignore()
-                .expire(&key, ttl_secs as i64)
-                .ignore()
-                .query_async::<()>(&mut conn)
-                .await
-        })
-        .await;
+    crate::redis_link::write_claim(redis, key, &fields, ttl_secs).await;
 }
 
 /// Marks a claim whose publish failed: a retry counts as new, and it is not shown as PENDING.
