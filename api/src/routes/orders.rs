@@ -325,6 +325,13 @@ async fn known_answer(
         // Gone from the stream: settled meanwhile (or expired); ask Postgres once more.
         None => state.settled_orders.get(order_id, bound).await.ok().flatten(),
     };
+    // The same body with this request's own `acceptedAt` is this request's claim: a concurrent
+    // request with the same key found the claim and published the same command first (or a
+    // fast worker settled it). The order is new, and this is its first answer.
+    if earlier.as_ref().is_some_and(|e| same_body(e, user, body) && e.created_ms == created_ms) {
+        recall::count("order", "none");
+        return Ok(None);
+    }
     match earlier {
         Some(earlier) => answer_from(state, order_id, user, body, &earlier, claimed).await.map(Some),
         None => {

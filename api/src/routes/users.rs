@@ -126,7 +126,9 @@ pub async fn create_user(
             // very sign-up this request published (same body, same acceptedAt): that is ours.
             settled.filter(|s| !(s.fingerprint == fingerprint && s.created_ms == created_ms))
         });
-        if let Some(answer) = known_answer(&state, id, &fingerprint, claimed, recalled, published).await? {
+        if let Some(answer) =
+            known_answer(&state, id, &fingerprint, created_ms, claimed, recalled, published).await?
+        {
             return Ok(answer);
         }
     }
@@ -145,6 +147,7 @@ async fn known_answer(
     state: &AppState,
     id: Uuid,
     fingerprint: &str,
+    created_ms: i64,
     claimed: bool,
     recalled: Result<Option<SettledSignup>, RecallError>,
     published: Result<PublishAck, PublishError>,
@@ -175,9 +178,19 @@ async fn known_answer(
     let stored: Option<SignupCommand> =
         crate::jetstream::stored_command(&state.jetstream, USERS_STREAM, ack.sequence, bound).await;
     let earlier = match stored.filter(|c| c.user.id == id) {
-        Some(c) => Some(c.user.fingerprint()),
-        None => state.settled_signups.get(id, bound).await.ok().flatten().map(|s| s.fingerprint),
+        Some(c) => Some((c.user.fingerprint(), c.accepted_at.timestamp_millis())),
+        None => {
+            state.settled_signups.get(id, bound).await.ok().flatten().map(|s| (s.fingerprint, s.created_ms))
+        }
     };
+    // The same body with this request's own `acceptedAt` is this request's claim: a concurrent
+    // request with the same id found the claim and published the same command first (or a fast
+    // worker settled it). The sign-up is new, and this is its first answer.
+    if earlier.as_ref().is_some_and(|(fp, at)| fp == fingerprint && *at == created_ms) {
+        recall::count("signup", "none");
+        return Ok(None);
+    }
+    let earlier = earlier.map(|(fp, _)| fp);
     match earlier {
         Some(earlier) => answer_from(state, id, fingerprint, &earlier, claimed).await.map(Some),
         None => {
