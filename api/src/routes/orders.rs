@@ -292,7 +292,9 @@ async fn known_answer(
     };
     // The lookup runs beside the publish, so a fast worker may already have settled the very
     // order this request published: same body and the same acceptedAt is this request's own.
-    let settled = settled.filter(|s| !(same_body(s, user, body) && s.created_ms == created_ms));
+    // (Same body and this request's own `acceptedAt`: this request's own command.)
+    let own = |known: &SettledKey| same_body(known, user, body) && known.created_ms == created_ms;
+    let settled = settled.filter(|s| !own(s));
     if let Some(settled) = settled {
         // Settled: the stored body decides, whatever the publish did.
         return answer_from(state, order_id, user, body, &settled, claimed).await.map(Some);
@@ -328,7 +330,7 @@ async fn known_answer(
     // The same body with this request's own `acceptedAt` is this request's claim: a concurrent
     // request with the same key found the claim and published the same command first (or a
     // fast worker settled it). The order is new, and this is its first answer.
-    if earlier.as_ref().is_some_and(|e| same_body(e, user, body) && e.created_ms == created_ms) {
+    if earlier.as_ref().is_some_and(own) {
         recall::count("order", "none");
         return Ok(None);
     }
