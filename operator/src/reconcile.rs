@@ -13,13 +13,14 @@ use serde_json::json;
 
 use crate::apply::{apply_all, apply_params};
 use crate::build::desired;
-use crate::conditions::{Observed, invalid_status, observed_status};
+use crate::conditions::{Observed, invalid_status, observed_status, refused_status};
 use crate::context::Context;
+use crate::dereference::dereference;
 use crate::error::{Error, Result};
-use crate::events::{publish, transitions};
+use crate::events::{ADOPTION_REFUSED, publish, transitions};
 use crate::prune::prune;
 use crate::resource::{DeletionPolicy, ThroughputService, ThroughputServiceStatus};
-use crate::streams::{StreamOwner, StreamPlan};
+use crate::streams::{Credentials, StreamOwner, StreamPlan};
 use crate::validate::{InvalidSpec, validate};
 
 /// The finalizer that keeps a resource until its streams are dealt with.
@@ -64,19 +65,37 @@ pub fn error_policy(tps: Arc<ThroughputService>, error: &Error, ctx: Arc<Context
 }
 
 async fn apply(tps: &ThroughputService, ctx: &Context) -> Result<Action> {
-    let validated = match validate(tps) {
+    let mut validated = match validate(tps) {
         Ok(v) => v,
         Err(invalid) => return refuse(tps, ctx, invalid).await,
     };
-    // Streams before workloads: pods that start first would create them with
-    // the binaries' defaults. A NATS failure does not stop the rollout; it shows
-    // in the status and is retried soon.
-    let streams = ctx.streams.ensure(&StreamPlan::from_spec(&validated.spec, StreamOwner::of(tps))).await;
+    let referenced = dereference(&ctx.client, &validated.namespace, &validated.spec).await?;
+    validated.secrets_digest = Some(referenced.digest);
+    // Streams before workloads: the pods only use them (NATS_STREAMS_CREATE=false). A NATS
+    // failure does not stop the rollout; it shows in the status and is retried soon.
+    let mut plan = StreamPlan::from_spec(&validated.spec, StreamOwner::of(tps));
+    plan.credentials = referenced.nats_credentials.map(Credentials);
+    let streams = ctx.streams.ensure(&plan).await;
     let desired = desired(&validated);
     // Prune first: KEDA's webhook refuses a ScaledObject on a Deployment that an
     // HPA still targets, so a switch of autoscaler must remove the old one first.
     prune(&ctx.client, &validated, &desired).await?;
-    let applied = apply_all(&ctx.client, &validated.namespace, &desired).await?;
+    let applied = match apply_all(&ctx.client, &validated.namespace, &desired).await {
+        Ok(applied) => applied,
+        Err(e @ Error::NotOwned { .. }) => {
+            let now = (ctx.clock)();
+            let status = refused_status(
+                tps.status.as_ref(),
+                tps.meta().generation,
+                ADOPTION_REFUSED,
+                e.to_string(),
+                now,
+            );
+            update_status(tps, ctx, status).await?;
+            return Err(e);
+        }
+        Err(e) => return Err(e),
+    };
     let seen = Observed {
         generation: tps.meta().generation,
         applied: &applied,
@@ -86,7 +105,9 @@ async fn apply(tps: &ThroughputService, ctx: &Context) -> Result<Action> {
     };
     let status = observed_status(tps.status.as_ref(), &seen, (ctx.clock)());
     update_status(tps, ctx, status).await?;
-    Ok(Action::requeue(if streams.is_ok() { RESYNC } else { STREAMS_RETRY }))
+    // A missing PodMonitor CRD is not watched: look again soon, as for NATS.
+    let retry_soon = streams.is_err() || matches!(applied.monitoring, Some(Err(_)));
+    Ok(Action::requeue(if retry_soon { STREAMS_RETRY } else { RESYNC }))
 }
 
 async fn refuse(tps: &ThroughputService, ctx: &Context, invalid: InvalidSpec) -> Result<Action> {
@@ -121,7 +142,11 @@ async fn update_status(
 async fn cleanup(tps: &ThroughputService, ctx: &Context) -> Result<Action> {
     let (reason, note) = match tps.spec.deletion_policy {
         DeletionPolicy::Delete => {
-            ctx.streams.delete(&StreamPlan::of(tps)).await?;
+            let mut plan = StreamPlan::of(tps);
+            let namespace = tps.namespace().unwrap_or_default();
+            plan.credentials =
+                dereference(&ctx.client, &namespace, &tps.spec).await?.nats_credentials.map(Credentials);
+            ctx.streams.delete(&plan).await?;
             (
                 "StreamsDeleted",
                 "deletionPolicy Delete: ORDERS, USERS and DEAD_LETTERS were deleted (those another resource owns were kept)",
