@@ -32,8 +32,16 @@ pub fn config_data(v: &Validated) -> BTreeMap<String, String> {
         ("RUST_LOG".to_owned(), spec.log.clone()),
         ("BATCH_SIZE".to_owned(), spec.worker.batch_size.to_string()),
     ]);
-    if let Some(url) = &spec.redis.url {
-        data.insert("REDIS_URL".to_owned(), url.clone());
+    // Only when set: an empty value would be enforced as the empty string.
+    let optional = [
+        ("REDIS_URL", &spec.redis.url),
+        ("AUTH_JWT_AUDIENCE", &spec.auth.audience),
+        ("AUTH_JWT_ISSUER", &spec.auth.issuer),
+    ];
+    for (key, value) in optional {
+        if let Some(value) = value {
+            data.insert(key.to_owned(), value.clone());
+        }
     }
     data
 }

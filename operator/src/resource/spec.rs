@@ -288,6 +288,14 @@ pub struct RedisSpec {
 pub struct AuthSpec {
     /// Secret key holding `AUTH_JWT_SECRET`.
     pub jwt_secret_ref: SecretKeyRef,
+    /// When set, every token's `aud` must contain it (`AUTH_JWT_AUDIENCE`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1))]
+    pub audience: Option<String>,
+    /// When set, every token's `iss` must equal it (`AUTH_JWT_ISSUER`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1))]
+    pub issuer: Option<String>,
 }
 
 /// A key of a Secret in the resource's namespace.

@@ -120,6 +120,16 @@ fn the_config_map_hands_the_binaries_the_operators_streams_and_the_proxies() {
     assert_eq!(config(&d, "API_TRUSTED_PROXIES"), "10.0.0.0/8,192.168.1.1");
     assert_eq!(config(&build("{}"), "API_TRUSTED_PROXIES"), "", "nobody's X-Forwarded-For by default");
     assert_eq!(config(&build("{nats: {streams: {prefix: ''}}}"), "NATS_STREAM_PREFIX"), "");
+    let auth = build("{auth: {audience: tickets, issuer: 'https://id.example'}}");
+    assert_eq!(
+        (config(&auth, "AUTH_JWT_AUDIENCE"), config(&auth, "AUTH_JWT_ISSUER")),
+        ("tickets".into(), "https://id.example".into())
+    );
+    let data = build("{}").config_map.data.unwrap();
+    assert!(
+        !data.contains_key("AUTH_JWT_AUDIENCE") && !data.contains_key("AUTH_JWT_ISSUER"),
+        "unset, not empty"
+    );
 }
 
 #[test]
