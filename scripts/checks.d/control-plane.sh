@@ -41,8 +41,12 @@ export TPS_CLUSTER_DIR STATE TPS_DEV_DIR
 STATE=$(mktemp -d /var/tmp/tps-control-plane.XXXXXX)
 chmod 755 "$STATE" # Postgres runs as its own user and must reach its data dir
 TPS_CLUSTER_DIR=$STATE TPS_DEV_DIR=$STATE/dev
-export TPS_ETCD_PORT=22379 TPS_APISERVER_PORT=26443 TPS_KCM_PORT=20357 TPS_SCHEDULER_PORT=20359 \
-  TPS_KWOK_PORT=20347 TPS_OPERATOR_PORT=28080 TPS_NATS_PORT=24222 TPS_NATS_MONITOR_PORT=28222 TPS_PG_PORT=25432 TPS_REDIS_PORT=26379
+# TPS_CONTROL_PLANE_PORT_OFFSET moves them all, for two runs on one machine.
+o=${TPS_CONTROL_PLANE_PORT_OFFSET:-0}
+export TPS_ETCD_PORT=$((22379 + o)) TPS_APISERVER_PORT=$((26443 + o)) TPS_KCM_PORT=$((20357 + o)) \
+  TPS_SCHEDULER_PORT=$((20359 + o)) TPS_KWOK_PORT=$((20347 + o)) TPS_OPERATOR_PORT=$((28080 + o)) \
+  TPS_NATS_PORT=$((24222 + o)) TPS_NATS_MONITOR_PORT=$((28222 + o)) TPS_PG_PORT=$((25432 + o)) TPS_REDIS_PORT=$((26379 + o))
+STANDBY_PORT=$((28081 + o)) CRASHING_PORT=$((28082 + o))
 # scripts/test has just built the workspace; its tps-operator is current. (A build of the
 # operator alone would unify other features and recompile much of the dependency tree.)
 CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/tps-target}"
@@ -368,10 +372,10 @@ holder_is() { [ "$(lease_holder)" = "$1" ]; }
 operator_env=(env KUBECONFIG="$STATE/operator.kubeconfig" POD_NAMESPACE=tps-system LEADER_ELECTION=on RUST_LOG=info)
 first="tps-operator-$(hostname)"
 holder_is "$first" || fail "the first operator does not hold the Lease: '$(lease_holder)'"
-"${operator_env[@]}" POD_NAME=tps-operator-standby OPERATOR_HTTP_LISTEN=127.0.0.1:28081 \
+"${operator_env[@]}" POD_NAME=tps-operator-standby OPERATOR_HTTP_LISTEN=127.0.0.1:$STANDBY_PORT \
   "$CARGO_TARGET_DIR/debug/tps-operator" >"$STATE/logs/standby.log" 2>&1 &
 STANDBY_PID=$!
-eventually 30 curl -fsS http://127.0.0.1:28081/healthz || fail "the standby operator did not start: $(tail -5 "$STATE/logs/standby.log")"
+eventually 30 curl -fsS "http://127.0.0.1:$STANDBY_PORT/healthz" || fail "the standby operator did not start: $(tail -5 "$STATE/logs/standby.log")"
 eventually 30 grep -q "waiting for leadership" "$STATE/logs/standby.log" || fail "the standby is not waiting for the Lease"
 holder_is "$first" || fail "the standby took the Lease from a live leader: '$(lease_holder)'"
 ! grep -q "leading; reconciling" "$STATE/logs/standby.log" || fail "the standby leads next to a live leader"
@@ -396,7 +400,7 @@ kill -9 "$STANDBY_PID"; wait "$STANDBY_PID" 2>/dev/null || true; STANDBY_PID=''
 k -n $ns delete configmap restart-config >/dev/null # only the crashing run may make it again
 rc=0
 { # (the braces keep bash's "Aborted" job message out of the output)
-  "${operator_env[@]}" POD_NAME=tps-operator-crashing OPERATOR_HTTP_LISTEN=127.0.0.1:28082 \
+  "${operator_env[@]}" POD_NAME=tps-operator-crashing OPERATOR_HTTP_LISTEN=127.0.0.1:$CRASHING_PORT \
     TPS_FAILPOINT=crash-after-config-map timeout 90 "$CARGO_TARGET_DIR/debug/tps-operator" >"$STATE/logs/crashing.log" 2>&1
 } 2>/dev/null || rc=$?
 [ "$rc" = 134 ] && grep -q "failpoint crash-after-config-map" "$STATE/logs/crashing.log" ||
