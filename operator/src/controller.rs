@@ -134,6 +134,32 @@ mod tests {
 
     use super::*;
 
+    #[test]
+    fn a_secret_change_reconciles_only_the_resources_that_reference_it() {
+        let (store, mut writer) = reflector::store::<ThroughputService>();
+        let mut other =
+            ThroughputService::with_spec("{redis: {url: null, urlSecretRef: {name: shop-redis, key: url}}}");
+        other.metadata.name = Some("other".into());
+        let mut elsewhere = ThroughputService::test();
+        elsewhere.metadata.namespace = Some("billing".into());
+        for tps in [ThroughputService::test(), other, elsewhere] {
+            writer.apply_watcher_event(&watcher::Event::Apply(tps));
+        }
+        let secret = |namespace: &str, name: &str| {
+            let mut meta = PartialObjectMeta::<Secret>::default();
+            meta.metadata.namespace = Some(namespace.into());
+            meta.metadata.name = Some(name.into());
+            meta
+        };
+        let names = |s| {
+            referencing(&store, &s).into_iter().map(|r| r.name).collect::<std::collections::BTreeSet<_>>()
+        };
+        assert_eq!(names(secret("sales", "shop-jwt")), ["other", "shop"].map(String::from).into());
+        assert_eq!(names(secret("sales", "shop-redis")), ["other".to_owned()].into());
+        assert!(names(secret("sales", "unrelated")).is_empty());
+        assert_eq!(names(secret("billing", "shop-redis")), Default::default());
+    }
+
     #[tokio::test]
     async fn a_missing_crd_is_refused_with_the_command_to_install_it() {
         let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
