@@ -19,8 +19,8 @@ use crate::dereference::{Referenced, dereference};
 use crate::error::{Error, Result};
 use crate::events::{ADOPTION_REFUSED, publish, transitions};
 use crate::prune::prune;
-use crate::resource::{DeletionPolicy, ThroughputService, ThroughputServiceStatus};
-use crate::streams::{Credentials, StreamPlan};
+use crate::resource::{DeletionPolicy, ThroughputService, ThroughputServiceSpec, ThroughputServiceStatus};
+use crate::streams::{Credentials, StreamPlan, StreamsError};
 use crate::validate::{InvalidSpec, Validated, validate};
 
 /// The finalizer that keeps a resource until its streams are dealt with.
@@ -73,7 +73,11 @@ async fn apply(tps: &ThroughputService, ctx: &Context) -> Result<Action> {
     validated.secrets_digest = Some(referenced.digest.clone());
     // Streams before workloads: the pods only use them (NATS_STREAMS_CREATE=false). A NATS
     // failure does not stop the rollout; it shows in the status and is retried soon.
-    let streams = ctx.streams.ensure(&stream_plan(tps, referenced)).await;
+    let plan = stream_plan(tps, referenced);
+    let streams = match missing_credentials(&validated.spec, &plan) {
+        Some(missing) => Err(missing),
+        None => ctx.streams.ensure(&plan).await,
+    };
     let desired = desired(&validated);
     // Prune first: KEDA's webhook refuses a ScaledObject on a Deployment that an
     // HPA still targets, so a switch of autoscaler must remove the old one first.
@@ -98,6 +102,16 @@ fn stream_plan(tps: &ThroughputService, referenced: Referenced) -> StreamPlan {
     let mut plan = StreamPlan::of(tps);
     plan.credentials = referenced.nats_credentials.map(Credentials);
     plan
+}
+
+/// A referenced NATS credentials Secret (or key) that does not exist: said as such, rather
+/// than as the authorization error NATS would answer without credentials.
+fn missing_credentials(spec: &ThroughputServiceSpec, plan: &StreamPlan) -> Option<StreamsError> {
+    let r = spec.nats.credentials_secret_ref.as_ref().filter(|_| plan.credentials.is_none())?;
+    Some(StreamsError::Connect {
+        url: plan.nats_url.clone(),
+        message: format!("nats.credentialsSecretRef: Secret {} has no key {}", r.name, r.key),
+    })
 }
 
 /// Applies every child; a name taken by an object this resource does not control is

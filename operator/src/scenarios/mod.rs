@@ -110,13 +110,21 @@ impl ApiServerVerifier {
 
     /// The reads of the fixture's two referenced Secrets, neither of which exists.
     async fn secrets_absent(&mut self) {
-        for name in ["shop-db", "shop-jwt"] {
-            self.absent(&format!("/api/v1{NS}/secrets/{name}")).await;
+        self.secrets_of_absent(&ThroughputService::test()).await;
+    }
+
+    /// The reads of every Secret `tps` references, none of which exists.
+    async fn secrets_of_absent(&mut self, tps: &ThroughputService) {
+        let mut read = std::collections::BTreeSet::new();
+        for (_, r) in crate::dereference::secret_refs(&tps.spec) {
+            if read.insert(r.name.clone()) {
+                self.absent(&format!("/api/v1{NS}/secrets/{}", r.name)).await;
+            }
         }
     }
 
     async fn handle_apply(&mut self, s: ApplyScenario) {
-        self.secrets_absent().await;
+        self.secrets_of_absent(&s.tps).await;
         let d = &s.desired;
         let [hpas, ingresses, scaled] = s.existing;
         let lists = [

@@ -212,6 +212,25 @@ async fn a_child_name_taken_by_a_foreign_object_is_refused_not_adopted() {
 }
 
 #[tokio::test]
+async fn a_missing_nats_credentials_secret_is_named_and_nats_is_not_dialled() {
+    let (ctx, server, streams) = Context::test(FakeStreams::default());
+    let patch = "{nats: {credentialsSecretRef: {name: shop-nats, key: creds}}}";
+    let tps = ThroughputService::with_spec(patch).finalized();
+    let mut scenario = apply_scenario(&tps, patch);
+    let message = "cannot reach NATS at nats://nats.sales:4222: nats.credentialsSecretRef: Secret shop-nats has no key creds";
+    let mut status = starting_status(16);
+    status["conditions"][3] = condition("StreamsReady", "False", "ProvisioningFailed", message);
+    status["conditions"][4] = condition("Degraded", "True", "StreamsNotReady", "commands cannot be stored");
+    scenario.status = Some(status);
+    scenario.events = vec![("Warning", "StreamsFailed")];
+    let mocksrv = server.run(Scenario::Apply(Box::new(scenario)));
+    let action = reconcile(Arc::new(tps), ctx).await.expect("reconciler");
+    assert_eq!(action, Action::requeue(crate::reconcile::STREAMS_RETRY));
+    assert!(streams.calls.lock().unwrap().is_empty(), "no provisioning without the credentials");
+    timeout_after_1s(mocksrv).await;
+}
+
+#[tokio::test]
 async fn deletion_with_retain_keeps_the_streams() {
     let (ctx, server, streams) = Context::test(FakeStreams::default());
     let tps = ThroughputService::test().finalized().deleted();
