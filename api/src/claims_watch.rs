@@ -39,7 +39,7 @@ use std::time::Duration;
 
 use async_nats::jetstream;
 use redis::Script;
-use tps_contract::subject::{ORDERS_STREAM, consumer_name};
+use tps_contract::subject::{ORDERS_STREAM, StreamNames};
 
 use crate::redis_link::RedisLink;
 
@@ -136,7 +136,13 @@ struct Memory {
 }
 
 /// Checks every [`TICK`], forever.
-pub async fn watch_forever(watch: Arc<ClaimsWatch>, redis: RedisLink, js: jetstream::Context, shards: u32) {
+pub async fn watch_forever(
+    watch: Arc<ClaimsWatch>,
+    redis: RedisLink,
+    js: jetstream::Context,
+    names: StreamNames,
+    shards: u32,
+) {
     let mut memory = Memory::default();
     metrics::counter!("tps_api_redis_data_lost_total").increment(0);
     metrics::gauge!("tps_api_claims_in_doubt").set(0.0);
@@ -144,12 +150,18 @@ pub async fn watch_forever(watch: Arc<ClaimsWatch>, redis: RedisLink, js: jetstr
     // something is, the request itself notes it).
     while !redis.wait_connected(Duration::from_secs(1)).await {}
     loop {
-        tick(&watch, &redis, &js, shards, &mut memory).await;
+        tick(&watch, &redis, (&js, &names), shards, &mut memory).await;
         tokio::time::sleep(TICK).await;
     }
 }
 
-async fn tick(watch: &ClaimsWatch, redis: &RedisLink, js: &jetstream::Context, shards: u32, m: &mut Memory) {
+async fn tick(
+    watch: &ClaimsWatch,
+    redis: &RedisLink,
+    (js, names): (&jetstream::Context, &StreamNames),
+    shards: u32,
+    m: &mut Memory,
+) {
     let now = now_ms();
     let degraded_at = watch.degraded_at_ms.load(Ordering::Relaxed);
     // A gap ends now if this pod was without Redis since the last announcement.
@@ -201,7 +213,7 @@ async fn tick(watch: &ClaimsWatch, redis: &RedisLink, js: &jetstream::Context, s
     // Every order published before the gap ended must be settled before claims are trusted.
     let seq = match m.gap_seq {
         Some((gap_end, seq)) if gap_end == m.gap_end => seq,
-        _ => match last_sequence(js).await {
+        _ => match last_sequence(js, names).await {
             Some(seq) => {
                 m.gap_seq = Some((m.gap_end, seq));
                 seq
@@ -209,7 +221,7 @@ async fn tick(watch: &ClaimsWatch, redis: &RedisLink, js: &jetstream::Context, s
             None => return,
         },
     };
-    if settled_past(js, shards, seq).await {
+    if settled_past(js, names, shards, seq).await {
         m.cleared = m.gap_end;
         if quiet() {
             watch.set_in_doubt(false);
@@ -217,16 +229,16 @@ async fn tick(watch: &ClaimsWatch, redis: &RedisLink, js: &jetstream::Context, s
     }
 }
 
-async fn last_sequence(js: &jetstream::Context) -> Option<u64> {
-    let mut stream = js.get_stream(ORDERS_STREAM).await.ok()?;
+async fn last_sequence(js: &jetstream::Context, names: &StreamNames) -> Option<u64> {
+    let mut stream = js.get_stream(names.stream(ORDERS_STREAM)).await.ok()?;
     Some(stream.info().await.ok()?.state.last_sequence)
 }
 
 /// Whether every shard consumer of ORDERS has acknowledged everything up to `seq`.
-async fn settled_past(js: &jetstream::Context, shards: u32, seq: u64) -> bool {
-    let Ok(stream) = js.get_stream_no_info(ORDERS_STREAM).await else { return false };
+async fn settled_past(js: &jetstream::Context, names: &StreamNames, shards: u32, seq: u64) -> bool {
+    let Ok(stream) = js.get_stream_no_info(names.stream(ORDERS_STREAM)).await else { return false };
     for shard in 0..shards {
-        let Ok(info) = stream.consumer_info(consumer_name(ORDERS_STREAM, shard)).await else { return false };
+        let Ok(info) = stream.consumer_info(names.consumer(ORDERS_STREAM, shard)).await else { return false };
         let idle = info.num_pending == 0 && info.num_ack_pending == 0;
         if !idle && info.ack_floor.stream_sequence < seq {
             return false;

@@ -19,7 +19,8 @@ use chrono::{DateTime, Utc};
 use tps_contract::subject::{
     DEAD_LETTER_DELIVERIES_HEADER, DEAD_LETTER_MSG_ID_HEADER, DEAD_LETTER_REASON_HEADER,
     DEAD_LETTER_SEQUENCE_HEADER, DEAD_LETTER_SETTLED_HEADER, DEAD_LETTER_STREAM, DEAD_LETTER_STREAM_HEADER,
-    DEAD_LETTER_SUBJECT_HEADER, DEAD_LETTER_SUBJECTS, MSG_ID_HEADER, ORDERS_STREAM, USERS_STREAM,
+    DEAD_LETTER_SUBJECT_HEADER, DEAD_LETTER_SUBJECTS, MSG_ID_HEADER, ORDERS_STREAM, StreamNames,
+    USERS_STREAM,
 };
 use tps_contract::{OrderCommand, SignupCommand};
 
@@ -82,16 +83,20 @@ fn unavailable(e: impl std::fmt::Display) -> ApiError {
     ApiError::Unavailable(format!("dead letters are unreadable: {e}"))
 }
 
-async fn stream(js: &jetstream::Context) -> Result<jetstream::stream::Stream<()>, ApiError> {
-    js.get_stream_no_info(DEAD_LETTER_STREAM).await.map_err(unavailable)
+async fn stream(
+    js: &jetstream::Context,
+    names: &StreamNames,
+) -> Result<jetstream::stream::Stream<()>, ApiError> {
+    js.get_stream_no_info(names.stream(DEAD_LETTER_STREAM)).await.map_err(unavailable)
 }
 
 /// The first dead letter at or after sequence `from`, if any.
 async fn next_from(
     stream: &jetstream::stream::Stream<()>,
+    names: &StreamNames,
     from: u64,
 ) -> Result<Option<DeadLetter>, ApiError> {
-    match stream.get_first_raw_message_by_subject(DEAD_LETTER_SUBJECTS, from.max(1)).await {
+    match stream.get_first_raw_message_by_subject(names.subject(DEAD_LETTER_SUBJECTS), from.max(1)).await {
         Ok(m) => Ok(Some(DeadLetter::from_message(m))),
         Err(e) if matches!(e.kind(), LastRawMessageErrorKind::NoMessageFound) => Ok(None),
         Err(e) => Err(unavailable(e)),
@@ -101,27 +106,28 @@ async fn next_from(
 /// Up to `limit` dead letters from sequence `from` on, and the sequence the next page starts at.
 pub async fn list(
     js: &jetstream::Context,
+    names: &StreamNames,
     from: u64,
     limit: usize,
 ) -> Result<(Vec<DeadLetter>, Option<u64>), ApiError> {
-    let stream = stream(js).await?;
+    let stream = stream(js, names).await?;
     let mut letters = Vec::with_capacity(limit);
     let mut at = from;
     while letters.len() < limit {
-        let Some(letter) = next_from(&stream, at).await? else {
+        let Some(letter) = next_from(&stream, names, at).await? else {
             return Ok((letters, None));
         };
         at = letter.id + 1;
         letters.push(letter);
     }
     // One look ahead tells whether another page exists.
-    let more = next_from(&stream, at).await?.is_some();
+    let more = next_from(&stream, names, at).await?.is_some();
     Ok((letters, more.then_some(at)))
 }
 
 /// The dead letter with this id; 404 when there is none (never was, or replayed).
-pub async fn get(js: &jetstream::Context, id: u64) -> Result<DeadLetter, ApiError> {
-    let stream = stream(js).await?;
+pub async fn get(js: &jetstream::Context, names: &StreamNames, id: u64) -> Result<DeadLetter, ApiError> {
+    let stream = stream(js, names).await?;
     match stream.get_raw_message(id).await {
         Ok(m) => Ok(DeadLetter::from_message(m)),
         Err(e) if matches!(e.kind(), LastRawMessageErrorKind::NoMessageFound) => {
@@ -164,8 +170,13 @@ pub async fn settled(db: &sqlx::PgPool, letter: &DeadLetter) -> Result<Option<St
 /// Publishes the original command to its original subject, waits for the
 /// PubAck, then deletes the dead letter. Returns the subject and the new sequence.
 /// A command already settled is not replayed (409, the letter stays): see [`settled`].
-pub async fn replay(js: &jetstream::Context, db: &sqlx::PgPool, id: u64) -> Result<(String, u64), ApiError> {
-    let letter = get(js, id).await?;
+pub async fn replay(
+    js: &jetstream::Context,
+    names: &StreamNames,
+    db: &sqlx::PgPool,
+    id: u64,
+) -> Result<(String, u64), ApiError> {
+    let letter = get(js, names, id).await?;
     if let Some(outcome) = settled(db, &letter).await? {
         return Err(ApiError::AlreadySettled(format!(
             "dead letter {id}: its command {} is already settled ({outcome}); a replay would change nothing, so nothing was published",
@@ -185,7 +196,7 @@ pub async fn replay(js: &jetstream::Context, db: &sqlx::PgPool, id: u64) -> Resu
         .await
         .map_err(|e| ApiError::Unavailable(format!("the replay could not be stored: {e}")))?;
     // The command is durable again; a failed delete only leaves a letter that may be replayed once more, harmlessly.
-    let stream = stream(js).await?;
+    let stream = stream(js, names).await?;
     if let Err(e) = stream.delete_message(id).await {
         tracing::warn!(id, error = %e, "replayed dead letter not deleted");
     }

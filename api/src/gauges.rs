@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::jetstream;
-use tps_contract::subject::{DEAD_LETTER_STREAM, ORDERS_STREAM, consumer_name};
+use tps_contract::subject::{DEAD_LETTER_STREAM, ORDERS_STREAM, StreamNames};
 
 use crate::tickets::TicketCache;
 
@@ -17,15 +17,20 @@ use crate::tickets::TicketCache;
 pub const POLL_EVERY: Duration = Duration::from_secs(1);
 
 /// Refreshes the gauges every [`POLL_EVERY`] until aborted.
-pub async fn poll_forever(js: jetstream::Context, tickets: Arc<TicketCache>, shards: u32) {
+pub async fn poll_forever(
+    js: jetstream::Context,
+    names: StreamNames,
+    tickets: Arc<TicketCache>,
+    shards: u32,
+) {
     metrics::gauge!("tps_shards_configured").set(f64::from(shards));
     let mut tick = tokio::time::interval(POLL_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
         sample_stock(&tickets);
-        sample_backlog(&js, shards).await;
-        sample_dead_letters(&js).await;
+        sample_backlog(&js, &names, shards).await;
+        sample_dead_letters(&js, &names).await;
     }
 }
 
@@ -38,13 +43,13 @@ fn sample_stock(tickets: &TicketCache) {
 
 /// Backlog = commands not yet delivered plus delivered but not acknowledged:
 /// everything accepted with a 202 that is not settled yet.
-async fn sample_backlog(js: &jetstream::Context, shards: u32) {
-    let Ok(stream) = js.get_stream(ORDERS_STREAM).await else {
+async fn sample_backlog(js: &jetstream::Context, names: &StreamNames, shards: u32) {
+    let Ok(stream) = js.get_stream(names.stream(ORDERS_STREAM)).await else {
         return tracing::debug!("orders stream not readable; backlog gauges not refreshed");
     };
     for shard in 0..shards {
         let label = shard.to_string();
-        match stream.consumer_info(consumer_name(ORDERS_STREAM, shard)).await {
+        match stream.consumer_info(names.consumer(ORDERS_STREAM, shard)).await {
             Ok(info) => {
                 metrics::gauge!("tps_orders_backlog_messages", "shard" => label.clone())
                     .set(info.num_pending as f64);
@@ -57,8 +62,8 @@ async fn sample_backlog(js: &jetstream::Context, shards: u32) {
     }
 }
 
-async fn sample_dead_letters(js: &jetstream::Context) {
-    if let Ok(mut stream) = js.get_stream(DEAD_LETTER_STREAM).await
+async fn sample_dead_letters(js: &jetstream::Context, names: &StreamNames) {
+    if let Ok(mut stream) = js.get_stream(names.stream(DEAD_LETTER_STREAM)).await
         && let Ok(info) = stream.info().await
     {
         metrics::gauge!("tps_dead_letters_stored_messages").set(info.state.messages as f64);

@@ -7,8 +7,8 @@ use async_nats::jetstream;
 use metrics_exporter_prometheus::PrometheusHandle;
 use sqlx::PgPool;
 use tokio::task::JoinHandle;
-use tps_contract::streams::{StreamLimits, ensure_streams};
-use tps_contract::subject::{ORDER_EVENTS, ORDERS_STREAM, TICKET_EVENTS, USERS_STREAM};
+use tps_contract::streams::{StreamLimits, ensure_named_streams, expect_named_streams};
+use tps_contract::subject::{ORDER_EVENTS, ORDERS_STREAM, StreamNames, TICKET_EVENTS, USERS_STREAM};
 
 use crate::claims_watch::{self, ClaimsWatch};
 use crate::config::Config;
@@ -27,6 +27,8 @@ pub struct Settings {
     pub tokens: tps_contract::auth::Verifier,
     /// Shards of the ORDERS stream.
     pub shards: u32,
+    /// The names of the streams and subjects (`NATS_STREAM_PREFIX`).
+    pub names: StreamNames,
     /// Bound on waiting for a PubAck.
     pub publish_timeout: Duration,
     /// Lifetime of PENDING records and claims in Redis.
@@ -132,7 +134,11 @@ impl AppState {
             tps_contract::db::connect(config.common.database_url.expose(), config.db_max_connections).await?;
         tps_contract::db::migrate(&db).await?;
 
-        let nats = async_nats::ConnectOptions::new()
+        let nats = config
+            .common
+            .nats_options()
+            .await
+            .map_err(|e| StartError::Nats(format!("NATS_CREDS: {e}")))?
             .name("tps-api")
             .connection_timeout(Duration::from_secs(5))
             .connect(config.common.nats_servers())
@@ -140,7 +146,15 @@ impl AppState {
             .map_err(|e| StartError::Nats(e.to_string()))?;
         let mut jetstream = jetstream::new(nats.clone());
         jetstream.set_timeout(config.publish_timeout());
-        ensure_streams(&jetstream, &StreamLimits::with_replicas(config.common.nats_replicas.into())).await?;
+        let names = config.common.nats_stream_prefix.clone();
+        // Under the operator the streams exist before any pod starts, with the limits of the
+        // spec: use them, never create them with other limits.
+        if config.common.nats_streams_create {
+            let limits = StreamLimits::with_replicas(config.common.nats_replicas.into());
+            ensure_named_streams(&jetstream, &names, &limits).await?;
+        } else {
+            expect_named_streams(&jetstream, &names).await?;
+        }
 
         let (redis, redis_task) = RedisLink::start(
             &config.common.redis_url,
@@ -151,6 +165,7 @@ impl AppState {
         // Subscribe before loading, so no change falls between the load and the stream.
         let subscribe = |subject: &'static str| {
             let nats = nats.clone();
+            let subject = names.subject(subject);
             async move { nats.subscribe(subject).await.map_err(|e| StartError::Nats(e.to_string())) }
         };
         let (order_events, ticket_events) =
@@ -173,6 +188,7 @@ impl AppState {
                 claims.clone(),
                 redis.clone(),
                 jetstream.clone(),
+                names.clone(),
                 config.common.shards,
             )),
             tokio::spawn(protection.clone().sweep_forever()),
@@ -185,6 +201,7 @@ impl AppState {
             tokio::spawn(backlog::watch_forever(
                 protection.backlog.clone(),
                 jetstream.clone(),
+                names.clone(),
                 ORDERS_STREAM,
                 "tps_api_order_consumer_lag",
                 config.common.shards,
@@ -193,6 +210,7 @@ impl AppState {
             tokio::spawn(backlog::watch_forever(
                 protection.signup_backlog.clone(),
                 jetstream.clone(),
+                names.clone(),
                 USERS_STREAM,
                 "tps_api_signup_consumer_lag",
                 config.common.shards,
@@ -202,7 +220,12 @@ impl AppState {
             tokio::spawn(events::pump::run(order_events, ticket_events, tickets.clone(), hub.clone())),
             tokio::spawn(refresh::poll_forever(tickets.clone(), db.clone(), every, watermark)),
             tokio::spawn(telemetry::upkeep_forever(metrics.clone())),
-            tokio::spawn(gauges::poll_forever(jetstream.clone(), tickets.clone(), config.common.shards)),
+            tokio::spawn(gauges::poll_forever(
+                jetstream.clone(),
+                names.clone(),
+                tickets.clone(),
+                config.common.shards,
+            )),
         ];
         // A short grace so the first orders find Redis connected; serving starts regardless.
         redis.wait_connected(Duration::from_secs(2)).await;
@@ -210,6 +233,7 @@ impl AppState {
         let settings = Settings {
             tokens,
             shards: config.common.shards,
+            names,
             publish_timeout: config.publish_timeout(),
             pending_ttl_secs: config.pending_ttl_secs,
         };

@@ -48,6 +48,20 @@ pub struct CommonConfig {
     /// 3-node cluster so that a 202 survives the loss of a node).
     #[arg(long, env = "NATS_REPLICAS", default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=5))]
     pub nats_replicas: u8,
+    /// Prefix of the stream, subject and consumer names, so that several deployments share
+    /// one NATS (the operator sets `<namespace>_<name>`). Empty: the contract names
+    /// (ORDERS, USERS, DEAD_LETTERS; `orders.<shard>`…).
+    #[arg(long, env = "NATS_STREAM_PREFIX", default_value = "", value_parser = parse_stream_names)]
+    pub nats_stream_prefix: crate::subject::StreamNames,
+    /// A NATS credentials file (`.creds`: user JWT and NKey seed), for a NATS that wants
+    /// them; the operator mounts `nats.credentialsSecretRef` and sets this.
+    #[arg(long, env = "NATS_CREDS")]
+    pub nats_creds: Option<std::path::PathBuf>,
+    /// Create the streams and shard consumers when missing, with `NATS_REPLICAS` and the
+    /// default limits. The operator sets false: it owns the streams and their limits, and
+    /// the binaries only use what it made.
+    #[arg(long, env = "NATS_STREAMS_CREATE", default_value_t = true, action = clap::ArgAction::Set)]
+    pub nats_streams_create: bool,
     /// Postgres URL, e.g. postgres://user:pass@host:5432/db; over TLS add
     /// `?sslmode=verify-full` (and `&sslrootcert=/path/ca.pem` for a private CA).
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
@@ -78,11 +92,24 @@ pub struct CommonConfig {
 }
 
 impl CommonConfig {
+    /// NATS connect options with the credentials of `NATS_CREDS`, when set.
+    pub async fn nats_options(&self) -> std::io::Result<async_nats::ConnectOptions> {
+        let options = async_nats::ConnectOptions::new();
+        match &self.nats_creds {
+            Some(path) => options.credentials_file(path).await,
+            None => Ok(options),
+        }
+    }
+
     /// The NATS servers of `NATS_URL`: one URL, or a cluster's nodes separated by commas.
     /// The client connects to any of them and moves to another when one is lost.
     pub fn nats_servers(&self) -> Vec<String> {
         nats_servers(&self.nats_url)
     }
+}
+
+fn parse_stream_names(prefix: &str) -> Result<crate::subject::StreamNames, crate::subject::InvalidPrefix> {
+    crate::subject::StreamNames::with_prefix(prefix)
 }
 
 /// Splits a comma-separated list of NATS URLs (blank entries ignored).
@@ -138,6 +165,26 @@ mod tests {
         let three = Cli::try_parse_from(["x", "--database-url", "u", "--nats-replicas", "3"]).unwrap();
         assert_eq!(three.common.nats_replicas, 3);
         assert!(Cli::try_parse_from(["x", "--database-url", "u", "--nats-replicas", "0"]).is_err());
+    }
+
+    #[test]
+    fn stream_names_default_to_the_contract_and_take_a_prefix() {
+        let local = Cli::try_parse_from(["x", "--database-url", "u"]).unwrap();
+        assert_eq!(local.common.nats_stream_prefix.stream("ORDERS"), "ORDERS");
+        assert!(local.common.nats_streams_create);
+        let managed = Cli::try_parse_from([
+            "x",
+            "--database-url",
+            "u",
+            "--nats-stream-prefix",
+            "shop_a",
+            "--nats-streams-create",
+            "false",
+        ])
+        .unwrap();
+        assert_eq!(managed.common.nats_stream_prefix.stream("ORDERS"), "shop_a_ORDERS");
+        assert!(!managed.common.nats_streams_create);
+        assert!(Cli::try_parse_from(["x", "--database-url", "u", "--nats-stream-prefix", "a.b"]).is_err());
     }
 
     #[test]

@@ -7,7 +7,7 @@ use async_nats::jetstream::{self, consumer, stream};
 
 use crate::subject::{
     DEAD_LETTER_STREAM, DEAD_LETTER_SUBJECTS, DUPLICATE_WINDOW_SECS, ORDERS_STREAM, ORDERS_SUBJECTS,
-    USERS_STREAM, USERS_SUBJECTS, consumer_name,
+    StreamNames, USERS_STREAM, USERS_SUBJECTS,
 };
 
 /// Size and durability limits of the command streams.
@@ -40,10 +40,10 @@ impl Default for StreamLimits {
     }
 }
 
-fn command_stream(name: &str, subjects: &str, limits: &StreamLimits) -> stream::Config {
+fn command_stream(name: String, subjects: String, limits: &StreamLimits) -> stream::Config {
     stream::Config {
-        name: name.to_owned(),
-        subjects: vec![subjects.to_owned()],
+        name,
+        subjects: vec![subjects],
         // A settled (acked) command is deleted: the stream holds only unsettled work.
         retention: stream::RetentionPolicy::WorkQueue,
         storage: stream::StorageType::File,
@@ -59,21 +59,45 @@ fn command_stream(name: &str, subjects: &str, limits: &StreamLimits) -> stream::
 
 /// The ORDERS stream (`orders.<shard>`).
 pub fn orders_stream(limits: &StreamLimits) -> stream::Config {
-    command_stream(ORDERS_STREAM, ORDERS_SUBJECTS, limits)
+    named_orders_stream(&StreamNames::default(), limits)
 }
 
 /// The USERS stream (`users.<shard>`).
 pub fn users_stream(limits: &StreamLimits) -> stream::Config {
-    command_stream(USERS_STREAM, USERS_SUBJECTS, limits)
+    named_users_stream(&StreamNames::default(), limits)
+}
+
+/// The ORDERS stream under `names`.
+pub fn named_orders_stream(names: &StreamNames, limits: &StreamLimits) -> stream::Config {
+    command_stream(names.stream(ORDERS_STREAM), names.subject(ORDERS_SUBJECTS), limits)
+}
+
+/// The USERS stream under `names`.
+pub fn named_users_stream(names: &StreamNames, limits: &StreamLimits) -> stream::Config {
+    command_stream(names.stream(USERS_STREAM), names.subject(USERS_SUBJECTS), limits)
+}
+
+/// ORDERS, USERS and DEAD_LETTERS under `names`, in that order.
+pub fn named_streams(names: &StreamNames, limits: &StreamLimits) -> [stream::Config; 3] {
+    [
+        named_orders_stream(names, limits),
+        named_users_stream(names, limits),
+        named_dead_letter_stream(names, limits),
+    ]
 }
 
 /// The DEAD_LETTERS stream (`deadletter.<stream>.<shard>`); kept until replayed or expired.
 /// It keeps Limits retention: a dead letter is read by the admin routes, never consumed away.
 pub fn dead_letter_stream(limits: &StreamLimits) -> stream::Config {
+    named_dead_letter_stream(&StreamNames::default(), limits)
+}
+
+/// The DEAD_LETTERS stream under `names`.
+pub fn named_dead_letter_stream(names: &StreamNames, limits: &StreamLimits) -> stream::Config {
     stream::Config {
         retention: stream::RetentionPolicy::Limits,
         discard: stream::DiscardPolicy::Old,
-        ..command_stream(DEAD_LETTER_STREAM, DEAD_LETTER_SUBJECTS, limits)
+        ..command_stream(names.stream(DEAD_LETTER_STREAM), names.subject(DEAD_LETTER_SUBJECTS), limits)
     }
 }
 
@@ -82,10 +106,14 @@ pub fn dead_letter_stream(limits: &StreamLimits) -> stream::Config {
 /// On a WorkQueue stream each subject may have one consumer only: the shard's subject
 /// is its filter, so the shards' consumers never overlap.
 pub fn shard_consumer(stream: &str, shard: u32) -> consumer::pull::Config {
-    let subject_prefix = stream.to_ascii_lowercase();
+    named_shard_consumer(&StreamNames::default(), stream, shard)
+}
+
+/// The durable pull consumer of one shard of the contract stream `stream`, under `names`.
+pub fn named_shard_consumer(names: &StreamNames, stream: &str, shard: u32) -> consumer::pull::Config {
     consumer::pull::Config {
-        durable_name: Some(consumer_name(stream, shard)),
-        filter_subject: format!("{subject_prefix}.{shard}"),
+        durable_name: Some(names.consumer(stream, shard)),
+        filter_subject: names.shard_subject(stream, shard),
         ack_policy: consumer::AckPolicy::Explicit,
         ack_wait: Duration::from_secs(30),
         max_deliver: -1,
@@ -100,14 +128,33 @@ pub fn shard_consumer(stream: &str, shard: u32) -> consumer::pull::Config {
 /// (see [`crate::stream_migration`]); a stream with fewer replicas than asked is scaled up.
 /// Other settings of existing streams are left as they are.
 pub async fn ensure_streams(js: &jetstream::Context, limits: &StreamLimits) -> Result<(), StreamError> {
-    for config in [orders_stream(limits), users_stream(limits)] {
+    ensure_named_streams(js, &StreamNames::default(), limits).await
+}
+
+/// [`ensure_streams`] under `names`.
+pub async fn ensure_named_streams(
+    js: &jetstream::Context,
+    names: &StreamNames,
+    limits: &StreamLimits,
+) -> Result<(), StreamError> {
+    for config in [named_orders_stream(names, limits), named_users_stream(names, limits)] {
         crate::stream_migration::ensure_work_queue(js, &config).await?;
         scale_up(js, &config).await?;
     }
-    let config = dead_letter_stream(limits);
+    let config = named_dead_letter_stream(names, limits);
     let name = config.name.clone();
     js.get_or_create_stream(config.clone()).await.map_err(|e| StreamError(name, e.to_string()))?;
     scale_up(js, &config).await
+}
+
+/// Checks that the streams under `names` exist, creating nothing: what a binary does when
+/// the operator owns the streams and their limits (`NATS_STREAMS_CREATE=false`).
+pub async fn expect_named_streams(js: &jetstream::Context, names: &StreamNames) -> Result<(), StreamError> {
+    for stream in [ORDERS_STREAM, USERS_STREAM, DEAD_LETTER_STREAM] {
+        let name = names.stream(stream);
+        js.get_stream(&name).await.map_err(|e| StreamError(name.clone(), e.to_string()))?;
+    }
+    Ok(())
 }
 
 /// Raises an existing stream's replicas to `wanted.num_replicas` (a single node grown into
@@ -158,5 +205,22 @@ mod tests {
         assert_eq!(s.discard, stream::DiscardPolicy::New);
         assert_eq!(s.duplicate_window, Duration::from_secs(DUPLICATE_WINDOW_SECS));
         assert_eq!(s.subjects, vec!["orders.*".to_string()]);
+    }
+
+    #[test]
+    fn named_streams_and_consumers_carry_the_prefix() {
+        let names = StreamNames::with_prefix("shop_a").unwrap();
+        let [orders, users, dead] = named_streams(&names, &StreamLimits::default());
+        assert_eq!((orders.name.as_str(), orders.subjects[0].as_str()), ("shop_a_ORDERS", "shop_a.orders.*"));
+        assert_eq!((users.name.as_str(), users.subjects[0].as_str()), ("shop_a_USERS", "shop_a.users.*"));
+        assert_eq!(
+            (dead.name.as_str(), dead.subjects[0].as_str()),
+            ("shop_a_DEAD_LETTERS", "shop_a.deadletter.>")
+        );
+        let c = named_shard_consumer(&names, ORDERS_STREAM, 3);
+        assert_eq!(
+            (c.durable_name.as_deref(), c.filter_subject.as_str()),
+            (Some("shop_a_orders-3"), "shop_a.orders.3")
+        );
     }
 }

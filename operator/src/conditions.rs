@@ -59,8 +59,13 @@ pub fn observed_status(
         (ConditionType::Degraded, degraded),
         (ConditionType::Progressing, progressing),
     ];
+    let monitoring = seen.applied.monitoring.as_ref().map(|outcome| match outcome {
+        Ok(()) => (ConditionStatus::True, "PodMonitorApplied", "the PodMonitor is applied".to_owned()),
+        Err(why) => (ConditionStatus::False, "PodMonitorCRDMissing", why.clone()),
+    });
     let conditions = wanted
         .into_iter()
+        .chain(monitoring.map(|m| (ConditionType::MonitoringReady, m)))
         .map(|(type_, (status, reason, message))| {
             condition(old, seen.generation, &now, type_, status, reason, message)
         })
@@ -134,11 +139,23 @@ pub fn invalid_status(
     invalid: &InvalidSpec,
     now: Time,
 ) -> ThroughputServiceStatus {
+    refused_status(old, generation, "InvalidSpec", invalid.0.clone(), now)
+}
+
+/// The status of a resource the operator would not apply (`reason` says why): not
+/// Ready, Degraded, the rest as last observed.
+pub fn refused_status(
+    old: Option<&ThroughputServiceStatus>,
+    generation: Option<i64>,
+    reason: &str,
+    message: String,
+    now: Time,
+) -> ThroughputServiceStatus {
     let mut status = old.cloned().unwrap_or_default();
     for type_ in [ConditionType::Ready, ConditionType::Degraded] {
         let value =
             if type_ == ConditionType::Ready { ConditionStatus::False } else { ConditionStatus::True };
-        let c = condition(old, generation, &now, type_, value, "InvalidSpec", invalid.0.clone());
+        let c = condition(old, generation, &now, type_, value, reason, message.clone());
         match status.conditions.iter_mut().find(|x| x.type_ == type_) {
             Some(existing) => *existing = c,
             None => status.conditions.push(c),
@@ -194,7 +211,7 @@ mod tests {
     }
 
     fn status_of(api: Deployment, worker: Deployment) -> ThroughputServiceStatus {
-        let applied = Applied { api, worker };
+        let applied = Applied { api, worker, monitoring: None };
         let seen = Observed {
             generation: Some(1),
             applied: &applied,
@@ -216,6 +233,28 @@ mod tests {
         assert_eq!(verdict(&s, ConditionType::Ready), (ConditionStatus::True, "AllAvailable"));
         assert_eq!(verdict(&s, ConditionType::Progressing), (ConditionStatus::True, "RollingOut"));
         assert_eq!(verdict(&s, ConditionType::Degraded), (ConditionStatus::False, "AsExpected"));
+    }
+
+    #[test]
+    fn monitoring_has_a_condition_only_when_asked_and_never_gates_ready() {
+        let ready = || deployment(2, 2, 2);
+        assert!(status_of(ready(), ready()).condition(ConditionType::MonitoringReady).is_none());
+        let missing = "the PodMonitor CRD (monitoring.coreos.com/v1) is not installed".to_owned();
+        let applied = Applied { api: ready(), worker: ready(), monitoring: Some(Err(missing.clone())) };
+        let seen = Observed {
+            generation: Some(1),
+            applied: &applied,
+            streams: &Ok(()),
+            shards: 16,
+            minimum: (2, 1),
+        };
+        let s = observed_status(None, &seen, test_clock());
+        assert_eq!(
+            verdict(&s, ConditionType::MonitoringReady),
+            (ConditionStatus::False, "PodMonitorCRDMissing")
+        );
+        assert_eq!(s.condition(ConditionType::MonitoringReady).unwrap().message, missing);
+        assert_eq!(verdict(&s, ConditionType::Ready), (ConditionStatus::True, "AllAvailable"));
     }
 
     #[test]

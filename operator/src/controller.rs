@@ -7,15 +7,17 @@ use std::sync::Arc;
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
-use k8s_openapi::api::core::v1::{ConfigMap, Service, ServiceAccount};
+use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service, ServiceAccount};
 use k8s_openapi::api::networking::v1::{Ingress, NetworkPolicy};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
-use kube::api::{Api, ListParams};
+use kube::api::{Api, ListParams, PartialObjectMeta};
+use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::{Controller, Predicate, WatchStreamExt, predicates, reflector, watcher};
-use kube::{Client, CustomResourceExt};
+use kube::{Client, CustomResourceExt, ResourceExt};
 
 use crate::build::labels::MANAGED_BY;
 use crate::context::Context;
+use crate::dereference::references;
 use crate::reconcile::{error_policy, reconcile};
 use crate::resource::ThroughputService;
 
@@ -73,7 +75,14 @@ pub async fn run(
     // Every owned kind is watched: a child edited or deleted by hand is put back at once,
     // and Deployment readiness changes flow into the status. (The ScaledObject is not
     // watched: its CRD exists only where KEDA is installed.)
+    // Secrets are watched by metadata only (no values cached): a change to one that a
+    // resource references re-reconciles it, and the new hash on the pod templates rolls them.
+    let secrets = watcher(children::<PartialObjectMeta<Secret>>(&client, ns), watcher::Config::default())
+        .default_backoff()
+        .touched_objects();
+    let store = reader.clone();
     Controller::for_stream(resources, reader)
+        .watches_stream(secrets, move |secret| referencing(&store, &secret))
         .owns(children::<Deployment>(&client, ns), owned())
         .owns(children::<ConfigMap>(&client, ns), owned())
         .owns(children::<Service>(&client, ns), owned())
@@ -90,6 +99,20 @@ pub async fn run(
             }
         })
         .await;
+}
+
+/// The resources that reference a Secret (in its namespace).
+fn referencing(
+    store: &Store<ThroughputService>,
+    secret: &PartialObjectMeta<Secret>,
+) -> Vec<ObjectRef<ThroughputService>> {
+    let (name, namespace) = (secret.name_any(), secret.namespace());
+    store
+        .state()
+        .iter()
+        .filter(|tps| tps.namespace() == namespace && references(&tps.spec, &name))
+        .map(|tps| ObjectRef::from_obj(tps.as_ref()))
+        .collect()
 }
 
 /// The API of one owned kind, in one namespace or in all of them.
@@ -110,6 +133,32 @@ mod tests {
     use kube::client::Body;
 
     use super::*;
+
+    #[test]
+    fn a_secret_change_reconciles_only_the_resources_that_reference_it() {
+        let (store, mut writer) = reflector::store::<ThroughputService>();
+        let mut other =
+            ThroughputService::with_spec("{redis: {url: null, urlSecretRef: {name: shop-redis, key: url}}}");
+        other.metadata.name = Some("other".into());
+        let mut elsewhere = ThroughputService::test();
+        elsewhere.metadata.namespace = Some("billing".into());
+        for tps in [ThroughputService::test(), other, elsewhere] {
+            writer.apply_watcher_event(&watcher::Event::Apply(tps));
+        }
+        let secret = |namespace: &str, name: &str| {
+            let mut meta = PartialObjectMeta::<Secret>::default();
+            meta.metadata.namespace = Some(namespace.into());
+            meta.metadata.name = Some(name.into());
+            meta
+        };
+        let names = |s| {
+            referencing(&store, &s).into_iter().map(|r| r.name).collect::<std::collections::BTreeSet<_>>()
+        };
+        assert_eq!(names(secret("sales", "shop-jwt")), ["other", "shop"].map(String::from).into());
+        assert_eq!(names(secret("sales", "shop-redis")), ["other".to_owned()].into());
+        assert!(names(secret("sales", "unrelated")).is_empty());
+        assert_eq!(names(secret("billing", "shop-redis")), Default::default());
+    }
 
     #[tokio::test]
     async fn a_missing_crd_is_refused_with_the_command_to_install_it() {

@@ -17,6 +17,17 @@ pub enum Error {
     /// NATS refused or could not be reached while deleting streams; retried with backoff.
     #[error("streams: {0}")]
     Streams(#[from] StreamsError),
+    /// A child's name is taken by an object this resource does not control; it is left
+    /// untouched, and retried with backoff (until its owner deletes or renames it).
+    #[error(
+        "{kind} {name} exists and is not controlled by this ThroughputService; it was left untouched (delete or rename it)"
+    )]
+    NotOwned {
+        /// Its kind.
+        kind: String,
+        /// Its name.
+        name: String,
+    },
     /// The object cannot carry a finalizer (it has no name).
     #[error("finalizer: {0}")]
     Finalizer(String),
@@ -30,6 +41,7 @@ impl Error {
             Error::Kube(_) => "kube",
             Error::Streams(_) => "streams",
             Error::Finalizer(_) => "finalizer",
+            Error::NotOwned { .. } => "not_owned",
         }
     }
 

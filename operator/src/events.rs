@@ -7,6 +7,11 @@ use crate::context::Context;
 use crate::error::Result;
 use crate::resource::{ConditionStatus, ConditionType, ThroughputService, ThroughputServiceStatus};
 
+/// Ready reasons that mean the operator refused to act; each becomes a Warning event once.
+pub const REFUSALS: [&str; 2] = ["InvalidSpec", ADOPTION_REFUSED];
+/// The reason when a child's name is taken by an object this resource does not control.
+pub const ADOPTION_REFUSED: &str = "AdoptionRefused";
+
 /// Publishes one event about a resource.
 pub async fn publish(
     ctx: &Context,
@@ -55,9 +60,11 @@ pub fn transitions(
         (status_of(old, ConditionType::Ready), status_of(Some(new), ConditionType::Ready));
     match (old_ready, new_ready) {
         (old, Some((ConditionStatus::False, reason)))
-            if reason == "InvalidSpec" && old.as_ref().map(|o| o.1.as_str()) != Some("InvalidSpec") =>
+            if REFUSALS.contains(&reason.as_str())
+                && old.as_ref().map(|o| o.1.as_str()) != Some(reason.as_str()) =>
         {
-            events.push((EventType::Warning, "InvalidSpec", message(new, ConditionType::Ready)));
+            let reason = REFUSALS.iter().find(|r| **r == reason).copied().unwrap_or("InvalidSpec");
+            events.push((EventType::Warning, reason, message(new, ConditionType::Ready)));
         }
         (Some((ConditionStatus::True, _)), Some((ConditionStatus::False, _))) => {
             events.push((EventType::Warning, "NotReady", message(new, ConditionType::Ready)));

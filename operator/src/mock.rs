@@ -89,13 +89,22 @@ impl ApiServerVerifier {
         (body, send)
     }
 
-    /// A server-side apply of exactly `expected` at `path`, answered with `expected` merged with `extra`.
+    /// A server-side apply of exactly `expected` at `path`, answered with `expected` merged with
+    /// `extra`, after a read that finds nothing there (nothing to refuse to adopt).
     pub async fn apply(&mut self, path: &str, expected: &Value, extra: Value) {
+        self.absent(path).await;
         let (body, send) = self.expect(Method::PATCH, &format!("{path}{APPLY_QUERY}")).await;
         assert_eq!(&body, expected, "apply body of {path}");
         let mut answer = body;
         merge(&mut answer, extra);
         send.send_response(json_response(200, &answer));
+    }
+
+    /// A read of `path`, answered 404.
+    pub async fn absent(&mut self, path: &str) {
+        let (_, send) = self.expect(Method::GET, path).await;
+        let status = json!({ "kind": "Status", "apiVersion": "v1", "status": "Failure", "message": "not found", "reason": "NotFound", "code": 404 });
+        send.send_response(json_response(404, &status));
     }
 
     /// A list at `uri`, answered with `items`.

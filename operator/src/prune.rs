@@ -1,7 +1,8 @@
 //! Prune (client required): deletes children that are no longer desired.
 //!
 //! Only the optional kinds can become undesired (the worker HPA when KEDA takes
-//! over, the ScaledObject when the HPA comes back, the Ingress when removed);
+//! over, the ScaledObject when the HPA comes back, the Ingress and the PodMonitor
+//! when removed);
 //! every other child always exists under a fixed name, and garbage collection
 //! removes it with its owner.
 
@@ -14,6 +15,7 @@ use kube::{Client, Resource, ResourceExt};
 
 use crate::build::Desired;
 use crate::build::labels::children_selector;
+use crate::build::pod_monitor::pod_monitor_resource;
 use crate::build::scaled_object::scaled_object_resource;
 use crate::error::Result;
 use crate::validate::Validated;
@@ -28,7 +30,10 @@ pub async fn prune(client: &Client, v: &Validated, desired: &Desired) -> Result<
     prune_kind(Api::<Ingress>::namespaced(client.clone(), ns), v, &ingresses).await?;
     let scaled: BTreeSet<String> = desired.scaled_object.iter().map(|s| s.name_any()).collect();
     let api = Api::<DynamicObject>::namespaced_with(client.clone(), ns, &scaled_object_resource());
-    prune_kind(api, v, &scaled).await
+    prune_kind(api, v, &scaled).await?;
+    let monitors: BTreeSet<String> = desired.pod_monitor.iter().map(|m| m.name_any()).collect();
+    let api = Api::<DynamicObject>::namespaced_with(client.clone(), ns, &pod_monitor_resource());
+    prune_kind(api, v, &monitors).await
 }
 
 async fn prune_kind<K>(api: Api<K>, v: &Validated, keep: &BTreeSet<String>) -> Result<()>

@@ -11,16 +11,17 @@ use kube::runtime::finalizer::{Event as Finalizer, finalizer};
 use kube::{Resource, ResourceExt};
 use serde_json::json;
 
-use crate::apply::{apply_all, apply_params};
-use crate::build::desired;
-use crate::conditions::{Observed, invalid_status, observed_status};
+use crate::apply::{Applied, apply_all, apply_params};
+use crate::build::{Desired, desired};
+use crate::conditions::{Observed, invalid_status, observed_status, refused_status};
 use crate::context::Context;
+use crate::dereference::{Referenced, dereference};
 use crate::error::{Error, Result};
-use crate::events::{publish, transitions};
+use crate::events::{ADOPTION_REFUSED, publish, transitions};
 use crate::prune::prune;
-use crate::resource::{DeletionPolicy, ThroughputService, ThroughputServiceStatus};
-use crate::streams::{StreamOwner, StreamPlan};
-use crate::validate::{InvalidSpec, validate};
+use crate::resource::{DeletionPolicy, ThroughputService, ThroughputServiceSpec, ThroughputServiceStatus};
+use crate::streams::{Credentials, StreamPlan, StreamsError};
+use crate::validate::{InvalidSpec, Validated, validate};
 
 /// The finalizer that keeps a resource until its streams are dealt with.
 pub const FINALIZER: &str = "throughput.dev/streams";
@@ -64,19 +65,24 @@ pub fn error_policy(tps: Arc<ThroughputService>, error: &Error, ctx: Arc<Context
 }
 
 async fn apply(tps: &ThroughputService, ctx: &Context) -> Result<Action> {
-    let validated = match validate(tps) {
+    let mut validated = match validate(tps) {
         Ok(v) => v,
         Err(invalid) => return refuse(tps, ctx, invalid).await,
     };
-    // Streams before workloads: pods that start first would create them with
-    // the binaries' defaults. A NATS failure does not stop the rollout; it shows
-    // in the status and is retried soon.
-    let streams = ctx.streams.ensure(&StreamPlan::from_spec(&validated.spec, StreamOwner::of(tps))).await;
+    let referenced = dereference(&ctx.client, &validated.namespace, &validated.spec).await?;
+    validated.secrets_digest = Some(referenced.digest.clone());
+    // Streams before workloads: the pods only use them (NATS_STREAMS_CREATE=false). A NATS
+    // failure does not stop the rollout; it shows in the status and is retried soon.
+    let plan = stream_plan(tps, referenced);
+    let streams = match missing_credentials(&validated.spec, &plan) {
+        Some(missing) => Err(missing),
+        None => ctx.streams.ensure(&plan).await,
+    };
     let desired = desired(&validated);
     // Prune first: KEDA's webhook refuses a ScaledObject on a Deployment that an
     // HPA still targets, so a switch of autoscaler must remove the old one first.
     prune(&ctx.client, &validated, &desired).await?;
-    let applied = apply_all(&ctx.client, &validated.namespace, &desired).await?;
+    let applied = apply_children(tps, ctx, &validated, &desired).await?;
     let seen = Observed {
         generation: tps.meta().generation,
         applied: &applied,
@@ -86,7 +92,44 @@ async fn apply(tps: &ThroughputService, ctx: &Context) -> Result<Action> {
     };
     let status = observed_status(tps.status.as_ref(), &seen, (ctx.clock)());
     update_status(tps, ctx, status).await?;
-    Ok(Action::requeue(if streams.is_ok() { RESYNC } else { STREAMS_RETRY }))
+    // A missing PodMonitor CRD is not watched: look again soon, as for NATS.
+    let retry_soon = streams.is_err() || matches!(applied.monitoring, Some(Err(_)));
+    Ok(Action::requeue(if retry_soon { STREAMS_RETRY } else { RESYNC }))
+}
+
+/// The streams of a resource, provisioned with the NATS credentials it references.
+fn stream_plan(tps: &ThroughputService, referenced: Referenced) -> StreamPlan {
+    let mut plan = StreamPlan::of(tps);
+    plan.credentials = referenced.nats_credentials.map(Credentials);
+    plan
+}
+
+/// A referenced NATS credentials Secret (or key) that does not exist: said as such, rather
+/// than as the authorization error NATS would answer without credentials.
+fn missing_credentials(spec: &ThroughputServiceSpec, plan: &StreamPlan) -> Option<StreamsError> {
+    let r = spec.nats.credentials_secret_ref.as_ref().filter(|_| plan.credentials.is_none())?;
+    Some(StreamsError::Connect {
+        url: plan.nats_url.clone(),
+        message: format!("nats.credentialsSecretRef: Secret {} has no key {}", r.name, r.key),
+    })
+}
+
+/// Applies every child; a name taken by an object this resource does not control is
+/// reported in the status (`AdoptionRefused`) before the error goes to the backoff.
+async fn apply_children(
+    tps: &ThroughputService,
+    ctx: &Context,
+    validated: &Validated,
+    desired: &Desired,
+) -> Result<Applied> {
+    let e = match apply_all(&ctx.client, &validated.namespace, desired).await {
+        Err(e @ Error::NotOwned { .. }) => e,
+        other => return other,
+    };
+    let (old, generation) = (tps.status.as_ref(), tps.meta().generation);
+    let status = refused_status(old, generation, ADOPTION_REFUSED, e.to_string(), (ctx.clock)());
+    update_status(tps, ctx, status).await?;
+    Err(e)
 }
 
 async fn refuse(tps: &ThroughputService, ctx: &Context, invalid: InvalidSpec) -> Result<Action> {
@@ -121,7 +164,9 @@ async fn update_status(
 async fn cleanup(tps: &ThroughputService, ctx: &Context) -> Result<Action> {
     let (reason, note) = match tps.spec.deletion_policy {
         DeletionPolicy::Delete => {
-            ctx.streams.delete(&StreamPlan::of(tps)).await?;
+            let namespace = tps.namespace().unwrap_or_default();
+            let referenced = dereference(&ctx.client, &namespace, &tps.spec).await?;
+            ctx.streams.delete(&stream_plan(tps, referenced)).await?;
             (
                 "StreamsDeleted",
                 "deletionPolicy Delete: ORDERS, USERS and DEAD_LETTERS were deleted (those another resource owns were kept)",

@@ -26,6 +26,9 @@ pub struct Validated {
     pub owner: OwnerReference,
     /// The checked spec.
     pub spec: ThroughputServiceSpec,
+    /// A hash of the referenced Secrets' values, once read (client required; `None` in
+    /// the pure steps): it goes on the pod templates, so a rotated Secret rolls the pods.
+    pub secrets_digest: Option<String>,
 }
 
 /// Why a spec was refused; the object waits for a change.
@@ -40,10 +43,17 @@ pub fn validate(tps: &ThroughputService) -> Result<Validated, InvalidSpec> {
     if name.len() > MAX_NAME_LEN {
         return Err(InvalidSpec(format!("metadata.name is longer than {MAX_NAME_LEN} characters")));
     }
+    // A child Service's name must be a DNS label, and the stream names are `<namespace>_<name>`
+    // (one NATS subject token): no dots.
+    if name.contains('.') {
+        return Err(InvalidSpec(
+            "metadata.name must not contain '.' (a DNS label, as Service names need)".into(),
+        ));
+    }
     let owner =
         tps.controller_owner_ref(&()).ok_or_else(|| InvalidSpec("the resource has no uid yet".into()))?;
     check_spec(&tps.spec)?;
-    Ok(Validated { name, namespace, owner, spec: tps.spec.clone() })
+    Ok(Validated { name, namespace, owner, spec: tps.spec.clone(), secrets_digest: None })
 }
 
 fn check_spec(spec: &ThroughputServiceSpec) -> Result<(), InvalidSpec> {
@@ -64,8 +74,14 @@ fn check_spec(spec: &ThroughputServiceSpec) -> Result<(), InvalidSpec> {
     if worker.autoscaling == Autoscaling::Keda && spec.nats.monitoring_endpoint.is_none() {
         return fail("worker.autoscaling keda needs nats.monitoringEndpoint");
     }
-    if spec.nats.url.is_empty() || spec.redis.url.is_empty() {
-        return fail("nats.url and redis.url must be set");
+    if spec.nats.url.is_empty() {
+        return fail("nats.url must be set");
+    }
+    let redis = &spec.redis;
+    if redis.url.as_deref().is_some_and(str::is_empty)
+        || redis.url.is_some() == redis.url_secret_ref.is_some()
+    {
+        return fail("redis needs exactly one of url and urlSecretRef");
     }
     if !names_cpu(spec.api.resources.as_ref()) {
         return fail("api.resources needs a cpu request (or limit)");
@@ -112,6 +128,7 @@ mod tests {
             ("{worker: {shards: 4, maxReplicas: 8}}", "worker.shards"),
             ("{worker: {autoscaling: keda}}", "nats.monitoringEndpoint"),
             ("{image: ' '}", "image"),
+            ("{redis: {urlSecretRef: {name: r, key: url}}}", "exactly one of url and urlSecretRef"),
             ("{api: {resources: {requests: {memory: 1Gi}}}}", "api.resources"),
             ("{worker: {resources: {limits: {memory: 1Gi}}}}", "worker.resources"),
         ];

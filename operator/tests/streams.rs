@@ -16,7 +16,7 @@ fn plan(url: &str, extra: &str) -> StreamPlan {
 
 fn owned_plan(url: &str, extra: &str, uid: &str) -> StreamPlan {
     let yaml = format!(
-        "{{image: img, nats: {{url: '{url}', streams: {{{extra}}}}}, worker: {{shards: 4, maxReplicas: 4}},
+        "{{image: img, nats: {{url: '{url}', streams: {{prefix: '', {extra}}}}}, worker: {{shards: 4, maxReplicas: 4}},
           postgres: {{urlSecretRef: {{name: db, key: url}}}}, redis: {{url: 'redis://r'}},
           auth: {{jwtSecretRef: {{name: jwt, key: k}}}}}}"
     );
@@ -116,6 +116,36 @@ async fn a_recreated_resource_takes_over_what_its_predecessor_retained() {
     JetStreamProvisioner.ensure(&new).await.expect("same namespace/name: adopted");
     let info = js(&nats.url()).await.get_stream("USERS").await.unwrap().get_info().await.unwrap();
     assert_eq!(info.config.metadata[OWNER_UID_KEY], "uid-new");
+}
+
+#[tokio::test]
+async fn two_resources_on_one_nats_get_their_own_streams_and_delete_only_theirs() {
+    let nats = Nats::start().await.expect("nats-server");
+    let resource = |name: &str| {
+        let yaml = format!(
+            "{{image: img, nats: {{url: '{}'}}, worker: {{shards: 2, maxReplicas: 2}},
+              postgres: {{urlSecretRef: {{name: db, key: url}}}}, redis: {{url: 'redis://r'}},
+              auth: {{jwtSecretRef: {{name: jwt, key: k}}}}}}",
+            nats.url()
+        );
+        let owner = StreamOwner { uid: format!("uid-{name}"), name: format!("sales/{name}") };
+        StreamPlan::from_spec(&ThroughputService::new(name, serde_yaml::from_str(&yaml).unwrap()).spec, owner)
+    };
+    let (a, b) = (resource("a"), resource("b"));
+    JetStreamProvisioner.ensure(&a).await.expect("a provisions");
+    JetStreamProvisioner.ensure(&b).await.expect("b provisions beside a");
+    let js = js(&nats.url()).await;
+    let consumer =
+        js.get_stream("sales_b_ORDERS").await.unwrap().consumer_info("sales_b_orders-1").await.unwrap();
+    assert_eq!(consumer.config.filter_subject, "sales_b.orders.1");
+    JetStreamProvisioner.delete(&a).await.expect("a deletes its own");
+    for name in ["sales_a_ORDERS", "sales_a_USERS", "sales_a_DEAD_LETTERS"] {
+        assert!(js.get_stream(name).await.is_err(), "{name} survived its owner's delete");
+    }
+    for name in ["sales_b_ORDERS", "sales_b_USERS", "sales_b_DEAD_LETTERS"] {
+        let info = js.get_stream(name).await.expect(name).get_info().await.unwrap();
+        assert_eq!(info.config.metadata[OWNER_UID_KEY], "uid-b", "{name}");
+    }
 }
 
 #[tokio::test]

@@ -8,8 +8,18 @@
 #   - the api HPA (kube-controller-manager) raises the api to minReplicas; Ready follows;
 #   - edits: api.maxReplicas reaches the HPA, worker.shards is refused as immutable, a
 #     switch keda -> hpa replaces the ScaledObject with a worker HPA;
-#   - CEL refuses bad specs (min > max, max > shards, keda without a monitoring endpoint);
-#   - the operator's ServiceAccount cannot read Secrets (the chart's RBAC is what it runs with);
+#   - CEL refuses bad specs (min > max, max > shards, keda without a monitoring endpoint,
+#     redis with both url and urlSecretRef);
+#   - the operator's ServiceAccount may read Secrets but never write them (the chart's RBAC
+#     is what it runs with); rotating a referenced Secret changes the pod-template hash;
+#   - two resources on one NATS get their own streams and consumers (names from
+#     namespace/name, the owner's UID in the stream metadata); deleting one (Delete) leaves
+#     the other's; a third pointed at the first's names is refused them;
+#   - a child name taken by a foreign object is refused, not adopted, and the object untouched;
+#   - monitoring.podMonitor: a condition while the PodMonitor CRD is missing, the PodMonitor
+#     once a stand-in CRD is installed, pruned when turned off;
+#   - two operator processes: one leads, the other stands by and takes over when the leader
+#     is killed; an operator killed mid-reconcile (a failpoint aborts it) converges on restart;
 #   - deletion with Retain and with Delete: events, finalizer gone, children garbage-collected.
 # The control plane is built once per machine (scripts/k8s-tools, cached in /var/tmp).
 set -euo pipefail
@@ -31,13 +41,21 @@ export TPS_CLUSTER_DIR STATE TPS_DEV_DIR
 STATE=$(mktemp -d /var/tmp/tps-control-plane.XXXXXX)
 chmod 755 "$STATE" # Postgres runs as its own user and must reach its data dir
 TPS_CLUSTER_DIR=$STATE TPS_DEV_DIR=$STATE/dev
-export TPS_ETCD_PORT=22379 TPS_APISERVER_PORT=26443 TPS_KCM_PORT=20357 TPS_SCHEDULER_PORT=20359 \
-  TPS_KWOK_PORT=20347 TPS_OPERATOR_PORT=28080 TPS_NATS_PORT=24222 TPS_NATS_MONITOR_PORT=28222 TPS_PG_PORT=25432 TPS_REDIS_PORT=26379
+# TPS_CONTROL_PLANE_PORT_OFFSET moves them all, for two runs on one machine.
+o=${TPS_CONTROL_PLANE_PORT_OFFSET:-0}
+export TPS_ETCD_PORT=$((22379 + o)) TPS_APISERVER_PORT=$((26443 + o)) TPS_KCM_PORT=$((20357 + o)) \
+  TPS_SCHEDULER_PORT=$((20359 + o)) TPS_KWOK_PORT=$((20347 + o)) TPS_OPERATOR_PORT=$((28080 + o)) \
+  TPS_NATS_PORT=$((24222 + o)) TPS_NATS_MONITOR_PORT=$((28222 + o)) TPS_PG_PORT=$((25432 + o)) TPS_REDIS_PORT=$((26379 + o))
+STANDBY_PORT=$((28081 + o)) CRASHING_PORT=$((28082 + o))
 # scripts/test has just built the workspace; its tps-operator is current. (A build of the
 # operator alone would unify other features and recompile much of the dependency tree.)
 CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/tps-target}"
 if [ -x "$CARGO_TARGET_DIR/debug/tps-operator" ]; then export TPS_OPERATOR_BUILD=0; fi
+# The operator elects a leader even alone, so a second process stands by (see below).
+export TPS_OPERATOR_LEADER_ELECTION=on
+STANDBY_PID='' RESTARTED_PID=''
 cleanup() {
+  for pid in $STANDBY_PID $RESTARTED_PID; do kill "$pid" 2>/dev/null || true; done
   scripts/cluster down >/dev/null 2>&1 || true
   if [ "${KEEP_STATE:-0}" = 1 ]; then log "state kept in $STATE"; else rm -rf "$STATE"; fi
 }
@@ -159,9 +177,26 @@ pass "events: $(events_for flash-sale)"
 # ---------------------------------------------------------------- RBAC as the chart grants it
 
 sa=system:serviceaccount:tps-system:tps-operator
-[ "$(k auth can-i get secrets -n $ns --as=$sa)" = no ] || fail "the operator may read Secrets"
+# It reads the referenced Secrets (to hash them onto the pod templates) and never writes one.
+for verb in get list watch; do
+  [ "$(k auth can-i $verb secrets -n $ns --as=$sa)" = yes ] || fail "the operator may not $verb Secrets"
+done
+for verb in create update patch delete; do
+  [ "$(k auth can-i $verb secrets -n $ns --as=$sa)" = no ] || fail "the operator may $verb Secrets"
+done
 [ "$(k auth can-i patch deployments.apps -n $ns --as=$sa)" = yes ] || fail "the operator may not patch Deployments"
-pass "the operator runs with the chart's RBAC (no Secrets)"
+pass "the operator runs with the chart's RBAC (Secrets: get/list/watch only)"
+
+# ---------------------------------------------------------------- Secret rotation rolls the pods
+
+secrets_hash() { jpath "deployment/flash-sale-$1" '.spec.template.metadata.annotations.throughput\.dev/secrets-hash'; }
+api_hash=$(secrets_hash api); worker_hash=$(secrets_hash worker)
+[ -n "$api_hash" ] && [ "$api_hash" = "$worker_hash" ] || fail "no secrets hash on the pod templates: '$api_hash' '$worker_hash'"
+k -n $ns create secret generic tps-auth --from-literal=jwt-secret="rotated-$RANDOM-0123456789abcdef0123456789abcdef" \
+  --dry-run=client -o yaml | k apply -f - >/dev/null
+rotated() { [ "$(secrets_hash api)" != "$api_hash" ] && [ "$(secrets_hash worker)" != "$worker_hash" ]; }
+eventually 30 rotated || fail "rotating tps-auth did not change the pod-template hash ($api_hash)"
+pass "rotating the referenced Secret tps-auth changed both pod templates' secrets hash (a rollout)"
 
 # ---------------------------------------------------------------- owned kinds are watched
 
@@ -204,33 +239,186 @@ refused "api.minReplicas > api.maxReplicas" "minReplicas" "$(bad '{"spec":{"api"
 refused "worker.maxReplicas > worker.shards" "shards" "$(bad '{"spec":{"worker":{"maxReplicas":32}}}')"
 refused "keda without nats.monitoringEndpoint" "monitoringEndpoint" \
   "$(bad '{"spec":{"nats":{"monitoringEndpoint":null}}}')"
+refused "redis with both url and urlSecretRef" "exactly one of url and urlSecretRef" \
+  "$(bad '{"spec":{"redis":{"urlSecretRef":{"name":"tps-redis","key":"url"}}}}')"
+refused "a stream prefix that is not one subject token" "streams.prefix" \
+  "$(bad '{"spec":{"nats":{"streams":{"prefix":"a.b"}}}}')"
 
 # ---------------------------------------------------------------- two on one NATS
 
-# A second resource on the same NATS must neither take over nor delete the first's streams:
-# each stream carries its owner's UID, checked before any update or delete.
-jsz() { curl -fsS "$NATS_MONITOR_URL/jsz?streams=true&config=true" || fail "NATS monitoring unreachable"; }
+# Each resource gets streams, subjects and consumers of its own (<namespace>_<name>_…), each
+# stream marked with its owner's UID, checked before any update or delete.
+jsz() { curl -fsS "$NATS_MONITOR_URL/jsz?streams=true&consumers=true&config=true" || fail "NATS monitoring unreachable"; }
 stream_owner() { # stream
   jsz | jq -r --arg s "$1" \
     '.account_details[]?.stream_detail[]? | select(.name == $s) | .config.metadata["throughput.dev/owner-uid"]'
 }
-stream_names() { jsz | jq -r '[.account_details[]?.stream_detail[]?.name] | join(" ")'; }
+stream_subject() { jsz | jq -r --arg s "$1" '.account_details[]?.stream_detail[]? | select(.name == $s) | .config.subjects[0]'; }
+consumers_of() { jsz | jq -r --arg s "$1" '[.account_details[]?.stream_detail[]? | select(.name == $s) | .consumer_detail[]?.name] | length'; }
+has_consumer() { jsz | jq -e --arg s "$1" --arg c "$2" \
+  '[.account_details[]?.stream_detail[]? | select(.name == $s) | .consumer_detail[]?.name] | index($c)' >/dev/null; }
+stream_names() { jsz | jq -r '[.account_details[]?.stream_detail[]?.name] | sort | join(" ")'; }
 for s in ORDERS USERS DEAD_LETTERS; do
-  [ "$(stream_owner $s)" = "$uid" ] || fail "stream $s is not marked as flash-sale's: '$(stream_owner $s)'"
+  [ "$(stream_owner "shop_flash-sale_$s")" = "$uid" ] ||
+    fail "stream shop_flash-sale_$s is not marked as flash-sale's: '$(stream_owner "shop_flash-sale_$s")' (streams: $(stream_names))"
 done
+[ "$(stream_subject shop_flash-sale_ORDERS)" = "shop_flash-sale.orders.*" ] || fail "flash-sale's ORDERS subjects"
+has_consumer shop_flash-sale_ORDERS shop_flash-sale_orders-15 || fail "no consumer shop_flash-sale_orders-15"
+cm() { jpath "configmap/$1-config" ".data.$2"; }
+[ "$(cm flash-sale NATS_STREAM_PREFIX)/$(cm flash-sale NATS_STREAMS_CREATE)/$(cm flash-sale NATS_REPLICAS)" = "shop_flash-sale/false/1" ] ||
+  fail "flash-sale's ConfigMap does not hand the binaries their stream names: $(jpath configmap/flash-sale-config .data)"
+[ "$(cm flash-sale API_TRUSTED_PROXIES)" = "10.0.0.0/8" ] || fail "API_TRUSTED_PROXIES is not the spec's: '$(cm flash-sale API_TRUSTED_PROXIES)'"
+pass "flash-sale: streams shop_flash-sale_{ORDERS,USERS,DEAD_LETTERS} marked with its UID; its ConfigMap names them (NATS_STREAMS_CREATE=false)"
+
+# A second resource on the same NATS (Redis from a Secret this time), with policy Delete.
+k -n $ns create secret generic tps-redis --from-literal=url="$REDIS_URL" --dry-run=client -o yaml | k apply -f - >/dev/null
+sample | sed -E -e 's#^  name: flash-sale#  name: second#' -e 's#deletionPolicy: Retain#deletionPolicy: Delete#' |
+  k patch --local -f - --type merge -o yaml \
+    -p '{"spec":{"redis":{"url":null,"urlSecretRef":{"name":"tps-redis","key":"url"}},"worker":{"shards":4,"maxReplicas":4}}}' |
+  k apply -f - >/dev/null
+eventually 60 condition_is second StreamsReady True || fail "second's StreamsReady: $(jpath tps/second .status.conditions)"
+second_uid=$(jpath tps/second .metadata.uid)
+for s in ORDERS USERS DEAD_LETTERS; do
+  [ "$(stream_owner "shop_second_$s")" = "$second_uid" ] || fail "shop_second_$s is not second's: $(stream_names)"
+done
+[ "$(consumers_of shop_second_ORDERS)" = 4 ] && has_consumer shop_second_USERS shop_second_users-3 ||
+  fail "second's consumers: $(jsz | jq -c '[.account_details[]?.stream_detail[]? | {name, consumers: [.consumer_detail[]?.name]}]')"
+[ "$(cm second REDIS_URL)" = "" ] || fail "a Redis URL from a Secret was copied into the ConfigMap"
+redis_env=$(jpath deployment/second-api '.spec.template.spec.containers[0].env[?(@.name=="REDIS_URL")].valueFrom.secretKeyRef.name')
+[ "$redis_env" = tps-redis ] || fail "REDIS_URL does not come from redis.urlSecretRef: '$redis_env'"
+pass "second on the same NATS: its own streams and 4 consumers per command stream (shop_second_*), REDIS_URL from its Secret"
+
+# A third pointed at flash-sale's names is refused them (the owner UID in the metadata).
 sample | sed -E -e 's#^  name: flash-sale#  name: intruder#' -e 's#deletionPolicy: Retain#deletionPolicy: Delete#' |
+  k patch --local -f - --type merge -o yaml -p '{"spec":{"nats":{"streams":{"prefix":"shop_flash-sale"}}}}' |
   k apply -f - >/dev/null
 eventually 60 condition_is intruder StreamsReady False || fail "intruder's StreamsReady: $(jpath tps/intruder .status)"
 msg=$(jpath tps/intruder '.status.conditions[?(@.type=="StreamsReady")].message')
 grep -q "belongs to shop/flash-sale" <<<"$msg" || fail "intruder refused, but not for the owner: $msg"
+eventually 30 has_event intruder StreamsFailed || fail "no StreamsFailed event for intruder: $(events_for intruder)"
 condition_is intruder Ready False || fail "intruder is Ready without streams"
-k -n $ns delete tps intruder --wait=false >/dev/null
+pass "a third resource given flash-sale's stream names is refused them (StreamsReady False, StreamsFailed event)"
+
+for t in intruder second; do k -n $ns delete tps $t --wait=false >/dev/null; done
 eventually 60 gone tps/intruder || fail "intruder was not deleted (finalizer stuck?)"
+eventually 60 gone tps/second || fail "second was not deleted (finalizer stuck?)"
+second_gone() { [ -z "$(stream_owner shop_second_ORDERS)" ] && [ -z "$(stream_owner shop_second_DEAD_LETTERS)" ]; }
+eventually 30 second_gone || fail "second's streams survived its deletion under Delete: $(stream_names)"
 for s in ORDERS USERS DEAD_LETTERS; do
-  [ "$(stream_owner $s)" = "$uid" ] || fail "deleting intruder (policy Delete) took stream $s"
+  [ "$(stream_owner "shop_flash-sale_$s")" = "$uid" ] || fail "deleting second or intruder (policy Delete) took shop_flash-sale_$s"
 done
+[ "$(consumers_of shop_flash-sale_ORDERS)" = 16 ] || fail "flash-sale lost consumers: $(consumers_of shop_flash-sale_ORDERS)"
 condition_is flash-sale Ready True || fail "flash-sale is no longer Ready"
-pass "a second resource on the same NATS is refused the streams and its Delete leaves them (owner UID in metadata)"
+pass "deleting second and intruder (Delete) removed second's streams only; flash-sale's streams and 16 consumers stand"
+
+# ---------------------------------------------------------------- no adoption
+
+# A ConfigMap of the name a new resource wants, made by someone else: it stays as it was.
+k -n $ns create configmap squatter-config --from-literal=owner=someone-else >/dev/null
+sample | sed -E -e 's#^  name: flash-sale#  name: squatter#' -e 's#deletionPolicy: Retain#deletionPolicy: Delete#' |
+  k apply -f - >/dev/null
+reason_is squatter Ready AdoptionRefused 2>/dev/null || eventually 60 reason_is squatter Ready AdoptionRefused ||
+  fail "squatter's Ready is not AdoptionRefused: $(jpath tps/squatter .status.conditions)"
+msg=$(jpath tps/squatter '.status.conditions[?(@.type=="Ready")].message')
+grep -q "ConfigMap squatter-config exists and is not controlled" <<<"$msg" || fail "refused, but saying: $msg"
+eventually 30 has_event squatter AdoptionRefused || fail "no AdoptionRefused event: $(events_for squatter)"
+[ "$(jpath configmap/squatter-config .data)" = '{"owner":"someone-else"}' ] || fail "the foreign ConfigMap was changed: $(jpath configmap/squatter-config .data)"
+[ -z "$(jpath configmap/squatter-config .metadata.ownerReferences)" ] || fail "the foreign ConfigMap was adopted"
+gone deployment/squatter-api || fail "squatter's Deployment was applied next to a refused ConfigMap"
+k -n $ns delete tps squatter --wait=false >/dev/null
+eventually 60 gone tps/squatter || fail "squatter was not deleted (finalizer stuck?)"
+k -n $ns get configmap/squatter-config >/dev/null || fail "the foreign ConfigMap went with the refused resource"
+k -n $ns delete configmap squatter-config >/dev/null
+pass "a foreign ConfigMap under a child's name: AdoptionRefused (condition and event), the ConfigMap untouched"
+
+# ---------------------------------------------------------------- PodMonitor
+
+# Asked for without the prometheus-operator: a condition says so, nothing else fails.
+k -n $ns patch tps flash-sale --type merge -p '{"spec":{"monitoring":{"podMonitor":true}}}' >/dev/null
+eventually 60 reason_is flash-sale MonitoringReady PodMonitorCRDMissing ||
+  fail "no MonitoringReady PodMonitorCRDMissing: $(jpath tps/flash-sale .status.conditions)"
+condition_is flash-sale Ready True || fail "a missing PodMonitor CRD made flash-sale not Ready"
+pass "monitoring.podMonitor without its CRD: MonitoringReady False (PodMonitorCRDMissing), still Ready"
+# A minimal stand-in for the prometheus-operator's CRD; the operator retries within 30 s.
+k apply -f - >/dev/null <<'EOF'
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata: {name: podmonitors.monitoring.coreos.com}
+spec:
+  group: monitoring.coreos.com
+  names: {kind: PodMonitor, plural: podmonitors, singular: podmonitor}
+  scope: Namespaced
+  versions:
+    - name: v1
+      served: true
+      storage: true
+      schema:
+        openAPIV3Schema: {type: object, x-kubernetes-preserve-unknown-fields: true}
+EOF
+k wait --for=condition=Established crd/podmonitors.monitoring.coreos.com --timeout=30s >/dev/null
+eventually 60 condition_is flash-sale MonitoringReady True || fail "MonitoringReady did not turn True: $(jpath tps/flash-sale .status.conditions)"
+[ "$(jpath podmonitor/flash-sale '.metadata.ownerReferences[0].uid')" = "$uid" ] || fail "the PodMonitor is not owned by flash-sale"
+[ "$(jpath podmonitor/flash-sale '.spec.podMetricsEndpoints[0].port')" = metrics ] || fail "the PodMonitor does not scrape the metrics port"
+k -n $ns patch tps flash-sale --type merge -p '{"spec":{"monitoring":null}}' >/dev/null
+eventually 60 gone podmonitor/flash-sale || fail "the PodMonitor stayed after monitoring was removed"
+no_monitoring_condition() { [ -z "$(jpath tps/flash-sale '.status.conditions[?(@.type=="MonitoringReady")].type')" ]; }
+eventually 30 no_monitoring_condition || fail "MonitoringReady stayed after monitoring was removed"
+pass "with the PodMonitor CRD installed: PodMonitor flash-sale (owned, port metrics), MonitoringReady True; removed when turned off"
+
+# ---------------------------------------------------------------- two operators, and a crash
+
+lease_holder() { k -n tps-system get lease tps-operator-leader -o jsonpath='{.spec.holderIdentity}'; }
+holder_is() { [ "$(lease_holder)" = "$1" ]; }
+operator_env=(env KUBECONFIG="$STATE/operator.kubeconfig" POD_NAMESPACE=tps-system LEADER_ELECTION=on RUST_LOG=info)
+first="tps-operator-$(hostname)"
+holder_is "$first" || fail "the first operator does not hold the Lease: '$(lease_holder)'"
+"${operator_env[@]}" POD_NAME=tps-operator-standby OPERATOR_HTTP_LISTEN=127.0.0.1:$STANDBY_PORT \
+  "$CARGO_TARGET_DIR/debug/tps-operator" >"$STATE/logs/standby.log" 2>&1 &
+STANDBY_PID=$!
+eventually 30 curl -fsS "http://127.0.0.1:$STANDBY_PORT/healthz" || fail "the standby operator did not start: $(tail -5 "$STATE/logs/standby.log")"
+eventually 30 grep -q "waiting for leadership" "$STATE/logs/standby.log" || fail "the standby is not waiting for the Lease"
+holder_is "$first" || fail "the standby took the Lease from a live leader: '$(lease_holder)'"
+! grep -q "leading; reconciling" "$STATE/logs/standby.log" || fail "the standby leads next to a live leader"
+pass "a second operator process stands by while the first holds the Lease ($first)"
+
+kill -9 "$(cat "$STATE/tps-operator.pid")"
+eventually 45 holder_is tps-operator-standby || fail "the standby did not take the Lease over: '$(lease_holder)'"
+k -n $ns patch tps flash-sale --type merge -p '{"spec":{"api":{"maxReplicas":40}}}' >/dev/null
+hpa_max_40() { [ "$(jpath hpa/flash-sale-api .spec.maxReplicas)" = 40 ]; }
+eventually 60 hpa_max_40 || fail "the new leader did not reconcile api.maxReplicas 40"
+pass "the leader killed (-9): the standby took the Lease over and reconciles"
+
+# A crash mid-reconcile: the next leader aborts (failpoint) right after applying a ConfigMap,
+# as kill -9 would; a new TPS is then half-made (finalizer, streams, ConfigMap). Restarted,
+# the operator converges.
+sample | sed -E -e 's#^  name: flash-sale#  name: restart#' -e 's#deletionPolicy: Retain#deletionPolicy: Delete#' |
+  k patch --local -f - --type merge -o yaml \
+    -p '{"spec":{"api":{"minReplicas":1,"ingress":null},"worker":{"autoscaling":"hpa","minReplicas":1,"shards":2,"maxReplicas":2}}}' |
+  k apply -f - >/dev/null
+eventually 60 k -n $ns get configmap/restart-config || fail "the standby never reconciled restart"
+kill -9 "$STANDBY_PID"; wait "$STANDBY_PID" 2>/dev/null || true; STANDBY_PID=''
+k -n $ns delete configmap restart-config >/dev/null # only the crashing run may make it again
+rc=0
+{ # (the braces keep bash's "Aborted" job message out of the output)
+  "${operator_env[@]}" POD_NAME=tps-operator-crashing OPERATOR_HTTP_LISTEN=127.0.0.1:$CRASHING_PORT \
+    TPS_FAILPOINT=crash-after-config-map timeout 90 "$CARGO_TARGET_DIR/debug/tps-operator" >"$STATE/logs/crashing.log" 2>&1
+} 2>/dev/null || rc=$?
+[ "$rc" = 134 ] && grep -q "failpoint crash-after-config-map" "$STATE/logs/crashing.log" ||
+  fail "the failpoint did not abort the operator mid-reconcile (exit $rc): $(tail -5 "$STATE/logs/crashing.log")"
+pass "an operator aborted mid-reconcile (exit 134 after applying a ConfigMap)"
+setsid "${operator_env[@]}" POD_NAME="$first" OPERATOR_HTTP_LISTEN="127.0.0.1:$TPS_OPERATOR_PORT" \
+  "$CARGO_TARGET_DIR/debug/tps-operator" >>"$STATE/logs/tps-operator.log" 2>&1 </dev/null &
+RESTARTED_PID=$!
+echo "$RESTARTED_PID" >"$STATE/tps-operator.pid"
+eventually 120 condition_is restart Ready True || fail "restart did not converge after the crash: $(jpath tps/restart .status.conditions)"
+for obj in configmap/restart-config deployment/restart-api deployment/restart-worker hpa/restart-worker; do
+  k -n $ns get "$obj" >/dev/null || fail "$obj missing after the restart"
+done
+[ "$(stream_owner shop_restart_ORDERS)" = "$(jpath tps/restart .metadata.uid)" ] || fail "restart's streams"
+condition_is flash-sale Ready True || fail "flash-sale is not Ready after the restarts"
+pass "restarted after the crash, the operator converged: restart Ready with every child"
+k -n $ns delete tps restart --wait=false >/dev/null
+eventually 60 gone tps/restart || fail "restart was not deleted"
 
 # ---------------------------------------------------------------- deletion
 
@@ -250,7 +438,7 @@ k -n $ns scale deployment/flash-sale-worker --replicas=2 >/dev/null 2>&1 ||
   { eventually 60 k -n $ns get deployment/flash-sale-worker; k -n $ns scale deployment/flash-sale-worker --replicas=2 >/dev/null; }
 eventually 120 condition_is flash-sale StreamsReady True || fail "the re-created flash-sale did not take its streams over: $(jpath tps/flash-sale .status.conditions)"
 new_uid=$(jpath tps/flash-sale .metadata.uid)
-[ "$new_uid" != "$uid" ] && [ "$(stream_owner ORDERS)" = "$new_uid" ] || fail "ORDERS not marked with the new UID"
+[ "$new_uid" != "$uid" ] && [ "$(stream_owner shop_flash-sale_ORDERS)" = "$new_uid" ] || fail "ORDERS not marked with the new UID"
 pass "a re-created resource (same name, new UID) takes over the retained streams"
 k -n $ns delete tps flash-sale --wait=false >/dev/null
 eventually 60 gone tps/flash-sale || fail "flash-sale was not deleted under Delete (finalizer stuck?)"

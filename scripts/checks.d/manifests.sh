@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Static checks of the cluster packaging, all offline once the tools are cached:
-#   - helm lint of every chart, with its default and its full values;
+#   - helm lint of every chart, with its default and its full values; bad values refused
+#     by each chart's values.schema.json;
 #   - helm template of each, validated against the Kubernetes schemas
 #     (kubernetes-validate, strict: unknown fields fail) and, for custom kinds,
 #     against their CRD's openAPIV3Schema (ThroughputService) or a minimal
@@ -105,6 +106,23 @@ for scenario in flash-sale signup-burst signup-sustained read-mix; do
   render "k6-$scenario" "$K6_CHART" --set "scenario=$scenario"
 done
 render k6-testrun "$K6_CHART" -f "$K6_CHART/ci/full-values.yaml"
+
+# --- values.schema.json: a bad value is refused by lint and template ------------------
+# refused CHART VALUE-FLAG...: both helm lint and helm template must fail, naming the key.
+refused_value() {
+  local chart=$1 key=$2
+  shift 2
+  if "$HELM" lint --strict "$chart" "$@" >"$out/refused.log" 2>&1; then fail "helm lint accepted $* for $chart"; fi
+  grep -q "$key" "$out/refused.log" || { cat "$out/refused.log" >&2; fail "helm lint refused $*, but not for $key"; }
+  if "$HELM" template x "$chart" "$@" >/dev/null 2>&1; then fail "helm template accepted $* for $chart"; fi
+  log "values.schema.json refuses: $chart $*"
+}
+refused_value "$OPERATOR_CHART" replicaCount --set replicaCount=two
+refused_value "$OPERATOR_CHART" mode --set leaderElection.mode=maybe
+refused_value "$OPERATOR_CHART" digest --set image.digest=latest
+refused_value "$OPERATOR_CHART" logLevl --set logLevl=debug
+refused_value "$DEPS_CHART" autoscaling --set sample.autoscaling=cpu
+refused_value "$DEPS_CHART" jwtSecret --set secrets.auth.jwtSecret=short
 
 # --- CRDs: the chart ships exactly the generated ones --------------------------------
 if [ -d crds ] && compgen -G "crds/*.yaml" >/dev/null; then

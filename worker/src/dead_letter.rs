@@ -10,7 +10,7 @@ use async_nats::jetstream::{self, Context};
 use tps_contract::subject::{
     DEAD_LETTER_DELIVERIES_HEADER, DEAD_LETTER_MSG_ID_HEADER, DEAD_LETTER_REASON_HEADER,
     DEAD_LETTER_SEQUENCE_HEADER, DEAD_LETTER_SETTLED_HEADER, DEAD_LETTER_STREAM_HEADER,
-    DEAD_LETTER_SUBJECT_HEADER, MSG_ID_HEADER, dead_letter_subject,
+    DEAD_LETTER_SUBJECT_HEADER, MSG_ID_HEADER, StreamNames,
 };
 
 use crate::metrics;
@@ -28,7 +28,7 @@ fn one_line(text: &str) -> String {
 /// Stores `message` in DEAD_LETTERS with `reason` (and, when the worker settled the
 /// command as final before giving up on it, how: `settled_as`), then acks the original.
 pub async fn dead_letter(
-    js: &Context,
+    (js, names): (&Context, &StreamNames),
     stream: &str,
     shard: u32,
     message: &jetstream::Message,
@@ -56,7 +56,7 @@ pub async fn dead_letter(
         headers.insert(DEAD_LETTER_SETTLED_HEADER, settled_as);
     }
     let ack = js
-        .publish_with_headers(dead_letter_subject(stream, shard), headers, message.payload.clone())
+        .publish_with_headers(names.dead_letter_subject(stream, shard), headers, message.payload.clone())
         .await
         .map_err(|e| DeadLetterError(e.to_string()))?;
     ack.await.map_err(|e| DeadLetterError(e.to_string()))?;

@@ -49,6 +49,7 @@ pub trait CommandKind: Send + Sync + 'static {
     fn announce<'a>(
         &'a self,
         nats: &'a async_nats::Client,
+        names: &'a tps_contract::subject::StreamNames,
         settled: Self::Settled,
     ) -> impl Future<Output = ()> + Send + 'a;
 }

@@ -12,7 +12,7 @@ use std::time::Instant;
 use async_nats::jetstream::{self, consumer::PullConsumer, stream::LastRawMessageErrorKind};
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
-use tps_contract::subject::consumer_name;
+use tps_contract::subject::StreamNames;
 
 use crate::acks::{ack_all, nak_all, progress_all};
 use crate::config::WorkerConfig;
@@ -42,6 +42,13 @@ pub struct Shared<K> {
     pub config: WorkerConfig,
     /// The armed failpoint, if any.
     pub failpoint: Failpoint,
+}
+
+impl<K> Shared<K> {
+    /// The stream, subject and consumer names (`NATS_STREAM_PREFIX`).
+    pub fn names(&self) -> &StreamNames {
+        &self.config.common.nats_stream_prefix
+    }
 }
 
 /// Why a runner returned.
@@ -157,9 +164,10 @@ impl<K: CommandKind> ShardRunner<K> {
     }
 
     async fn consumer(&self) -> Result<PullConsumer, RunnerExit> {
-        let name = consumer_name(K::STREAM, self.shard());
+        let name = self.shared.names().consumer(K::STREAM, self.shard());
+        let stream = self.shared.names().stream(K::STREAM);
         for attempt in 0.. {
-            match self.shared.js.get_consumer_from_stream(&name, K::STREAM).await {
+            match self.shared.js.get_consumer_from_stream(&name, &stream).await {
                 Ok(c) => return Ok(c),
                 Err(e) => tracing::warn!(consumer = name, error = %e, "consumer lookup failed; retrying"),
             }
@@ -187,7 +195,7 @@ impl<K: CommandKind> ShardRunner<K> {
         let (deliveries, undecodable) = decode(&self.shared.kind, batch);
         for bad in undecodable {
             if let Err(e) = dead_letter(
-                &self.shared.js,
+                (&self.shared.js, self.shared.names()),
                 K::STREAM,
                 self.shard(),
                 &bad.message,
@@ -233,7 +241,7 @@ impl<K: CommandKind> ShardRunner<K> {
                     Ok(info) if info.num_ack_pending == 0 => return Ok(()),
                     Ok(info) => {
                         let subject = if info.config.filter_subject.is_empty() {
-                            format!("{}.{}", K::STREAM.to_ascii_lowercase(), self.shard())
+                            self.shared.names().shard_subject(K::STREAM, self.shard())
                         } else {
                             info.config.filter_subject.clone()
                         };
@@ -255,7 +263,7 @@ impl<K: CommandKind> ShardRunner<K> {
             unreachable!("the retry loop only ends by returning or breaking")
         };
         let stream = loop {
-            match self.shared.js.get_stream_no_info(K::STREAM).await {
+            match self.shared.js.get_stream_no_info(self.shared.names().stream(K::STREAM)).await {
                 Ok(s) => break s,
                 Err(e) => tracing::warn!(shard = self.shard(), error = %e, "stream lookup failed; retrying"),
             }
@@ -332,7 +340,7 @@ impl<K: CommandKind> ShardRunner<K> {
         }
         let failed = match self.settle(&chunk).await {
             Ok(settled) => {
-                self.shared.kind.announce(&self.shared.nats, settled).await;
+                self.shared.kind.announce(&self.shared.nats, self.shared.names(), settled).await;
                 return Ok(());
             }
             Err(Halt::Exit(exit)) => return Err(exit),
@@ -346,7 +354,9 @@ impl<K: CommandKind> ShardRunner<K> {
         );
         for d in &chunk {
             match self.settle(slice::from_ref(d)).await {
-                Ok(settled) => self.shared.kind.announce(&self.shared.nats, settled).await,
+                Ok(settled) => {
+                    self.shared.kind.announce(&self.shared.nats, self.shared.names(), settled).await
+                }
                 Err(Halt::Exit(exit)) => return Err(exit),
                 Err(Halt::Fatal(reason)) => {
                     tracing::warn!(
@@ -404,7 +414,7 @@ impl<K: CommandKind> ShardRunner<K> {
             };
             let (settled, settled_as) = settled.map_or((None, None), |(s, label)| (Some(s), Some(label)));
             match dead_letter(
-                &self.shared.js,
+                (&self.shared.js, self.shared.names()),
                 K::STREAM,
                 self.shard(),
                 message,
@@ -416,7 +426,7 @@ impl<K: CommandKind> ShardRunner<K> {
             {
                 Ok(()) => {
                     if let Some(settled) = settled {
-                        self.shared.kind.announce(&self.shared.nats, settled).await;
+                        self.shared.kind.announce(&self.shared.nats, self.shared.names(), settled).await;
                     }
                     return None;
                 }
@@ -522,7 +532,7 @@ impl<K: CommandKind> ShardRunner<K> {
                 "acks unconfirmed; those messages will be redelivered as no-ops"
             );
         }
-        self.shared.kind.announce(&self.shared.nats, settled).await;
+        self.shared.kind.announce(&self.shared.nats, self.shared.names(), settled).await;
     }
 }
 

@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use async_nats::jetstream;
 use tokio_util::sync::CancellationToken;
-use tps_contract::streams::{StreamLimits, ensure_streams, shard_consumer};
-use tps_contract::subject::consumer_name;
+use tps_contract::streams::{StreamLimits, ensure_named_streams, expect_named_streams, named_shard_consumer};
+use tps_contract::subject::StreamNames;
 
 use crate::config::WorkerConfig;
 use crate::failpoint::Failpoint;
@@ -43,7 +43,11 @@ pub async fn run(config: WorkerConfig, shutdown: CancellationToken) -> Result<()
     if rekeyed > 0 {
         tracing::info!(rekeyed, "email keys re-keyed by the Rust normalisation");
     }
-    let nats = async_nats::ConnectOptions::new()
+    let nats = config
+        .common
+        .nats_options()
+        .await
+        .map_err(|e| WorkerError::Nats(format!("NATS_CREDS: {e}")))?
         .name(format!("worker {}", config.worker_id))
         .retry_on_initial_connect()
         .connect(config.common.nats_servers())
@@ -51,8 +55,15 @@ pub async fn run(config: WorkerConfig, shutdown: CancellationToken) -> Result<()
         .map_err(|e| WorkerError::Nats(e.to_string()))?;
     let js = jetstream::new(nats.clone());
     let limits = StreamLimits::with_replicas(config.common.nats_replicas.into());
-    if !prepare_consumers::<Orders>(&js, &limits, config.common.shards, &shutdown).await
-        || !prepare_consumers::<Users>(&js, &limits, config.common.shards, &shutdown).await
+    // Under the operator (NATS_STREAMS_CREATE=false) the streams and consumers are its own,
+    // with the limits of the spec: they are waited for, never made here.
+    let streams = Streams {
+        names: &config.common.nats_stream_prefix,
+        limits: config.common.nats_streams_create.then_some(&limits),
+        shards: config.common.shards,
+    };
+    if !prepare_consumers::<Orders>(&js, &streams, &shutdown).await
+        || !prepare_consumers::<Users>(&js, &streams, &shutdown).await
     {
         return Ok(());
     }
@@ -104,26 +115,51 @@ fn ownership<K: CommandKind>(
     shared: Shared<K>,
 ) -> Ownership<K> {
     let config = &shared.config;
-    let leases = LeaseTable::new(redis.clone(), K::STREAM, &config.worker_id, config.lease_ttl());
-    let membership = Membership::new(redis.clone(), K::STREAM, &config.worker_id, config.lease_ttl());
+    // Keyed by the stream's own name: deployments sharing a Redis never share a lease.
+    let stream = shared.names().stream(K::STREAM);
+    let leases = LeaseTable::new(redis.clone(), &stream, &config.worker_id, config.lease_ttl());
+    let membership = Membership::new(redis.clone(), &stream, &config.worker_id, config.lease_ttl());
     Ownership::new(Arc::new(shared), leases, membership, ready.clone())
 }
 
-/// Ensures the streams and every shard's durable consumer exist; false if shut down first.
+/// The streams a worker settles from, and whether it may create them.
+struct Streams<'a> {
+    /// Their names.
+    names: &'a StreamNames,
+    /// The limits to create them with; `None` when the operator owns them.
+    limits: Option<&'a StreamLimits>,
+    /// Shards, one durable consumer each.
+    shards: u32,
+}
+
+/// Ensures (or, under the operator, waits for) the streams and every shard's durable
+/// consumer; false if shut down first.
 async fn prepare_consumers<K: CommandKind>(
     js: &jetstream::Context,
-    limits: &StreamLimits,
-    shards: u32,
+    streams: &Streams<'_>,
     shutdown: &CancellationToken,
 ) -> bool {
+    let names = streams.names;
     retry("jetstream", shutdown, || async {
-        ensure_streams(js, limits).await.map_err(|e| e.to_string())?;
-        let stream = js.get_stream(K::STREAM).await.map_err(|e| e.to_string())?;
-        for shard in 0..shards {
-            stream
-                .get_or_create_consumer(&consumer_name(K::STREAM, shard), shard_consumer(K::STREAM, shard))
-                .await
-                .map_err(|e| e.to_string())?;
+        match streams.limits {
+            Some(limits) => ensure_named_streams(js, names, limits).await,
+            None => expect_named_streams(js, names).await,
+        }
+        .map_err(|e| e.to_string())?;
+        let stream = js.get_stream(names.stream(K::STREAM)).await.map_err(|e| e.to_string())?;
+        for shard in 0..streams.shards {
+            let name = names.consumer(K::STREAM, shard);
+            let config = named_shard_consumer(names, K::STREAM, shard);
+            match streams.limits {
+                Some(_) => {
+                    stream.get_or_create_consumer(&name, config).await.map(drop).map_err(|e| e.to_string())
+                }
+                None => stream
+                    .get_consumer::<jetstream::consumer::pull::Config>(&name)
+                    .await
+                    .map(drop)
+                    .map_err(|e| e.to_string()),
+            }?;
         }
         Ok::<_, String>(())
     })

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use async_nats::jetstream::{self, publish::PublishAck};
 use tps_contract::OrderCommand;
-use tps_contract::subject::{MSG_ID_HEADER, order_subject};
+use tps_contract::subject::{MSG_ID_HEADER, StreamNames};
 use tps_contract::trace::{TRACEPARENT_HEADER, TraceContext};
 
 pub use crate::jetstream::PublishError;
@@ -14,11 +14,12 @@ pub use crate::jetstream::PublishError;
 pub async fn publish(
     js: &jetstream::Context,
     cmd: &OrderCommand,
+    names: &StreamNames,
     shards: u32,
     timeout: Duration,
     trace: &TraceContext,
 ) -> Result<PublishAck, PublishError> {
-    let subject = order_subject(tps_contract::shard_for(&cmd.ticket_id, shards));
+    let subject = names.order_subject(tps_contract::shard_for(&cmd.ticket_id, shards));
     let payload = serde_json::to_vec(cmd).map_err(|e| PublishError::Refused(e.to_string()))?;
     let mut headers = async_nats::HeaderMap::new();
     headers.insert(MSG_ID_HEADER, cmd.order_id.to_string().as_str());

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use async_nats::jetstream;
 use async_nats::jetstream::context::ConsumerInfoErrorKind;
-use tps_contract::subject::consumer_name;
+use tps_contract::subject::StreamNames;
 
 /// The last measured lag of one stream's consumers (orders, or sign-ups).
 #[derive(Debug, Default)]
@@ -45,6 +45,7 @@ impl Backlog {
 pub async fn watch_forever(
     backlog: Arc<Backlog>,
     js: jetstream::Context,
+    names: StreamNames,
     stream: &'static str,
     gauge: &'static str,
     shards: u32,
@@ -54,7 +55,7 @@ pub async fn watch_forever(
         return;
     }
     loop {
-        if let Some(lag) = measure(&js, stream, shards).await {
+        if let Some(lag) = measure(&js, &names, stream, shards).await {
             backlog.lag.store(lag, Ordering::Relaxed);
             metrics::gauge!(gauge).set(lag as f64);
         }
@@ -65,11 +66,11 @@ pub async fn watch_forever(
 /// Sum of pending and unacked messages over the shard consumers; `None` when
 /// JetStream does not answer (then the last value stands, and a dead NATS
 /// refuses publishes anyway).
-async fn measure(js: &jetstream::Context, name: &str, shards: u32) -> Option<u64> {
-    let stream = js.get_stream_no_info(name).await.ok()?;
+async fn measure(js: &jetstream::Context, names: &StreamNames, name: &str, shards: u32) -> Option<u64> {
+    let stream = js.get_stream_no_info(names.stream(name)).await.ok()?;
     let mut lag = 0;
     for shard in 0..shards {
-        match stream.consumer_info(consumer_name(name, shard)).await {
+        match stream.consumer_info(names.consumer(name, shard)).await {
             Ok(info) => lag += info.num_pending + info.num_ack_pending as u64,
             Err(e) if matches!(e.kind(), ConsumerInfoErrorKind::NotFound) => {}
             Err(_) => return None,

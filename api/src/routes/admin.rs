@@ -124,7 +124,7 @@ pub async fn list_dead_letters(
         None => 1,
         Some(c) => c.parse::<u64>().map_err(|_| ApiError::BadRequest("invalid cursor".into()))?,
     };
-    let (letters, next) = dead_letters::list(&state.jetstream, from, limit).await?;
+    let (letters, next) = dead_letters::list(&state.jetstream, &state.settings.names, from, limit).await?;
     Ok(axum::Json(DeadLetterPage {
         items: letters.into_iter().map(Into::into).collect(),
         next_cursor: next.map(|n| n.to_string()),
@@ -156,6 +156,7 @@ pub async fn replay_dead_letter(
     if id == 0 {
         return Err(ApiError::NotFound("dead letter"));
     }
-    let (subject, sequence) = dead_letters::replay(&state.jetstream, &state.db, id).await?;
+    let (subject, sequence) =
+        dead_letters::replay(&state.jetstream, &state.settings.names, &state.db, id).await?;
     Ok((StatusCode::ACCEPTED, axum::Json(Replayed { id, subject, sequence })))
 }

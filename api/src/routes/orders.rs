@@ -207,8 +207,14 @@ pub async fn create_order(
         accepted_at: DateTime::from_timestamp_millis(created_ms).unwrap_or_else(Utc::now),
     };
     let settings = &state.settings;
-    let publish =
-        publish::publish(&state.jetstream, &command, settings.shards, settings.publish_timeout, &trace);
+    let publish = publish::publish(
+        &state.jetstream,
+        &command,
+        &settings.names,
+        settings.shards,
+        settings.publish_timeout,
+        &trace,
+    );
     let (replayed, degraded) = match basis {
         Basis::Replay { .. } => match publish.await {
             Ok(_) => (true, false),
@@ -315,8 +321,13 @@ async fn known_answer(
     // JetStream already holds this id: the key was used, and its order is not settled
     // yet (or was settled since we asked). The stored command tells its body.
     let bound = state.settings.publish_timeout;
-    let stored: Option<OrderCommand> =
-        crate::jetstream::stored_command(&state.jetstream, ORDERS_STREAM, ack.sequence, bound).await;
+    let stored: Option<OrderCommand> = crate::jetstream::stored_command(
+        &state.jetstream,
+        &state.settings.names.stream(ORDERS_STREAM),
+        ack.sequence,
+        bound,
+    )
+    .await;
     let earlier = match stored.filter(|c| c.order_id == order_id) {
         Some(c) => Some(SettledKey {
             user_id: c.user_id,

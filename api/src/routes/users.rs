@@ -110,7 +110,13 @@ pub async fn create_user(
     // The original time on a replay, so a re-published command is identical.
     let accepted_at = DateTime::from_timestamp_millis(created_ms).unwrap_or_else(Utc::now);
     let command = SignupCommand { user: body, accepted_at };
-    let publish = publish::publish(&state.jetstream, &command, settings.shards, settings.publish_timeout);
+    let publish = publish::publish(
+        &state.jetstream,
+        &command,
+        &settings.names,
+        settings.shards,
+        settings.publish_timeout,
+    );
     if replayed {
         if let Err(e) = publish.await {
             return Err(ApiError::Unavailable(format!("the sign-up could not be stored: {e}")));
@@ -175,8 +181,13 @@ async fn known_answer(
     }
     // JetStream already holds this id, not settled yet (or settled since we asked).
     let bound = state.settings.publish_timeout;
-    let stored: Option<SignupCommand> =
-        crate::jetstream::stored_command(&state.jetstream, USERS_STREAM, ack.sequence, bound).await;
+    let stored: Option<SignupCommand> = crate::jetstream::stored_command(
+        &state.jetstream,
+        &state.settings.names.stream(USERS_STREAM),
+        ack.sequence,
+        bound,
+    )
+    .await;
     let earlier = match stored.filter(|c| c.user.id == id) {
         Some(c) => Some((c.user.fingerprint(), c.accepted_at.timestamp_millis())),
         None => {

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use async_nats::jetstream::{self, publish::PublishAck};
 use tps_contract::SignupCommand;
-use tps_contract::subject::{MSG_ID_HEADER, user_subject};
+use tps_contract::subject::{MSG_ID_HEADER, StreamNames};
 
 use crate::jetstream::PublishError;
 
@@ -12,10 +12,11 @@ use crate::jetstream::PublishError;
 pub async fn publish(
     js: &jetstream::Context,
     cmd: &SignupCommand,
+    names: &StreamNames,
     shards: u32,
     timeout: Duration,
 ) -> Result<PublishAck, PublishError> {
-    let subject = user_subject(tps_contract::shard_for(&cmd.user.id, shards));
+    let subject = names.user_subject(tps_contract::shard_for(&cmd.user.id, shards));
     let payload = serde_json::to_vec(cmd).map_err(|e| PublishError::Refused(e.to_string()))?;
     let mut headers = async_nats::HeaderMap::new();
     headers.insert(MSG_ID_HEADER, cmd.user.id.to_string().as_str());

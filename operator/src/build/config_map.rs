@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::core::v1::ConfigMap;
 
 use super::labels::{child_meta, config_map_name, instance_labels};
+use crate::streams::stream_prefix;
 use crate::validate::Validated;
 
 /// Port of `API_LISTEN`.
@@ -12,18 +13,37 @@ pub const API_PORT: i32 = 8080;
 /// Port of `METRICS_LISTEN` (also the worker's health endpoints).
 pub const METRICS_PORT: i32 = 9090;
 
-/// The environment from `CONTRACT.md` that is not a secret.
+/// The environment from `CONTRACT.md` that is not a secret, and the settings that tie
+/// the binaries to what the operator provisioned: the stream names, and that the streams
+/// are the operator's (`NATS_STREAMS_CREATE=false`: the binaries never make them with
+/// other limits). `REDIS_URL` is here only when given as a plain `redis.url`; from
+/// `redis.urlSecretRef` it is a secret env var of the pods.
 pub fn config_data(v: &Validated) -> BTreeMap<String, String> {
     let spec = &v.spec;
-    BTreeMap::from([
+    let mut data = BTreeMap::from([
         ("NATS_URL".to_owned(), spec.nats.url.clone()),
-        ("REDIS_URL".to_owned(), spec.redis.url.clone()),
+        ("NATS_REPLICAS".to_owned(), spec.nats.streams.replicas.to_string()),
+        ("NATS_STREAM_PREFIX".to_owned(), stream_prefix(spec, &v.namespace, &v.name)),
+        ("NATS_STREAMS_CREATE".to_owned(), "false".to_owned()),
         ("API_LISTEN".to_owned(), format!("0.0.0.0:{API_PORT}")),
+        ("API_TRUSTED_PROXIES".to_owned(), spec.api.trusted_proxies.join(",")),
         ("METRICS_LISTEN".to_owned(), format!("0.0.0.0:{METRICS_PORT}")),
         ("SHARDS".to_owned(), spec.worker.shards.to_string()),
         ("RUST_LOG".to_owned(), spec.log.clone()),
         ("BATCH_SIZE".to_owned(), spec.worker.batch_size.to_string()),
-    ])
+    ]);
+    // Only when set: an empty value would be enforced as the empty string.
+    let optional = [
+        ("REDIS_URL", &spec.redis.url),
+        ("AUTH_JWT_AUDIENCE", &spec.auth.audience),
+        ("AUTH_JWT_ISSUER", &spec.auth.issuer),
+    ];
+    for (key, value) in optional {
+        if let Some(value) = value {
+            data.insert(key.to_owned(), value.clone());
+        }
+    }
+    data
 }
 
 /// `<name>-config`, read by both Deployments through `envFrom`.

@@ -9,6 +9,7 @@ pub mod labels;
 pub mod network_policy;
 pub mod pdb;
 pub mod pod;
+pub mod pod_monitor;
 pub mod scaled_object;
 pub mod service;
 pub mod service_account;
@@ -43,6 +44,8 @@ pub struct Desired {
     pub scaled_object: Option<DynamicObject>,
     /// The api Ingress, when asked for.
     pub ingress: Option<Ingress>,
+    /// The PodMonitor of both fleets, when asked for.
+    pub pod_monitor: Option<DynamicObject>,
 }
 
 /// The objects of one workload.
@@ -75,6 +78,7 @@ pub fn desired(v: &Validated) -> Desired {
         worker,
         scaled_object: if keda { scaled_object::desired_scaled_object(v) } else { None },
         ingress: ingress::desired_ingress(v),
+        pod_monitor: pod_monitor::desired_pod_monitor(v),
     }
 }
 

@@ -5,9 +5,9 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{
     Capabilities, ConfigMapEnvSource, Container, ContainerPort, EmptyDirVolumeSource, EnvFromSource, EnvVar,
-    EnvVarSource, HTTPGetAction, Lifecycle, LifecycleHandler, PodSecurityContext, PodSpec, PodTemplateSpec,
-    Probe, ResourceRequirements, SeccompProfile, SecretKeySelector, SecurityContext, SleepAction, Volume,
-    VolumeMount,
+    EnvVarSource, HTTPGetAction, KeyToPath, Lifecycle, LifecycleHandler, PodSecurityContext, PodSpec,
+    PodTemplateSpec, Probe, ResourceRequirements, SeccompProfile, SecretKeySelector, SecretVolumeSource,
+    SecurityContext, SleepAction, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -20,6 +20,13 @@ use crate::validate::Validated;
 
 /// Annotation carrying the config hash, so a config change rolls the pods.
 pub const CONFIG_HASH_ANNOTATION: &str = "throughput.dev/config-hash";
+/// Annotation carrying a hash of the referenced Secrets' values, so that rotating a
+/// Secret rolls the pods (env vars from a Secret are read only at start).
+pub const SECRETS_HASH_ANNOTATION: &str = "throughput.dev/secrets-hash";
+/// Where the NATS credentials file is mounted (`NATS_CREDS`).
+pub const NATS_CREDS_DIR: &str = "/var/run/secrets/throughput.dev/nats";
+/// The file name of the NATS credentials inside [`NATS_CREDS_DIR`].
+pub const NATS_CREDS_FILE: &str = "nats.creds";
 /// UID the containers run as (any non-root UID works; the image needs no user).
 pub const RUN_AS_USER: i64 = 65532;
 /// Seconds a terminating pod keeps serving before SIGTERM, so that endpoints and load
@@ -31,7 +38,10 @@ pub const READINESS_FAILURES: i32 = 3;
 
 /// The pod template of one workload.
 pub fn pod_template(v: &Validated, component: Component) -> PodTemplateSpec {
-    let annotations = BTreeMap::from([(CONFIG_HASH_ANNOTATION.to_owned(), config_hash(&config_data(v)))]);
+    let mut annotations = BTreeMap::from([(CONFIG_HASH_ANNOTATION.to_owned(), config_hash(&config_data(v)))]);
+    if let Some(digest) = &v.secrets_digest {
+        annotations.insert(SECRETS_HASH_ANNOTATION.to_owned(), digest.clone());
+    }
     PodTemplateSpec {
         metadata: Some(ObjectMeta {
             labels: Some(selector_labels(v, component)),
@@ -53,11 +63,7 @@ pub fn pod_template(v: &Validated, component: Component) -> PodTemplateSpec {
                 ..PodSecurityContext::default()
             }),
             // The root filesystem is read-only; /tmp is the one writable place.
-            volumes: Some(vec![Volume {
-                name: "tmp".into(),
-                empty_dir: Some(EmptyDirVolumeSource::default()),
-                ..Volume::default()
-            }]),
+            volumes: Some(volumes(v)),
             // Let in-flight requests and batches finish after SIGTERM.
             termination_grace_period_seconds: Some(30),
             containers: vec![container(v, component)],
@@ -82,10 +88,7 @@ fn container(v: &Validated, component: Component) -> Container {
             config_map_ref: Some(ConfigMapEnvSource { name: config_map_name(v), optional: Some(false) }),
             ..EnvFromSource::default()
         }]),
-        env: Some(vec![
-            secret_env("DATABASE_URL", &v.spec.postgres.url_secret_ref),
-            secret_env("AUTH_JWT_SECRET", &v.spec.auth.jwt_secret_ref),
-        ]),
+        env: Some(env(v)),
         resources: Some(resources),
         liveness_probe: Some(probe("/healthz", health_port(component), 3)),
         readiness_probe: Some(probe("/readyz", health_port(component), READINESS_FAILURES)),
@@ -103,13 +106,70 @@ fn container(v: &Validated, component: Component) -> Container {
             capabilities: Some(Capabilities { drop: Some(vec!["ALL".into()]), ..Capabilities::default() }),
             ..SecurityContext::default()
         }),
-        volume_mounts: Some(vec![VolumeMount {
-            name: "tmp".into(),
-            mount_path: "/tmp".into(),
-            ..VolumeMount::default()
-        }]),
+        volume_mounts: Some(volume_mounts(v)),
         ..Container::default()
     }
+}
+
+/// The secrets of the contract as env vars, and `NATS_CREDS` when NATS wants credentials.
+fn env(v: &Validated) -> Vec<EnvVar> {
+    let spec = &v.spec;
+    let mut env = vec![
+        secret_env("DATABASE_URL", &spec.postgres.url_secret_ref),
+        secret_env("AUTH_JWT_SECRET", &spec.auth.jwt_secret_ref),
+    ];
+    if let Some(redis) = &spec.redis.url_secret_ref {
+        env.push(secret_env("REDIS_URL", redis));
+    }
+    if spec.nats.credentials_secret_ref.is_some() {
+        env.push(EnvVar {
+            name: "NATS_CREDS".into(),
+            value: Some(format!("{NATS_CREDS_DIR}/{NATS_CREDS_FILE}")),
+            ..EnvVar::default()
+        });
+    }
+    env
+}
+
+/// `/tmp` (the root filesystem is read-only), and the NATS credentials when referenced.
+fn volumes(v: &Validated) -> Vec<Volume> {
+    let mut volumes = vec![Volume {
+        name: "tmp".into(),
+        empty_dir: Some(EmptyDirVolumeSource::default()),
+        ..Volume::default()
+    }];
+    if let Some(creds) = &v.spec.nats.credentials_secret_ref {
+        volumes.push(Volume {
+            name: "nats-creds".into(),
+            secret: Some(SecretVolumeSource {
+                secret_name: Some(creds.name.clone()),
+                items: Some(vec![KeyToPath {
+                    key: creds.key.clone(),
+                    path: NATS_CREDS_FILE.into(),
+                    ..KeyToPath::default()
+                }]),
+                default_mode: Some(0o440),
+                optional: Some(false),
+                ..SecretVolumeSource::default()
+            }),
+            ..Volume::default()
+        });
+    }
+    volumes
+}
+
+fn volume_mounts(v: &Validated) -> Vec<VolumeMount> {
+    let mut mounts =
+        vec![VolumeMount { name: "tmp".into(), mount_path: "/tmp".into(), ..VolumeMount::default() }];
+    if v.spec.nats.credentials_secret_ref.is_some() {
+        mounts.push(VolumeMount {
+            name: "nats-creds".into(),
+            mount_path: NATS_CREDS_DIR.into(),
+            read_only: Some(true),
+            ..VolumeMount::default()
+        });
+    }
+    mounts
 }
 
 /// CPU and memory requests when the spec names neither a request nor a limit for

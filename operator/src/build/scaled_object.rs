@@ -2,9 +2,10 @@
 
 use kube::api::{ApiResource, DynamicObject, GroupVersionKind};
 use serde_json::{Value, json};
-use tps_contract::subject::{ORDERS_STREAM, USERS_STREAM, consumer_name};
+use tps_contract::subject::{ORDERS_STREAM, USERS_STREAM};
 
 use super::labels::{Component, child_meta, component_labels, component_name};
+use crate::streams::stream_names;
 use crate::validate::Validated;
 
 /// The `keda.sh/v1alpha1` ScaledObject resource.
@@ -22,6 +23,8 @@ pub fn scaled_object_resource() -> ApiResource {
 pub fn desired_scaled_object(v: &Validated) -> Option<DynamicObject> {
     let endpoint = v.spec.nats.monitoring_endpoint.clone()?;
     let worker = &v.spec.worker;
+    let names = stream_names(&v.spec, &v.namespace, &v.name);
+    let names = &names;
     let triggers: Vec<Value> = [ORDERS_STREAM, USERS_STREAM]
         .into_iter()
         .flat_map(|stream| (0..worker.shards.max(0) as u32).map(move |shard| (stream, shard)))
@@ -31,8 +34,8 @@ pub fn desired_scaled_object(v: &Validated) -> Option<DynamicObject> {
                 "metadata": {
                     "natsServerMonitoringEndpoint": endpoint,
                     "account": "$G",
-                    "stream": stream,
-                    "consumer": consumer_name(stream, shard),
+                    "stream": names.stream(stream),
+                    "consumer": names.consumer(stream, shard),
                     "lagThreshold": worker.lag_threshold.to_string(),
                 },
             })

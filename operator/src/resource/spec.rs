@@ -70,6 +70,27 @@ pub struct ThroughputServiceSpec {
     pub redis: RedisSpec,
     /// Token verification.
     pub auth: AuthSpec,
+    /// Prometheus scraping of both fleets through the prometheus-operator.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub monitoring: Option<MonitoringSpec>,
+}
+
+/// Scraping by a prometheus-operator Prometheus.
+#[derive(JsonSchema, Deserialize, Serialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct MonitoringSpec {
+    /// A `monitoring.coreos.com/v1` PodMonitor `<name>` for the api and worker pods' `metrics`
+    /// port. Needs the prometheus-operator CRDs; without them the `MonitoringReady` condition
+    /// says so and nothing else fails.
+    #[serde(default)]
+    pub pod_monitor: bool,
+    /// Labels on the PodMonitor, for a Prometheus that selects by them
+    /// (e.g. `release: kube-prometheus-stack`).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub labels: std::collections::BTreeMap<String, String>,
+    /// Scrape interval (e.g. `30s`); Prometheus's own when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interval: Option<String>,
 }
 
 /// The api Deployment, its HorizontalPodAutoscaler and optional Ingress.
@@ -97,6 +118,11 @@ pub struct ApiSpec {
     /// Exposes the api outside the cluster when set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ingress: Option<IngressSpec>,
+    /// CIDRs (or addresses) of the proxies whose `X-Forwarded-For` the api believes
+    /// (`API_TRUSTED_PROXIES`), e.g. the ingress controller's pod network. Empty: nobody's,
+    /// and the per-IP limits of anonymous routes count the TCP peer.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub trusted_proxies: Vec<String>,
 }
 
 /// How the api is exposed through an Ingress.
@@ -202,6 +228,10 @@ pub struct NatsSpec {
     /// Replicas and limits of the streams.
     #[serde(default)]
     pub streams: StreamsSpec,
+    /// Secret key holding a NATS credentials file (`.creds`: a user JWT and NKey seed). It
+    /// is mounted into the pods (`NATS_CREDS`) and used by the operator to provision.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credentials_secret_ref: Option<SecretKeyRef>,
 }
 
 /// Replicas and limits of the ORDERS, USERS and DEAD_LETTERS streams.
@@ -220,6 +250,14 @@ pub struct StreamsSpec {
     #[serde(default = "default_max_age")]
     #[schemars(range(min = 1))]
     pub max_age_seconds: i64,
+    /// Prefix of the stream, subject and consumer names (`NATS_STREAM_PREFIX`): unset,
+    /// `<namespace>_<name>`, so that resources sharing a NATS never share a stream
+    /// (`shop_flash-sale_ORDERS` on `shop_flash-sale.orders.*`). Empty: the contract names
+    /// ORDERS, USERS and DEAD_LETTERS, as a release before per-resource names made them
+    /// (keep it empty to upgrade with unsettled commands in those streams).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(pattern(r"^[A-Za-z0-9_-]{0,100}$"))]
+    pub prefix: Option<String>,
 }
 
 /// Postgres connection.
@@ -230,13 +268,18 @@ pub struct PostgresSpec {
     pub url_secret_ref: SecretKeyRef,
 }
 
-/// Redis connection.
-#[derive(JsonSchema, Deserialize, Serialize, Clone, Debug, PartialEq)]
+/// Redis connection: a plain `url`, or a `urlSecretRef` when the URL carries a password.
+#[derive(KubeSchema, Deserialize, Serialize, Clone, Debug, PartialEq)]
+#[x_kube(validation = Rule::new("has(self.url) != has(self.urlSecretRef)").message("redis needs exactly one of url and urlSecretRef"))]
 #[serde(rename_all = "camelCase")]
 pub struct RedisSpec {
-    /// `REDIS_URL`.
+    /// `REDIS_URL`, when it holds no secret.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1))]
-    pub url: String,
+    pub url: Option<String>,
+    /// Secret key holding `REDIS_URL` (e.g. `rediss://:password@host:6380`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url_secret_ref: Option<SecretKeyRef>,
 }
 
 /// Token verification.
@@ -245,6 +288,14 @@ pub struct RedisSpec {
 pub struct AuthSpec {
     /// Secret key holding `AUTH_JWT_SECRET`.
     pub jwt_secret_ref: SecretKeyRef,
+    /// When set, every token's `aud` must contain it (`AUTH_JWT_AUDIENCE`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1))]
+    pub audience: Option<String>,
+    /// When set, every token's `iss` must equal it (`AUTH_JWT_ISSUER`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1))]
+    pub issuer: Option<String>,
 }
 
 /// A key of a Secret in the resource's namespace.
@@ -266,6 +317,7 @@ impl Default for ApiSpec {
             target_cpu_utilization_percentage: default_cpu_target(),
             resources: None,
             ingress: None,
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -291,6 +343,7 @@ impl Default for StreamsSpec {
             replicas: default_stream_replicas(),
             max_bytes: default_max_bytes(),
             max_age_seconds: default_max_age(),
+            prefix: None,
         }
     }
 }

@@ -75,6 +75,8 @@ pub enum ConditionType {
     Degraded,
     /// A fleet is rolling out or scaling: not every pod is updated and ready yet.
     Progressing,
+    /// The PodMonitor asked for (`monitoring.podMonitor`) is applied; present only when asked.
+    MonitoringReady,
 }
 
 /// The status of a condition.

@@ -21,8 +21,11 @@ pub enum Scenario {
     InvalidSpec { tps: ThroughputService, status: Value },
     /// A deleted resource: one event, then the finalizer goes.
     Cleanup { tps: ThroughputService, reason: &'static str },
-    /// The first request (the prune list) fails with a 500.
+    /// The first request (the read of a referenced Secret) fails with a 500.
     ApiError,
+    /// The ConfigMap's name is taken by an object this resource does not control:
+    /// nothing is applied over it; the status and an event say why.
+    ForeignConfigMap { tps: ThroughputService, status: Value },
 }
 
 /// The requests of a valid reconcile.
@@ -65,6 +68,9 @@ impl ApiServerVerifier {
                     self.status(&tps, status).await;
                 }
                 Scenario::Cleanup { tps, reason } => {
+                    if reason == "StreamsDeleted" {
+                        self.secrets_absent().await;
+                    }
                     self.event("Normal", reason).await;
                     let patch = json!([
                         { "op": "test", "path": "/metadata/finalizers/0", "value": FINALIZER },
@@ -73,20 +79,59 @@ impl ApiServerVerifier {
                     self.finalizer_patch(patch, &tps).await;
                 }
                 Scenario::ApiError => {
-                    let uri = format!("/apis/autoscaling/v2{NS}/horizontalpodautoscalers{SELECTOR}");
-                    self.fail(http::Method::GET, &uri, 500).await;
+                    self.fail(http::Method::GET, &format!("/api/v1{NS}/secrets/shop-db"), 500).await;
+                }
+                Scenario::ForeignConfigMap { tps, status } => {
+                    self.secrets_absent().await;
+                    for base in [
+                        "/apis/autoscaling/v2{NS}/horizontalpodautoscalers",
+                        "/apis/networking.k8s.io/v1{NS}/ingresses",
+                        "/apis/keda.sh/v1alpha1{NS}/scaledobjects",
+                        "/apis/monitoring.coreos.com/v1{NS}/podmonitors",
+                    ] {
+                        self.list(&format!("{}{SELECTOR}", base.replace("{NS}", NS)), vec![]).await;
+                    }
+                    let (_, send) =
+                        self.expect(http::Method::GET, &format!("/api/v1{NS}/configmaps/shop-config")).await;
+                    let foreign = json!({ "apiVersion": "v1", "kind": "ConfigMap",
+                                          "metadata": { "name": "shop-config", "namespace": "sales" }, "data": { "mine": "yes" } });
+                    send.send_response(
+                        http::Response::builder()
+                            .status(200)
+                            .body(kube::client::Body::from(foreign.to_string().into_bytes()))
+                            .unwrap(),
+                    );
+                    self.event("Warning", "AdoptionRefused").await;
+                    self.status(&tps, status).await;
                 }
             }
         })
     }
 
+    /// The reads of the fixture's two referenced Secrets, neither of which exists.
+    async fn secrets_absent(&mut self) {
+        self.secrets_of_absent(&ThroughputService::test()).await;
+    }
+
+    /// The reads of every Secret `tps` references, none of which exists.
+    async fn secrets_of_absent(&mut self, tps: &ThroughputService) {
+        let mut read = std::collections::BTreeSet::new();
+        for (_, r) in crate::dereference::secret_refs(&tps.spec) {
+            if read.insert(r.name.clone()) {
+                self.absent(&format!("/api/v1{NS}/secrets/{}", r.name)).await;
+            }
+        }
+    }
+
     async fn handle_apply(&mut self, s: ApplyScenario) {
+        self.secrets_of_absent(&s.tps).await;
         let d = &s.desired;
         let [hpas, ingresses, scaled] = s.existing;
         let lists = [
             (format!("/apis/autoscaling/v2{NS}/horizontalpodautoscalers"), hpas),
             (format!("/apis/networking.k8s.io/v1{NS}/ingresses"), ingresses),
             (format!("/apis/keda.sh/v1alpha1{NS}/scaledobjects"), scaled),
+            (format!("/apis/monitoring.coreos.com/v1{NS}/podmonitors"), vec![]),
         ];
         let mut deletes = s.deletes.into_iter().peekable();
         for (base, items) in lists {
@@ -143,6 +188,10 @@ impl ApiServerVerifier {
                 json!({}),
             )
             .await;
+        }
+        if let Some(monitor) = &d.pod_monitor {
+            let path = format!("/apis/monitoring.coreos.com/v1{NS}/podmonitors/shop");
+            self.apply(&path, &to_json(monitor), json!({})).await;
         }
         for (type_, reason) in s.events {
             self.event(type_, reason).await;

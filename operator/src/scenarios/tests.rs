@@ -9,11 +9,13 @@ use serde_json::{Value, json};
 use super::{ApplyScenario, Scenario, condition, owned_child};
 use crate::Context;
 use crate::build::desired;
+use crate::dereference::referenced;
 use crate::error::Error;
 use crate::fixtures::validated;
 use crate::mock::{FakeStreams, timeout_after_1s};
 use crate::reconcile::{RESYNC, error_policy, reconcile};
 use crate::resource::{ThroughputService, ThroughputServiceStatus};
+use crate::validate::Validated;
 
 /// The status of a reconcile where nothing is ready yet but the streams are.
 fn starting_status(shards: i64) -> Value {
@@ -33,10 +35,16 @@ fn starting_status(shards: i64) -> Value {
     })
 }
 
+/// As the reconcile sees it: the digest of the referenced Secrets (none exists here).
+fn with_absent_secrets(mut v: Validated) -> Validated {
+    v.secrets_digest = Some(referenced(&v.spec, |_| None).digest);
+    v
+}
+
 fn apply_scenario(tps: &ThroughputService, patch: &str) -> ApplyScenario {
     ApplyScenario {
         tps: tps.clone(),
-        desired: desired(&validated(patch)),
+        desired: desired(&with_absent_secrets(validated(patch))),
         deployments: [json!({}), json!({})],
         existing: [vec![], vec![], vec![]],
         deletes: vec![],
@@ -181,6 +189,44 @@ async fn invalid_spec_reports_and_waits_for_a_change() {
     assert!(matches!(err, Error::InvalidSpec(_)), "{err}");
     assert_eq!(error_policy(tps, &err, ctx), Action::await_change());
     assert!(streams.calls.lock().unwrap().is_empty());
+    timeout_after_1s(mocksrv).await;
+}
+
+#[tokio::test]
+async fn a_child_name_taken_by_a_foreign_object_is_refused_not_adopted() {
+    let (ctx, server, _) = Context::test(FakeStreams::default());
+    let tps = Arc::new(ThroughputService::test().finalized());
+    let message = "ConfigMap shop-config exists and is not controlled by this ThroughputService; it was left untouched (delete or rename it)";
+    let status = json!({
+        "observedGeneration": 1,
+        "conditions": [condition("Ready", "False", "AdoptionRefused", message), condition("Degraded", "True", "AdoptionRefused", message)],
+        "api": { "replicas": 0, "readyReplicas": 0 },
+        "worker": { "replicas": 0, "readyReplicas": 0 },
+    });
+    // The read of the ConfigMap finds a stranger: no apply follows (the mock would fail on one).
+    let mocksrv = server.run(Scenario::ForeignConfigMap { tps: (*tps).clone(), status });
+    let err = reconcile(tps.clone(), ctx.clone()).await.expect_err("refused");
+    assert!(matches!(err, Error::NotOwned { .. }), "{err}");
+    assert!(err.is_transient(), "retried with backoff, until the stranger is gone");
+    timeout_after_1s(mocksrv).await;
+}
+
+#[tokio::test]
+async fn a_missing_nats_credentials_secret_is_named_and_nats_is_not_dialled() {
+    let (ctx, server, streams) = Context::test(FakeStreams::default());
+    let patch = "{nats: {credentialsSecretRef: {name: shop-nats, key: creds}}}";
+    let tps = ThroughputService::with_spec(patch).finalized();
+    let mut scenario = apply_scenario(&tps, patch);
+    let message = "cannot reach NATS at nats://nats.sales:4222: nats.credentialsSecretRef: Secret shop-nats has no key creds";
+    let mut status = starting_status(16);
+    status["conditions"][3] = condition("StreamsReady", "False", "ProvisioningFailed", message);
+    status["conditions"][4] = condition("Degraded", "True", "StreamsNotReady", "commands cannot be stored");
+    scenario.status = Some(status);
+    scenario.events = vec![("Warning", "StreamsFailed")];
+    let mocksrv = server.run(Scenario::Apply(Box::new(scenario)));
+    let action = reconcile(Arc::new(tps), ctx).await.expect("reconciler");
+    assert_eq!(action, Action::requeue(crate::reconcile::STREAMS_RETRY));
+    assert!(streams.calls.lock().unwrap().is_empty(), "no provisioning without the credentials");
     timeout_after_1s(mocksrv).await;
 }
 

@@ -4,7 +4,6 @@ use std::time::Duration;
 
 use async_nats::jetstream::{self, ErrorCode, context::GetStreamErrorKind};
 use futures::future::BoxFuture;
-use tps_contract::subject::{DEAD_LETTER_STREAM, ORDERS_STREAM, USERS_STREAM};
 
 use super::{OWNER_NAME_KEY, OWNER_UID_KEY, StreamOwner, StreamPlan, StreamProvisioner, StreamsError};
 
@@ -26,9 +25,15 @@ impl StreamProvisioner for JetStreamProvisioner {
     }
 }
 
-async fn connect(url: &str) -> Result<jetstream::Context, StreamsError> {
+async fn connect(plan: &StreamPlan) -> Result<jetstream::Context, StreamsError> {
+    let url = plan.nats_url.as_str();
     let failed = |message: String| StreamsError::Connect { url: url.to_owned(), message };
-    let client = async_nats::ConnectOptions::new()
+    let mut options = async_nats::ConnectOptions::new();
+    if let Some(creds) = &plan.credentials {
+        options =
+            options.credentials(&creds.0).map_err(|e| failed(format!("nats.credentialsSecretRef: {e}")))?;
+    }
+    let client = options
         .connection_timeout(CONNECT_TIMEOUT)
         .request_timeout(Some(CONNECT_TIMEOUT))
         .connect(url)
@@ -41,7 +46,7 @@ async fn connect(url: &str) -> Result<jetstream::Context, StreamsError> {
 /// Both calls create or update, so limits changed in the spec reach the server;
 /// a stream another resource owns is refused before anything is written.
 async fn ensure(plan: &StreamPlan) -> Result<(), StreamsError> {
-    let js = connect(&plan.nats_url).await?;
+    let js = connect(plan).await?;
     for config in plan.streams() {
         let object = config.name.clone();
         ownership(&js, &object, &plan.owner).await?;
@@ -58,7 +63,7 @@ async fn ensure(plan: &StreamPlan) -> Result<(), StreamsError> {
     }
     for (stream, config) in plan.consumers() {
         let object = format!("{stream}/{}", config.durable_name.clone().unwrap_or_default());
-        js.create_consumer_on_stream(config, stream)
+        js.create_consumer_on_stream(config, stream.as_str())
             .await
             .map_err(|e| StreamsError::Refused { object, message: e.to_string() })?;
     }
@@ -66,8 +71,9 @@ async fn ensure(plan: &StreamPlan) -> Result<(), StreamsError> {
 }
 
 async fn delete(plan: &StreamPlan) -> Result<(), StreamsError> {
-    let js = connect(&plan.nats_url).await?;
-    for name in [ORDERS_STREAM, USERS_STREAM, DEAD_LETTER_STREAM] {
+    let js = connect(plan).await?;
+    for name in plan.stream_names() {
+        let name = name.as_str();
         match ownership(&js, name, &plan.owner).await {
             Ok(Ownership::Absent) => continue,
             Ok(Ownership::Ours) => {}

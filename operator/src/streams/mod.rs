@@ -11,7 +11,9 @@ mod plan;
 use futures::future::BoxFuture;
 
 pub use jetstream::JetStreamProvisioner;
-pub use plan::{OWNER_NAME_KEY, OWNER_UID_KEY, StreamOwner, StreamPlan};
+pub use plan::{
+    Credentials, OWNER_NAME_KEY, OWNER_UID_KEY, StreamOwner, StreamPlan, stream_names, stream_prefix,
+};
 
 /// Creates, updates and deletes the streams of a `ThroughputService`.
 pub trait StreamProvisioner: Send + Sync {

@@ -4,8 +4,8 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use async_nats::jetstream::{consumer, stream};
-use tps_contract::streams::{StreamLimits, dead_letter_stream, orders_stream, shard_consumer, users_stream};
-use tps_contract::subject::{ORDERS_STREAM, USERS_STREAM};
+use tps_contract::streams::{StreamLimits, named_shard_consumer, named_streams};
+use tps_contract::subject::{DEAD_LETTER_STREAM, ORDERS_STREAM, StreamNames, USERS_STREAM};
 
 use kube::ResourceExt;
 
@@ -25,6 +25,24 @@ pub struct StreamOwner {
     pub uid: String,
     /// `<namespace>/<name>` of the resource.
     pub name: String,
+}
+
+/// The names of the streams, subjects and consumers of a resource (see [`stream_prefix`]).
+/// The CRD's pattern admits only prefixes that are one subject token; one that is not (an
+/// object admitted by an older CRD) falls back to the contract names, where the owner mark
+/// still keeps two resources apart.
+pub fn stream_names(spec: &ThroughputServiceSpec, namespace: &str, name: &str) -> StreamNames {
+    StreamNames::with_prefix(&stream_prefix(spec, namespace, name)).unwrap_or_default()
+}
+
+/// The prefix of the stream, subject and consumer names of a resource: `nats.streams.prefix`
+/// when set (empty: the contract names), else `<namespace>_<name>` (`_` cannot occur in
+/// either, so no two resources share a prefix).
+pub fn stream_prefix(spec: &ThroughputServiceSpec, namespace: &str, name: &str) -> String {
+    match &spec.nats.streams.prefix {
+        Some(prefix) => prefix.clone(),
+        None => format!("{namespace}_{name}"),
+    }
 }
 
 impl StreamOwner {
@@ -48,6 +66,20 @@ pub struct StreamPlan {
     pub shards: u32,
     /// Whose streams these are.
     pub owner: StreamOwner,
+    /// The names of the streams, subjects and consumers.
+    pub names: StreamNames,
+    /// The NATS credentials file (`nats.credentialsSecretRef`), if any.
+    pub credentials: Option<Credentials>,
+}
+
+/// A NATS credentials file; never printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Credentials(pub String);
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Credentials([redacted])")
+    }
 }
 
 impl StreamPlan {
@@ -59,7 +91,11 @@ impl StreamPlan {
     /// The plan of a spec, for the resource `owner`.
     pub fn from_spec(spec: &ThroughputServiceSpec, owner: StreamOwner) -> Self {
         let streams = &spec.nats.streams;
+        let (namespace, name) = owner.name.split_once('/').unwrap_or(("", &owner.name));
+        let names = stream_names(spec, namespace, name);
         Self {
+            names,
+            credentials: None,
             owner,
             nats_url: spec.nats.url.clone(),
             limits: StreamLimits {
@@ -71,23 +107,32 @@ impl StreamPlan {
         }
     }
 
+    /// The stream names: ORDERS, USERS and DEAD_LETTERS under this plan's prefix.
+    pub fn stream_names(&self) -> [String; 3] {
+        [ORDERS_STREAM, USERS_STREAM, DEAD_LETTER_STREAM].map(|s| self.names.stream(s))
+    }
+
     /// ORDERS, USERS and DEAD_LETTERS, in that order, each marked with the owner.
     pub fn streams(&self) -> Vec<stream::Config> {
         let metadata = HashMap::from([
             (OWNER_UID_KEY.to_owned(), self.owner.uid.clone()),
             (OWNER_NAME_KEY.to_owned(), self.owner.name.clone()),
         ]);
-        [orders_stream(&self.limits), users_stream(&self.limits), dead_letter_stream(&self.limits)]
+        named_streams(&self.names, &self.limits)
             .into_iter()
             .map(|config| stream::Config { metadata: metadata.clone(), ..config })
             .collect()
     }
 
     /// `(stream, consumer)` for every shard of ORDERS, then of USERS.
-    pub fn consumers(&self) -> Vec<(&'static str, consumer::pull::Config)> {
+    pub fn consumers(&self) -> Vec<(String, consumer::pull::Config)> {
         [ORDERS_STREAM, USERS_STREAM]
             .into_iter()
-            .flat_map(|stream| (0..self.shards).map(move |shard| (stream, shard_consumer(stream, shard))))
+            .flat_map(|stream| {
+                (0..self.shards).map(move |shard| {
+                    (self.names.stream(stream), named_shard_consumer(&self.names, stream, shard))
+                })
+            })
             .collect()
     }
 }
@@ -106,7 +151,10 @@ mod tests {
 
     #[test]
     fn minimal_spec_plans_the_contract_streams_with_defaults() {
-        let plan = StreamPlan::from_spec(&ThroughputService::test().spec, owner());
+        let plan = StreamPlan::from_spec(
+            &ThroughputService::with_spec("{nats: {streams: {prefix: ''}}}").spec,
+            owner(),
+        );
         assert_eq!(plan.nats_url, "nats://nats.sales:4222");
         assert_eq!(plan.limits, StreamLimits::default());
         let streams = plan.streams();
@@ -127,7 +175,7 @@ mod tests {
     #[test]
     fn stream_fields_come_from_the_spec() {
         let tps = ThroughputService::with_spec(
-            "{nats: {streams: {replicas: 3, maxBytes: 1048576, maxAgeSeconds: 3600}}, worker: {shards: 4, maxReplicas: 4}}",
+            "{nats: {streams: {replicas: 3, maxBytes: 1048576, maxAgeSeconds: 3600, prefix: ''}}, worker: {shards: 4, maxReplicas: 4}}",
         );
         let plan = StreamPlan::from_spec(&tps.spec, owner());
         for s in plan.streams() {
@@ -139,5 +187,19 @@ mod tests {
         assert_eq!(*stream, "USERS");
         assert_eq!((c.durable_name.as_deref(), c.filter_subject.as_str()), (Some("users-1"), "users.1"));
         assert!(consumers.iter().all(|(_, c)| c.ack_policy == AckPolicy::Explicit));
+    }
+
+    #[test]
+    fn by_default_every_name_is_private_to_the_resource() {
+        let plan = StreamPlan::from_spec(&ThroughputService::test().spec, owner());
+        assert_eq!(plan.stream_names(), ["sales_shop_ORDERS", "sales_shop_USERS", "sales_shop_DEAD_LETTERS"]);
+        let subjects: Vec<_> = plan.streams().iter().map(|s| s.subjects[0].clone()).collect();
+        assert_eq!(subjects, ["sales_shop.orders.*", "sales_shop.users.*", "sales_shop.deadletter.>"]);
+        let (stream, c) = &plan.consumers()[16];
+        assert_eq!(stream, "sales_shop_USERS");
+        assert_eq!(
+            (c.durable_name.as_deref(), c.filter_subject.as_str()),
+            (Some("sales_shop_users-0"), "sales_shop.users.0")
+        );
     }
 }

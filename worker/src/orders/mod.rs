@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, HashSet};
 
 use bytes::Bytes;
 use sqlx::PgConnection;
-use tps_contract::subject::{ORDER_EVENTS, ORDERS_STREAM, TICKET_EVENTS};
+use tps_contract::subject::{ORDER_EVENTS, ORDERS_STREAM, StreamNames, TICKET_EVENTS};
 use tps_contract::{OrderCommand, OrderReason, OrderStatus, TicketUpdated};
 use uuid::Uuid;
 
@@ -168,7 +168,7 @@ impl CommandKind for Orders {
         Ok(Some((SettledOrders { replayed, ..Default::default() }, label)))
     }
 
-    async fn announce(&self, nats: &async_nats::Client, settled: SettledOrders) {
+    async fn announce(&self, nats: &async_nats::Client, names: &StreamNames, settled: SettledOrders) {
         for row in &settled.inserted {
             metrics::settled(ORDERS_STREAM, row.reason.map_or("CONFIRMED", |r| r.as_str()), 1);
             let lag = (row.processed_at - row.created_at).to_std().unwrap_or_default();
@@ -176,11 +176,15 @@ impl CommandKind for Orders {
         }
         metrics::settled(ORDERS_STREAM, "DUPLICATE", settled.replayed.len() as u64 + settled.duplicates);
         for row in settled.inserted.iter().chain(&settled.replayed) {
-            publish(nats, ORDER_EVENTS, &row.event()).await;
+            publish(nats, names.subject(ORDER_EVENTS), &row.event()).await;
         }
         for (ticket_id, available) in settled.tickets {
-            publish(nats, TICKET_EVENTS, &TicketUpdated { ticket_id, available, sold_out: available == 0 })
-                .await;
+            publish(
+                nats,
+                names.subject(TICKET_EVENTS),
+                &TicketUpdated { ticket_id, available, sold_out: available == 0 },
+            )
+            .await;
         }
     }
 }
@@ -203,9 +207,9 @@ fn confirmed_per_ticket(rows: &[OrderRow], inserted: &HashSet<Uuid>) -> Vec<(Uui
 }
 
 /// Events are best effort: a client that misses one reads the order back.
-async fn publish(nats: &async_nats::Client, subject: &'static str, event: &impl serde::Serialize) {
+async fn publish(nats: &async_nats::Client, subject: String, event: &impl serde::Serialize) {
     let Ok(payload) = serde_json::to_vec(event) else { return };
-    if let Err(e) = nats.publish(subject, Bytes::from(payload)).await {
+    if let Err(e) = nats.publish(subject.clone(), Bytes::from(payload)).await {
         tracing::debug!(error = %e, subject, "event not published");
     }
 }

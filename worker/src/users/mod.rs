@@ -20,7 +20,7 @@ use std::collections::HashSet;
 
 use sqlx::PgConnection;
 use tps_contract::SignupCommand;
-use tps_contract::subject::USERS_STREAM;
+use tps_contract::subject::{StreamNames, USERS_STREAM};
 use uuid::Uuid;
 
 pub use rekey::rekey_pending;
@@ -97,7 +97,7 @@ impl CommandKind for Users {
         Ok(SettledUsers { inserted, duplicates, conflicts })
     }
 
-    async fn announce(&self, _nats: &async_nats::Client, settled: SettledUsers) {
+    async fn announce(&self, _nats: &async_nats::Client, _names: &StreamNames, settled: SettledUsers) {
         for row in &settled.inserted {
             metrics::settled(USERS_STREAM, row.outcome(), 1);
             let lag = (row.processed_at - row.created_at).to_std().unwrap_or_default();

@@ -55,7 +55,10 @@ fn keda_replaces_the_worker_hpa_and_never_both() {
     let first = &triggers[0]["metadata"];
     assert_eq!(triggers[0]["type"], "nats-jetstream");
     assert_eq!(first["natsServerMonitoringEndpoint"], "nats.sales:8222");
-    assert_eq!((first["stream"].as_str(), first["consumer"].as_str()), (Some("ORDERS"), Some("orders-0")));
+    assert_eq!(
+        (first["stream"].as_str(), first["consumer"].as_str()),
+        (Some("sales_shop_ORDERS"), Some("sales_shop_orders-0"))
+    );
     assert_eq!(first["lagThreshold"], "500");
-    assert_eq!(triggers[7]["metadata"]["consumer"], "users-3");
+    assert_eq!(triggers[7]["metadata"]["consumer"], "sales_shop_users-3");
 }

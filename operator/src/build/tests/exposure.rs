@@ -15,6 +15,23 @@ fn services_expose_http_and_metrics() {
 }
 
 #[test]
+fn a_pod_monitor_only_when_asked_scraping_both_fleets() {
+    assert!(build("{}").pod_monitor.is_none());
+    assert!(build("{monitoring: {podMonitor: false}}").pod_monitor.is_none());
+    let d = build("{monitoring: {podMonitor: true, interval: 15s, labels: {release: prom}}}");
+    let pm = d.pod_monitor.expect("a PodMonitor");
+    assert_eq!(pm.types.as_ref().unwrap().api_version, "monitoring.coreos.com/v1");
+    assert_eq!(pm.metadata.name.as_deref(), Some("shop"));
+    assert_eq!(pm.metadata.labels.as_ref().unwrap()["release"], "prom");
+    assert_eq!(pm.metadata.owner_references.as_ref().unwrap()[0].uid, "7a1e2c9e-0000-4000-8000-000000000001");
+    let spec = &pm.data["spec"];
+    assert_eq!(spec["selector"]["matchLabels"]["app.kubernetes.io/instance"], "shop");
+    assert!(spec["selector"]["matchLabels"].get("app.kubernetes.io/component").is_none(), "both fleets");
+    let endpoint = &spec["podMetricsEndpoints"][0];
+    assert_eq!((endpoint["port"].as_str(), endpoint["interval"].as_str()), (Some("metrics"), Some("15s")));
+}
+
+#[test]
 fn no_ingress_unless_asked() {
     assert!(build("{}").ingress.is_none());
 }

@@ -3,7 +3,7 @@
 use super::{build, config, container, env};
 use crate::build::Component;
 use crate::build::labels::MANAGED_BY;
-use crate::build::pod::CONFIG_HASH_ANNOTATION;
+use crate::build::pod::{CONFIG_HASH_ANNOTATION, SECRETS_HASH_ANNOTATION};
 
 #[test]
 fn minimal_spec_builds_both_workloads_with_defaults() {
@@ -109,6 +109,75 @@ fn environment_comes_from_the_spec_and_the_secrets() {
         let from = c.env_from.as_ref().unwrap()[0].config_map_ref.as_ref().unwrap();
         assert_eq!(from.name, "shop-config");
     }
+}
+
+#[test]
+fn the_config_map_hands_the_binaries_the_operators_streams_and_the_proxies() {
+    let d = build("{nats: {streams: {replicas: 3}}, api: {trustedProxies: [10.0.0.0/8, 192.168.1.1]}}");
+    assert_eq!(config(&d, "NATS_STREAM_PREFIX"), "sales_shop");
+    assert_eq!(config(&d, "NATS_STREAMS_CREATE"), "false", "the pods never create streams with other limits");
+    assert_eq!(config(&d, "NATS_REPLICAS"), "3");
+    assert_eq!(config(&d, "API_TRUSTED_PROXIES"), "10.0.0.0/8,192.168.1.1");
+    assert_eq!(config(&build("{}"), "API_TRUSTED_PROXIES"), "", "nobody's X-Forwarded-For by default");
+    assert_eq!(config(&build("{nats: {streams: {prefix: ''}}}"), "NATS_STREAM_PREFIX"), "");
+    let auth = build("{auth: {audience: tickets, issuer: 'https://id.example'}}");
+    assert_eq!(
+        (config(&auth, "AUTH_JWT_AUDIENCE"), config(&auth, "AUTH_JWT_ISSUER")),
+        ("tickets".into(), "https://id.example".into())
+    );
+    let data = build("{}").config_map.data.unwrap();
+    assert!(
+        !data.contains_key("AUTH_JWT_AUDIENCE") && !data.contains_key("AUTH_JWT_ISSUER"),
+        "unset, not empty"
+    );
+}
+
+#[test]
+fn redis_and_nats_secrets_reach_the_pods_without_the_config_map() {
+    let d = build(
+        "{redis: {url: null, urlSecretRef: {name: shop-redis, key: url}}, nats: {credentialsSecretRef: {name: shop-nats, key: creds}}}",
+    );
+    assert!(!d.config_map.data.as_ref().unwrap().contains_key("REDIS_URL"), "a secret URL is not copied");
+    for deployment in [&d.api.deployment, &d.worker.deployment] {
+        let c = container(deployment);
+        let redis = env(c, "REDIS_URL").value_from.as_ref().unwrap().secret_key_ref.as_ref().unwrap();
+        assert_eq!((redis.name.as_str(), redis.key.as_str()), ("shop-redis", "url"));
+        assert_eq!(
+            env(c, "NATS_CREDS").value.as_deref(),
+            Some("/var/run/secrets/throughput.dev/nats/nats.creds")
+        );
+        let mount = c.volume_mounts.as_ref().unwrap().iter().find(|m| m.name == "nats-creds").unwrap();
+        assert_eq!(
+            (mount.mount_path.as_str(), mount.read_only),
+            ("/var/run/secrets/throughput.dev/nats", Some(true))
+        );
+        let volumes = deployment.spec.template.spec.as_ref().unwrap().volumes.clone().unwrap();
+        let secret = volumes.iter().find(|v| v.name == "nats-creds").unwrap().secret.clone().unwrap();
+        assert_eq!(secret.secret_name.as_deref(), Some("shop-nats"));
+        assert_eq!(secret.items.unwrap()[0].key, "creds");
+    }
+}
+
+#[test]
+fn a_rotated_secret_rolls_the_pods_through_the_secrets_hash() {
+    let spec = crate::fixtures::validated("{}").spec;
+    let hash_with = |jwt: &'static str| {
+        let mut v = crate::fixtures::validated("{}");
+        v.secrets_digest = Some(
+            crate::dereference::referenced(&spec, move |r| (r.name == "shop-jwt").then(|| jwt.to_owned()))
+                .digest,
+        );
+        let meta = super::desired(&v).api.deployment.spec.template.metadata.unwrap();
+        meta.annotations.unwrap()[SECRETS_HASH_ANNOTATION].clone()
+    };
+    assert_eq!(hash_with("one"), hash_with("one"));
+    assert_ne!(hash_with("one"), hash_with("two"), "a new value, a new hash");
+    let absent = crate::dereference::referenced(&spec, |_| None).digest;
+    assert_ne!(
+        absent,
+        crate::dereference::referenced(&spec, |_| Some(String::new())).digest,
+        "absent is not empty"
+    );
 }
 
 #[test]
