@@ -103,7 +103,9 @@ impl ReadMix {
             }
             FILTERED => {
                 let sort = if i % 2 == 0 { "price" } else { "-price" };
-                format!("/v1/tickets?limit={limit}&available=true&minPriceCents=2500&maxPriceCents=20000&sort={sort}")
+                format!(
+                    "/v1/tickets?limit={limit}&available=true&minPriceCents=2500&maxPriceCents=20000&sort={sort}"
+                )
             }
             _ => format!("/v1/tickets?limit={limit}"),
         }
