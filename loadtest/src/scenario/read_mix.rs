@@ -102,7 +102,7 @@ impl ReadMix {
                 format!("/v1/tickets?limit={limit}&q={q}&available=true&maxPriceCents=40000&sort=price")
             }
             FILTERED => {
-                let sort = if i % 2 == 0 { "price" } else { "-price" };
+                let sort = if i.is_multiple_of(2) { "price" } else { "-price" };
                 format!(
                     "/v1/tickets?limit={limit}&available=true&minPriceCents=2500&maxPriceCents=20000&sort={sort}"
                 )
