@@ -18,8 +18,19 @@ const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 /// A headless Chromium session, with the chromedriver (killed with the test) and profile it lives on.
 struct Browser {
     client: fantoccini::Client,
-    _driver: tokio::process::Child,
+    driver: tokio::process::Child,
     _profile: tempfile::TempDir,
+}
+
+impl Drop for Browser {
+    /// chromedriver leads its own process group, Chromium's processes included: ending the
+    /// group ends them all, also when a failed assertion skipped `close` (killing chromedriver
+    /// alone would leave Chromium running on the shared cores).
+    fn drop(&mut self) {
+        if let Some(pid) = self.driver.id() {
+            let _ = std::process::Command::new("kill").args(["-KILL", "--", &format!("-{pid}")]).status();
+        }
+    }
 }
 
 async fn browser() -> Browser {
@@ -30,7 +41,7 @@ async fn browser() -> Browser {
         .connect(&driver_url)
         .await
         .expect("a Chromium session");
-    Browser { client, _driver: driver, _profile: profile }
+    Browser { client, driver, _profile: profile }
 }
 
 /// chromedriver on a free port, killed with the test.
@@ -38,6 +49,7 @@ async fn chromedriver() -> (tokio::process::Child, String) {
     let port = free_port();
     let child = tokio::process::Command::new(CHROMEDRIVER)
         .arg(format!("--port={port}"))
+        .process_group(0)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .kill_on_drop(true)
