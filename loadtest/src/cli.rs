@@ -168,6 +168,10 @@ pub struct ReadMixArgs {
     /// Page size of the listing.
     #[arg(long, default_value_t = 20)]
     pub page_size: u32,
+    /// Make every search's text unique (a misspelling plus an exclusion of a word no name
+    /// has: the same matches), so each one misses the api's search cache and runs in Postgres.
+    #[arg(long)]
+    pub unique_searches: bool,
 }
 
 /// Parses `90`, `90s`, `500ms` or `2m`.

@@ -7,6 +7,8 @@
 //! same mix. Each shape's latency is reported on its own; the ratio compares the
 //! whole mix with the no-op route (run with `--order-share 0 --get-share 0
 //! --search-share 0 --filter-share 0` to measure the cached listing alone).
+//! `--unique-searches` makes every search text new, so that each one reaches
+//! Postgres instead of the api's search cache.
 
 use std::sync::Arc;
 
@@ -71,6 +73,7 @@ struct ReadMix {
     users: u64,
     shares: Shares,
     page_size: u32,
+    unique_searches: bool,
 }
 
 impl ReadMix {
@@ -95,7 +98,12 @@ impl ReadMix {
     /// The path of listing shape `route` for request `i`.
     fn listing(&self, route: u8, i: u64) -> String {
         let limit = self.page_size;
-        let q = encode(TYPOS[(i % TYPOS.len() as u64) as usize].0);
+        let mut q = encode(TYPOS[(i % TYPOS.len() as u64) as usize].0);
+        if self.unique_searches {
+            // Excluding a word no name has keeps the matches and makes the text new,
+            // so the api's search cache misses and Postgres runs the search.
+            q.push_str(&format!("%20-zq{i}"));
+        }
         match route {
             SEARCH => format!("/v1/tickets?limit={limit}&q={q}"),
             SEARCH_FILTERED => {
@@ -164,6 +172,7 @@ pub async fn run(args: ReadMixArgs) -> Result<Report> {
             filter: args.filter_share.clamp(0.0, 1.0),
         },
         page_size: args.page_size,
+        unique_searches: args.unique_searches,
     });
     let (run, main) = ctx.measure("read-mix", plan, workload.clone(), &ROUTES).await;
     let outcome = orders::verify(&ctx, &workload.maker, &run, &run.notes, &stock).await;
@@ -203,6 +212,7 @@ mod tests {
             users: 1,
             shares: Shares { order: 0.02, get: 0.3, search, filter },
             page_size: 20,
+            unique_searches: false,
         }
     }
 
@@ -230,5 +240,8 @@ mod tests {
         assert!(m.listing(SEARCH_FILTERED, 1).contains("q=north%20stnd&available=true&maxPriceCents="));
         assert!(m.listing(FILTERED, 0).ends_with("sort=price"));
         assert!(m.listing(FILTERED, 1).ends_with("sort=-price"));
+        let unique = ReadMix { unique_searches: true, ..mix(0.2, 0.15) };
+        assert_eq!(unique.listing(SEARCH, 8), "/v1/tickets?limit=20&q=concrt%20berlin%20-zq8");
+        assert_eq!(unique.listing(LIST, 8), "/v1/tickets?limit=20");
     }
 }
