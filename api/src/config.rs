@@ -44,6 +44,12 @@ pub struct Config {
     /// A sign-up storm opens tens of thousands at once; the default of 1,024 would drop SYNs.
     #[arg(long, env = "API_LISTEN_BACKLOG", default_value_t = 65_535)]
     pub listen_backlog: u32,
+    /// Share `API_LISTEN` with other api processes on this host (`SO_REUSEPORT`): the
+    /// kernel spreads new connections over them, as a Service spreads them over pods.
+    /// Off by default, so that a second api started by mistake fails to bind instead of
+    /// silently taking part of the traffic.
+    #[arg(long, env = "API_REUSE_PORT")]
+    pub reuse_port: bool,
     /// When set, every token's `aud` must contain it (401 otherwise).
     #[arg(long, env = "AUTH_JWT_AUDIENCE")]
     pub auth_jwt_audience: Option<String>,

@@ -24,7 +24,7 @@ impl Server {
             Err(e) => tracing::warn!(error = %e, "could not raise the open-file limit"),
         }
         let state = AppState::connect(config).await?;
-        let api = listen(config.common.api_listen, config.listen_backlog)?;
+        let api = listen(config.common.api_listen, config.listen_backlog, config.reuse_port)?;
         let metrics = TcpListener::bind(config.common.metrics_listen).await?;
         Ok(Self { state, api, metrics })
     }
@@ -70,11 +70,16 @@ impl Server {
     }
 }
 
-/// Binds `addr` with a listen backlog of `backlog` (tokio's `bind` fixes it at 1,024).
-fn listen(addr: SocketAddr, backlog: u32) -> std::io::Result<TcpListener> {
+/// Binds `addr` with a listen backlog of `backlog` (tokio's `bind` fixes it at 1,024),
+/// sharing the port with other processes when `reuse_port` ([`Config::reuse_port`]).
+fn listen(addr: SocketAddr, backlog: u32, reuse_port: bool) -> std::io::Result<TcpListener> {
     let socket = if addr.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
     // A restarted pod rebinds at once, whatever is left in TIME_WAIT.
     socket.set_reuseaddr(true)?;
+    if reuse_port {
+        // Each process gets its own accept queue; the kernel hashes connections over them.
+        socket.set_reuseport(true)?;
+    }
     socket.set_nodelay(true)?;
     socket.bind(addr)?;
     socket.listen(backlog)

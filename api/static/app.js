@@ -1,4 +1,5 @@
-// The live page: the catalog with stock pushed over /v1/events, buying, and
+// The live page: the catalog (searched, filtered and sorted by GET /v1/tickets)
+// with stock pushed over /v1/events, buying, and
 // each order moving PENDING -> CONFIRMED/REJECTED as the worker settles it.
 // No framework, no build step: served as is by the api.
 "use strict";
@@ -40,7 +41,7 @@ async function problemText(response) {
 
 // ---- tickets ----
 
-function renderTickets(items) {
+function renderTickets(items, isFiltered) {
   const body = $("tickets");
   const shown = Array.from(body.querySelectorAll("tr[data-ticket]"), (row) => row.dataset.ticket);
   if (shown.length > 0 && shown.join() === items.map((t) => t.id).join()) {
@@ -50,16 +51,18 @@ function renderTickets(items) {
   }
   body.replaceChildren();
   if (items.length === 0) {
-    body.innerHTML = '<tr><td colspan="4" class="muted">no tickets yet</td></tr>';
+    const text = isFiltered ? "no tickets match" : "no tickets yet";
+    body.innerHTML = `<tr class="empty"><td colspan="4" class="muted">${text}</td></tr>`;
     return;
   }
   for (const t of items) {
     const row = document.createElement("tr");
     row.dataset.ticket = t.id;
     const name = document.createElement("td");
+    name.className = "name";
     name.textContent = t.name;
     const price = document.createElement("td");
-    price.className = "num";
+    price.className = "num price";
     price.textContent = (t.priceCents / 100).toFixed(2);
     const available = document.createElement("td");
     available.className = "num available";
@@ -82,12 +85,58 @@ function setStock(ticketId, available, soldOut) {
   row.querySelector("button.buy").disabled = soldOut;
 }
 
+// ---- search and filters: every change asks GET /v1/tickets again ----
+
+let loadSeq = 0; // answers to superseded queries are dropped
+let loadTimer = null;
+
+// Cents from a price typed in the currency unit ("45" or "45.5"); "" when blank.
+function cents(text) {
+  const value = text.trim();
+  return value === "" ? "" : String(Math.round(Number(value) * 100));
+}
+
+// The catalog query the form describes; the api checks every value (400 naming the field).
+function catalogParams() {
+  const params = new URLSearchParams({ limit: "100" });
+  const q = $("q").value.trim();
+  if (q) params.set("q", q);
+  if ($("available").checked) params.set("available", "true");
+  const min = cents($("minPrice").value), max = cents($("maxPrice").value);
+  if (min) params.set("minPriceCents", min);
+  if (max) params.set("maxPriceCents", max);
+  if ($("sort").value) params.set("sort", $("sort").value);
+  return params;
+}
+
+function filtered(params) { return [...params.keys()].some((k) => k !== "limit"); }
+
+// Typing waits for a pause; a checkbox or a sort applies at once.
+function scheduleLoad(delay) {
+  clearTimeout(loadTimer);
+  loadTimer = setTimeout(loadTickets, delay);
+}
+
 async function loadTickets() {
+  const seq = ++loadSeq;
+  const params = catalogParams();
   try {
-    const response = await fetch("/v1/tickets?limit=100", { cache: "no-cache" });
+    const response = await fetch("/v1/tickets?" + params, { cache: "no-cache" });
+    if (seq !== loadSeq) return;
     if (!response.ok) throw new Error(await problemText(response));
-    renderTickets((await response.json()).items);
-  } catch (e) { showError("catalog: " + e.message); }
+    const page = await response.json();
+    if (seq !== loadSeq) return;
+    if ($("error").textContent.startsWith("catalog: ")) showError("");
+    renderTickets(page.items, filtered(params));
+    $("summary").textContent = summary(page, params);
+  } catch (e) { if (seq === loadSeq) showError("catalog: " + e.message); }
+}
+
+function summary(page, params) {
+  const n = page.items.length;
+  const what = n === 1 ? "1 ticket" : n + " tickets";
+  const more = page.nextCursor ? " (the first 100; narrow the search for the rest)" : "";
+  return (params.has("q") ? what + " matching \u201c" + params.get("q") + "\u201d" : what) + more;
 }
 
 // ---- orders ----
@@ -156,7 +205,11 @@ function setLive(on, text) {
 }
 
 function onEvent(event) {
-  if (event.type === "ticket.updated") setStock(event.ticketId, event.available, event.soldOut);
+  if (event.type === "ticket.updated") {
+    setStock(event.ticketId, event.available, event.soldOut);
+    // A ticket that sold out leaves an "available only" list.
+    if (event.soldOut && $("available").checked) scheduleLoad(0);
+  }
   else if (event.type === "order.updated") showOrder(event.order);
 }
 
@@ -185,6 +238,12 @@ function connect() {
 // ---- start ----
 
 $("signin").addEventListener("submit", (e) => { e.preventDefault(); useToken($("token").value); });
+$("search").addEventListener("submit", (e) => { e.preventDefault(); scheduleLoad(0); });
+for (const id of ["q", "minPrice", "maxPrice"]) {
+  $(id).addEventListener("input", () => scheduleLoad(250));
+  $(id).addEventListener("change", () => scheduleLoad(0));
+}
+for (const id of ["available", "sort"]) $(id).addEventListener("change", () => scheduleLoad(0));
 const fromHash = new URLSearchParams(location.hash.slice(1)).get("token");
 if (fromHash) history.replaceState(null, "", location.pathname + location.search); // keep the token out of the address bar
 loadTickets().then(() => useToken(fromHash || sessionStorage.getItem("token") || ""));

@@ -100,6 +100,11 @@ async fn ticket_bodies_are_validated() {
     )
     .await;
     problem(post(json!({"name": "x", "totalQuantity": 1})).await.unwrap(), 400).await;
+    for name in ["nul\u{0}", "two\nlines", "bell\u{7}"] {
+        let p = problem(post(json!({"name": name, "totalQuantity": 1, "priceCents": 1})).await.unwrap(), 400)
+            .await;
+        assert!(p["detail"].as_str().unwrap().starts_with("name"), "{name:?}: {p}");
+    }
     let created = post(json!({"name": "x", "totalQuantity": 1, "priceCents": 1})).await.unwrap();
     assert_eq!(created.status(), 201);
     assert!(created.headers()["location"].to_str().unwrap().starts_with("/v1/tickets/"));

@@ -208,47 +208,85 @@ async fn every_bad_value_is_a_400_naming_its_parameter() {
     let api = TestApi::start().await;
     create(&api, "Rock Concert Berlin", 4500, 10).await;
     let long = "a".repeat(201);
+    let long_wide = "é".repeat(201);
+    // Each value is checked by the api, whose detail starts with the parameter's name.
     let cases: Vec<(Vec<(&str, &str)>, &str)> = vec![
         (vec![("limit", "0")], "limit"),
         (vec![("limit", "101")], "limit"),
         (vec![("limit", "ten")], "limit"),
         (vec![("limit", "-1")], "limit"),
+        (vec![("limit", "")], "limit"),
+        (vec![("limit", "2.0")], "limit"),
+        (vec![("limit", "18446744073709551616")], "limit"),
         (vec![("cursor", "zz")], "cursor"),
+        (vec![("cursor", "")], "cursor"),
         (vec![("cursor", "6e6f742d612d637572736f72")], "cursor"),
         (vec![("q", &long)], "q"),
+        (vec![("q", &long_wide)], "q"),
         (vec![("q", "-rock")], "q"),
         (vec![("q", "!!! ???")], "q"),
+        (vec![("q", "\"\"")], "q"),
+        (vec![("q", "rock\u{0}")], "q"),
+        (vec![("q", "rock\u{7}concert")], "q"),
         (vec![("available", "yes")], "available"),
         (vec![("available", "1")], "available"),
         (vec![("available", "")], "available"),
+        (vec![("available", "TRUE")], "available"),
         (vec![("minPriceCents", "-1")], "minPriceCents"),
         (vec![("minPriceCents", "1.5")], "minPriceCents"),
         (vec![("minPriceCents", "cheap")], "minPriceCents"),
+        (vec![("minPriceCents", "")], "minPriceCents"),
+        (vec![("minPriceCents", "99999999999999999999")], "minPriceCents"),
         (vec![("maxPriceCents", "-100")], "maxPriceCents"),
         (vec![("maxPriceCents", "99999999999999999999")], "maxPriceCents"),
+        (vec![("maxPriceCents", "")], "maxPriceCents"),
+        (vec![("maxPriceCents", "1e3")], "maxPriceCents"),
         (vec![("minPriceCents", "5000"), ("maxPriceCents", "4000")], "minPriceCents"),
         (vec![("sort", "cheapest")], "sort"),
         (vec![("sort", "")], "sort"),
         (vec![("sort", "relevance")], "sort"),
         (vec![("sort", "PRICE")], "sort"),
-        (vec![("color", "red")], "color"),
+        (vec![("sort", " price")], "sort"),
+        (vec![("sort", "+price")], "sort"),
+        (vec![("q", "   "), ("sort", "relevance")], "sort"),
     ];
     for (query, field) in cases {
         let resp = api.get("/v1/tickets").query(&query).send().await.unwrap();
+        assert_eq!(resp.status(), 400, "{query:?}");
         let p = problem(resp, 400).await;
         let detail = p["detail"].as_str().unwrap();
-        assert!(detail.contains(field), "{query:?}: {detail}");
+        assert!(detail.starts_with(&format!("{field}:")), "{query:?}: {detail}");
     }
-    // The longest q is fine, and so are the edges of every range.
+    // Unknown and repeated parameters are refused by the query parser, which names them too.
+    for (query, field) in [
+        (vec![("color", "red")], "color"),
+        (vec![("limit", "1"), ("limit", "2")], "limit"),
+        (vec![("sort", "price"), ("sort", "-price")], "sort"),
+    ] {
+        let resp = api.get("/v1/tickets").query(&query).send().await.unwrap();
+        assert_eq!(resp.status(), 400, "{query:?}");
+        let p = problem(resp, 400).await;
+        let detail = p["detail"].as_str().unwrap();
+        assert!(detail.contains(&format!("`{field}`")), "{query:?}: {detail}");
+    }
+    // The longest q is fine (in characters, not bytes), and so are the edges of every range.
     let max_q = "b".repeat(200);
+    let max_q_wide = "é".repeat(200);
     for ok in [
         vec![("q", max_q.as_str())],
+        vec![("q", max_q_wide.as_str())],
+        vec![("q", "")],
         vec![("limit", "1")],
         vec![("limit", "100")],
+        vec![("available", "false")],
         vec![("minPriceCents", "0"), ("maxPriceCents", "0")],
         vec![("minPriceCents", "4500"), ("maxPriceCents", "4500")],
+        vec![("maxPriceCents", "9223372036854775807")],
         vec![("available", "true"), ("sort", "-price")],
+        vec![("sort", "price")],
+        vec![("sort", "newest")],
         vec![("q", "rock"), ("sort", "relevance")],
+        vec![("q", "rock"), ("sort", "newest")],
     ] {
         page(&api, &ok).await;
     }
@@ -263,6 +301,27 @@ async fn every_bad_value_is_a_400_naming_its_parameter() {
     for name in ["limit", "cursor", "q", "available", "minPriceCents", "maxPriceCents", "sort"] {
         assert!(params.contains(&name), "{name} missing from {params:?}");
     }
+    // ... with the types and bounds checked above, and the 400 problem.
+    let get = &doc["paths"]["/v1/tickets"]["get"];
+    let schema = |name: &str| {
+        let p = get["parameters"].as_array().unwrap().iter().find(|p| p["name"] == name).unwrap();
+        assert_eq!(p["in"], "query", "{p}");
+        assert!(p["description"].as_str().is_some_and(|d| !d.is_empty()), "{name} is described: {p}");
+        p["schema"].clone()
+    };
+    let limit = schema("limit");
+    assert_eq!((limit["minimum"].as_i64(), limit["maximum"].as_i64()), (Some(1), Some(100)), "{limit}");
+    assert!(schema("available").to_string().contains("boolean"));
+    for bound in ["minPriceCents", "maxPriceCents"] {
+        let s = schema(bound);
+        assert!(s.to_string().contains("integer") && s["minimum"] == 0, "{bound}: {s}");
+    }
+    let sort = schema("sort").to_string();
+    for value in ["relevance", "-price", "newest"] {
+        assert!(sort.contains(value), "sort documents {value}: {sort}");
+    }
+    let bad = &get["responses"]["400"]["content"]["application/problem+json"];
+    assert!(bad.is_object(), "GET /v1/tickets documents its 400: {get}");
     let exact = page(&api, &[("minPriceCents", "4500"), ("maxPriceCents", "4500")]).await;
     assert_eq!(names(&exact), ["Rock Concert Berlin"]);
 }

@@ -1,6 +1,8 @@
 //! The live page in headless Chromium (Debian's `chromium` and `chromium-driver`,
 //! which `scripts/test` installs): a signed-in buyer clicks Buy and sees the
-//! order go from PENDING to CONFIRMED, and the stock fall, without a reload.
+//! order go from PENDING to CONFIRMED, and the stock fall, without a reload; a
+//! shopper types a misspelling and finds the ticket meant, then narrows the list
+//! with the filters and reorders it with the sort.
 
 use std::process::Stdio;
 use std::time::Duration;
@@ -13,11 +15,41 @@ use tps_testkit::{AppProcess, Stack, free_port, token};
 const CHROMIUM: &str = "/usr/bin/chromium";
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 
+/// A headless Chromium session, with the chromedriver (killed with the test) and profile it lives on.
+struct Browser {
+    client: fantoccini::Client,
+    driver: tokio::process::Child,
+    _profile: tempfile::TempDir,
+}
+
+impl Drop for Browser {
+    /// chromedriver leads its own process group, Chromium's processes included: ending the
+    /// group ends them all, also when a failed assertion skipped `close` (killing chromedriver
+    /// alone would leave Chromium running on the shared cores).
+    fn drop(&mut self) {
+        if let Some(pid) = self.driver.id() {
+            let _ = std::process::Command::new("kill").args(["-KILL", "--", &format!("-{pid}")]).status();
+        }
+    }
+}
+
+async fn browser() -> Browser {
+    let (driver, driver_url) = chromedriver().await;
+    let profile = tempfile::tempdir().unwrap();
+    let client = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+        .capabilities(capabilities(profile.path()))
+        .connect(&driver_url)
+        .await
+        .expect("a Chromium session");
+    Browser { client, driver, _profile: profile }
+}
+
 /// chromedriver on a free port, killed with the test.
 async fn chromedriver() -> (tokio::process::Child, String) {
     let port = free_port();
     let child = tokio::process::Command::new(CHROMEDRIVER)
         .arg(format!("--port={port}"))
+        .process_group(0)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .kill_on_drop(true)
@@ -81,17 +113,12 @@ async fn a_buyer_sees_the_order_confirmed_live_without_a_reload() {
     let _worker = AppProcess::worker(&stack, 4, &[]).await.unwrap();
     let ticket = create_ticket(api.url(), 10, 5).await.unwrap();
 
-    let (_driver, driver_url) = chromedriver().await;
-    let profile = tempfile::tempdir().unwrap();
-    let browser = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
-        .capabilities(capabilities(profile.path()))
-        .connect(&driver_url)
-        .await
-        .expect("a Chromium session");
+    let session = browser().await;
+    let browser = &session.client;
 
     browser.goto(&format!("{}/#token={}", api.url(), token("alice", false))).await.unwrap();
     until(
-        &browser,
+        browser,
         "document.getElementById('live').textContent === 'live'",
         "the WebSocket",
         Duration::from_secs(10),
@@ -114,14 +141,14 @@ async fn a_buyer_sees_the_order_confirmed_live_without_a_reload() {
     buy.click().await.unwrap();
     let status = "document.querySelector('tr[data-order] .status')?.textContent";
     let confirmed = until(
-        &browser,
+        browser,
         &format!("{status} === 'CONFIRMED' && {status}"),
         "CONFIRMED",
         Duration::from_secs(30),
     )
     .await;
     assert_eq!(confirmed, "CONFIRMED");
-    until(&browser, &format!("{row} === '9'"), "the stock falling to 9", Duration::from_secs(5)).await;
+    until(browser, &format!("{row} === '9'"), "the stock falling to 9", Duration::from_secs(5)).await;
     let same = browser.execute("return window.stillTheSamePage === true;", vec![]).await.unwrap();
     assert_eq!(same, true, "the page was not reloaded");
 
@@ -129,5 +156,110 @@ async fn a_buyer_sees_the_order_confirmed_live_without_a_reload() {
         let png = browser.screenshot().await.unwrap();
         std::fs::write(std::path::Path::new(&dir).join("live-page.png"), png).unwrap();
     }
-    browser.close().await.unwrap();
+    browser.clone().close().await.unwrap();
+}
+
+/// The names in the ticket table, top to bottom, joined by `|`.
+const LISTED: &str = "Array.from(document.querySelectorAll('#tickets tr[data-ticket] td.name'), td => td.textContent).join('|')";
+
+/// Waits until the ticket table lists exactly `names`, in this order.
+async fn until_listed(browser: &fantoccini::Client, names: &[&str], after: &str) {
+    let want = names.join("|");
+    let what = format!("the list {want:?} after {after}");
+    until(browser, &format!("{LISTED} === {want:?}"), &what, Duration::from_secs(10)).await;
+}
+
+/// Replaces the text of the input `id` with `text`, as typed.
+async fn type_into(browser: &fantoccini::Client, id: &str, text: &str) {
+    let input = browser.find(Locator::Id(id)).await.unwrap();
+    input.clear().await.unwrap();
+    if !text.is_empty() {
+        input.send_keys(text).await.unwrap();
+    }
+}
+
+async fn create_named_ticket(base: &str, name: &str, price_cents: i64, total: i64) {
+    let resp = reqwest::Client::new()
+        .post(format!("{base}/v1/tickets"))
+        .bearer_auth(token("e2e-admin", true))
+        .json(&json!({"name": name, "totalQuantity": total, "priceCents": price_cents}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 201, "create {name}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_shopper_finds_a_misspelled_ticket_and_narrows_the_list_with_filters() {
+    let stack = Stack::start().await.unwrap();
+    let api = AppProcess::api(&stack, 4, &[]).await.unwrap();
+    // Created in this order, so the default listing (newest first) is the reverse.
+    for (name, price, stock) in [
+        ("Rock Concert Berlin", 4500, 10),
+        ("Jazz Night Paris", 3000, 0),
+        ("North Stand Season Pass", 30000, 10),
+    ] {
+        create_named_ticket(api.url(), name, price, stock).await;
+    }
+    let session = browser().await;
+    let browser = &session.client;
+    browser.goto(api.url()).await.unwrap();
+    until_listed(browser, &["North Stand Season Pass", "Jazz Night Paris", "Rock Concert Berlin"], "loading")
+        .await;
+
+    // One letter missing still finds the concert, and only it.
+    type_into(browser, "q", "concrt").await;
+    until_listed(browser, &["Rock Concert Berlin"], "typing 'concrt'").await;
+    let summary = browser.find(Locator::Id("summary")).await.unwrap().text().await.unwrap();
+    assert!(summary.contains("1 ticket matching"), "{summary}");
+    type_into(browser, "q", "paris jaz").await;
+    until_listed(browser, &["Jazz Night Paris"], "typing 'paris jaz'").await;
+
+    // Jazz Night Paris is sold out: "available only" empties this search.
+    browser.find(Locator::Id("available")).await.unwrap().click().await.unwrap();
+    until(
+        browser,
+        "document.querySelector('#tickets tr.empty')?.textContent === 'no tickets match'",
+        "no match once sold-out tickets are hidden",
+        Duration::from_secs(10),
+    )
+    .await;
+    type_into(browser, "q", "").await;
+    until_listed(browser, &["North Stand Season Pass", "Rock Concert Berlin"], "clearing the search").await;
+
+    // A price ceiling of 50.00 leaves the concert (45.00); then the sorts reorder.
+    type_into(browser, "maxPrice", "50").await;
+    until_listed(browser, &["Rock Concert Berlin"], "a price ceiling of 50").await;
+    type_into(browser, "maxPrice", "").await;
+    browser.find(Locator::Id("available")).await.unwrap().click().await.unwrap();
+    let sort = browser.find(Locator::Id("sort")).await.unwrap();
+    sort.select_by_value("price").await.unwrap();
+    until_listed(
+        browser,
+        &["Jazz Night Paris", "Rock Concert Berlin", "North Stand Season Pass"],
+        "sort=price",
+    )
+    .await;
+    sort.select_by_value("-price").await.unwrap();
+    until_listed(
+        browser,
+        &["North Stand Season Pass", "Rock Concert Berlin", "Jazz Night Paris"],
+        "sort=-price",
+    )
+    .await;
+    // A bad bound shows the api's problem, naming the field.
+    type_into(browser, "minPrice", "-1").await;
+    until(
+        browser,
+        "document.getElementById('error').textContent.includes('minPriceCents')",
+        "the 400 naming minPriceCents",
+        Duration::from_secs(10),
+    )
+    .await;
+
+    if let Ok(dir) = std::env::var("TPS_SCREENSHOT_DIR") {
+        let png = browser.screenshot().await.unwrap();
+        std::fs::write(std::path::Path::new(&dir).join("live-page-search.png"), png).unwrap();
+    }
+    browser.clone().close().await.unwrap();
 }

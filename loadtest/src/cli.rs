@@ -145,9 +145,17 @@ pub struct ReadMixArgs {
     /// Share of requests that are orders.
     #[arg(long, default_value_t = 0.02)]
     pub order_share: f64,
-    /// Share of requests that get one ticket; the rest list tickets.
+    /// Share of requests that get one ticket.
     #[arg(long, default_value_t = 0.3)]
     pub get_share: f64,
+    /// Share of requests that search with a misspelling (`q`), half of them also
+    /// filtered (`available`, `maxPriceCents`) and sorted by price.
+    #[arg(long, default_value_t = 0.2)]
+    pub search_share: f64,
+    /// Share of requests that list with filters (`available`, a price range) sorted by
+    /// price either way; the rest are plain listings (newest first).
+    #[arg(long, default_value_t = 0.15)]
+    pub filter_share: f64,
     /// Tickets created for the mix.
     #[arg(long, default_value_t = 20)]
     pub ticket_rows: u64,
@@ -160,6 +168,10 @@ pub struct ReadMixArgs {
     /// Page size of the listing.
     #[arg(long, default_value_t = 20)]
     pub page_size: u32,
+    /// Make every search's text unique (a misspelling plus an exclusion of a word no name
+    /// has: the same matches), so each one misses the api's search cache and runs in Postgres.
+    #[arg(long)]
+    pub unique_searches: bool,
 }
 
 /// Parses `90`, `90s`, `500ms` or `2m`.

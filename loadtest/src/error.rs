@@ -53,6 +53,9 @@ pub enum Error {
     /// A file or socket operation failed.
     #[error("io: {0}")]
     Io(#[from] std::io::Error),
+    /// The target did not answer as the scenario needs before it starts.
+    #[error("setup: {0}")]
+    Setup(String),
     /// The chart could not be drawn.
     #[error("chart: {0}")]
     Chart(String),

@@ -1,6 +1,7 @@
 //! The live page at `/`: static HTML and JavaScript compiled into the binary.
 //!
-//! It lists the catalog with stock pushed over `/v1/events`, buys with the
+//! It lists the catalog with stock pushed over `/v1/events`, with a search box
+//! and the filters and sorts of `GET /v1/tickets`, buys with the
 //! pasted token (or `/#token=…`), and shows each order settle. No build step:
 //! the two files in `api/static/` are served as they are.
 

@@ -64,7 +64,7 @@ pub struct TicketListQuery {
     /// `nextCursor` of the previous page. It continues only the query that made it:
     /// with another `q`, `available`, price bound or `sort` it is a 400.
     pub cursor: Option<String>,
-    /// Search over names, at most 200 characters: full text (web-search syntax: words,
+    /// Search over names, at most 200 characters and no control characters: full text (web-search syntax: words,
     /// "phrases", -exclusions) and typo-tolerant (trigram word similarity ≥ 0.5 to the
     /// words sought). Ranked by relevance = word similarity + 10 × ts_rank.
     pub q: Option<String>,

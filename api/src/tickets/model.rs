@@ -35,7 +35,7 @@ pub struct Ticket {
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct NewTicket {
-    /// Display name, 1–200 characters.
+    /// Display name, 1–200 characters, no control characters.
     pub name: String,
     /// Stock; 0 makes a ticket that is sold out from the start.
     pub total_quantity: i32,
@@ -56,6 +56,10 @@ impl NewTicket {
         let chars = self.name.trim().chars().count();
         if !(1..=200).contains(&chars) {
             return Err("name must be 1-200 characters".into());
+        }
+        // Postgres text cannot hold NUL; a name is one line of printable text.
+        if self.name.chars().any(char::is_control) {
+            return Err("name must not contain control characters".into());
         }
         if self.total_quantity < 0 {
             return Err("totalQuantity must be >= 0".into());

@@ -90,6 +90,10 @@ impl Search {
         if text.chars().count() > MAX_Q_CHARS {
             return Err(bad("q", &format!("must be at most {MAX_Q_CHARS} characters")));
         }
+        // Postgres text cannot hold NUL, and no name holds a control character.
+        if text.chars().any(|c| c.is_control() && !c.is_whitespace()) {
+            return Err(bad("q", "must not contain control characters"));
+        }
         let (mut sought, mut excluded) = (Vec::new(), Vec::new());
         for word in text.split_whitespace() {
             let (list, word) = match word.strip_prefix('-') {
@@ -311,6 +315,8 @@ mod tests {
         assert_eq!(s.fuzzy, "north stand vip");
         assert_eq!(s.excluded.as_deref(), Some("south"));
         assert!(Search::parse(Some("-jazz")).is_err());
+        assert!(Search::parse(Some("jazz\0")).is_err());
+        assert_eq!(Search::parse(Some("north\tstand")).unwrap().unwrap().fuzzy, "north stand");
         assert!(Search::parse(Some("  ")).unwrap().is_none());
     }
 }

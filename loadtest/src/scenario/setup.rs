@@ -44,7 +44,7 @@ struct Created {
     id: Uuid,
 }
 
-/// Creates a ticket with `stock` and returns its id.
+/// Creates a ticket with `stock` at 10.00 and returns its id.
 pub async fn create_ticket(
     target: &Arc<Target>,
     admin: &HeaderValue,
@@ -52,8 +52,20 @@ pub async fn create_ticket(
     stock: u64,
     max_per_order: u32,
 ) -> Result<Uuid> {
+    create_priced_ticket(target, admin, name, 1000, stock, max_per_order).await
+}
+
+/// Creates a ticket at `price_cents` with `stock` and returns its id.
+pub async fn create_priced_ticket(
+    target: &Arc<Target>,
+    admin: &HeaderValue,
+    name: &str,
+    price_cents: i64,
+    stock: u64,
+    max_per_order: u32,
+) -> Result<Uuid> {
     let mut conn = Conn::open(target, None).await?;
-    let body = serde_json::json!({ "name": name, "totalQuantity": stock, "priceCents": 1000, "maxPerOrder": max_per_order });
+    let body = serde_json::json!({ "name": name, "totalQuantity": stock, "priceCents": price_cents, "maxPerOrder": max_per_order });
     let call = Call::post("/v1/tickets", serde_json::to_vec(&body)?.into()).with_auth(admin.clone());
     let created: Created = conn.json("create ticket", &call, 201).await?;
     Ok(created.id)
