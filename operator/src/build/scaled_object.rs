@@ -21,7 +21,8 @@ pub fn scaled_object_resource() -> ApiResource {
 /// One trigger per shard consumer of ORDERS and USERS: KEDA's JetStream scaler
 /// reads one consumer's lag, and the HPA it drives scales to the busiest one.
 pub fn desired_scaled_object(v: &Validated) -> Option<DynamicObject> {
-    let endpoint = v.spec.nats.monitoring_endpoint.clone()?;
+    let nats = &v.spec.nats;
+    let endpoint = nats.monitoring_endpoint.clone()?;
     let worker = &v.spec.worker;
     let names = stream_names(&v.spec, &v.namespace, &v.name);
     let names = &names;
@@ -33,7 +34,8 @@ pub fn desired_scaled_object(v: &Validated) -> Option<DynamicObject> {
                 "type": "nats-jetstream",
                 "metadata": {
                     "natsServerMonitoringEndpoint": endpoint,
-                    "account": "$G",
+                    "account": nats.account,
+                    "useHttps": nats.monitoring_https.to_string(),
                     "stream": names.stream(stream),
                     "consumer": names.consumer(stream, shard),
                     "lagThreshold": worker.lag_threshold.to_string(),

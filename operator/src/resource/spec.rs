@@ -225,6 +225,14 @@ pub struct NatsSpec {
     /// NATS monitoring endpoint `host:port` (8222), read by KEDA for consumer lag.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub monitoring_endpoint: Option<String>,
+    /// The NATS account holding the streams, as KEDA's JetStream scaler names it when it
+    /// reads consumer lag from the monitoring endpoint: `$G` on a NATS without accounts.
+    #[serde(default = "default_nats_account")]
+    #[schemars(length(min = 1, max = 256), pattern(r"^\S+$"))]
+    pub account: String,
+    /// The monitoring endpoint speaks HTTPS (KEDA's `useHttps`).
+    #[serde(default)]
+    pub monitoring_https: bool,
     /// Replicas and limits of the streams.
     #[serde(default)]
     pub streams: StreamsSpec,
@@ -377,6 +385,9 @@ fn default_lag_threshold() -> i64 {
 }
 fn default_stream_replicas() -> i32 {
     1
+}
+fn default_nats_account() -> String {
+    "$G".to_owned()
 }
 fn default_max_bytes() -> i64 {
     8 * 1024 * 1024 * 1024

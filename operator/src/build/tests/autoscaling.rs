@@ -60,5 +60,23 @@ fn keda_replaces_the_worker_hpa_and_never_both() {
         (Some("sales_shop_ORDERS"), Some("sales_shop_orders-0"))
     );
     assert_eq!(first["lagThreshold"], "500");
+    assert_eq!((first["account"].as_str(), first["useHttps"].as_str()), (Some("$G"), Some("false")));
     assert_eq!(triggers[7]["metadata"]["consumer"], "sales_shop_users-3");
+}
+
+#[test]
+fn keda_reads_lag_in_the_streams_account_over_https_when_set() {
+    let d = build(
+        r#"
+        worker: {autoscaling: keda, minReplicas: 1, maxReplicas: 2, shards: 2}
+        nats: {monitoringEndpoint: 'nats.sales:8222', account: ACCT_SHOP, monitoringHttps: true}
+        "#,
+    );
+    let spec = &d.scaled_object.unwrap().data["spec"];
+    let triggers = spec["triggers"].as_array().unwrap();
+    assert_eq!(triggers.len(), 4);
+    for trigger in triggers {
+        assert_eq!(trigger["metadata"]["account"], "ACCT_SHOP");
+        assert_eq!(trigger["metadata"]["useHttps"], "true");
+    }
 }
