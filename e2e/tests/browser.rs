@@ -263,3 +263,75 @@ async fn a_shopper_finds_a_misspelled_ticket_and_narrows_the_list_with_filters()
     }
     browser.clone().close().await.unwrap();
 }
+
+/// The number of points of the line `series` in the chart `chart`, or 0 when it is not drawn.
+fn points_of(chart: &str, series: &str) -> String {
+    format!(
+        "(document.querySelector('#{chart} polyline[data-series=\"{series}\"]')?.getAttribute('points') || '')\
+         .trim().split(' ').filter(p => p).length"
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_load_report_page_draws_every_chart_and_marks_the_sell_out_and_the_settling() {
+    use clap::Parser;
+    use tps_loadtest::cli::{Cli, Scenario};
+
+    let stack = Stack::start().await.unwrap();
+    let api = AppProcess::api(&stack, 4, &[]).await.unwrap();
+    let _worker = AppProcess::worker(&stack, 4, &[]).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let args = [
+        "loadtest", "flash-sale", "--base-url", api.url(), "--jwt-secret", tps_testkit::TEST_JWT_SECRET,
+        "--requests", "600", "--users", "150", "--tickets", "200", "--connections", "16",
+        "--ws-sample", "0", "--no-baseline", "--settle-timeout", "60s",
+        "--database-url", &stack.database_url,
+    ];
+    let Scenario::FlashSale(a) = Cli::try_parse_from(args).unwrap().scenario else { unreachable!() };
+    let report = tps_loadtest::scenario::flash_sale::run(a).await.unwrap();
+    assert!(report.passed, "{}", tps_loadtest::report::table::render(&report));
+    let flow = report.flow.as_ref().expect("a flash sale reports its flow");
+    assert!(flow.sold_out_at_s.is_some() && flow.settled_at_s.is_some(), "{flow:?}");
+    let page = dir.path().join("flash-sale.html");
+    std::fs::write(&page, tps_loadtest::report::page::render(&report)).unwrap();
+
+    let session = browser().await;
+    let browser = &session.client;
+    browser.goto(&format!("file://{}", page.display())).await.unwrap();
+    until(browser, "document.body.dataset.drawn === 'true'", "the charts drawn", Duration::from_secs(10)).await;
+    let eval = |script: String| async move { browser.execute(&format!("return {script};"), vec![]).await.unwrap() };
+
+    assert_eq!(eval("document.querySelector('#title .verdict').textContent".into()).await, "every check passed");
+    // Answers by status: the 202s and the sold-out 409s, each a line over the seconds of the run.
+    let seconds = report.phases.last().unwrap().answers.len() as u64;
+    for status in ["202", "409"] {
+        assert_eq!(eval(points_of("answers", status)).await, seconds, "the {status} line");
+    }
+    for series in ["p50", "p99", "max"] {
+        assert!(eval(points_of("latency", series)).await.as_u64().unwrap() >= 1, "latency {series}");
+    }
+    let flow_seconds = flow.seconds.len() as u64;
+    for series in ["accepted", "settled", "sold"] {
+        assert_eq!(eval(points_of("flow", series)).await, flow_seconds, "the {series} line");
+    }
+    assert_eq!(eval(points_of("backlog", "backlog")).await, flow_seconds);
+    assert!(eval(points_of("lag", "p99")).await.as_u64().unwrap() >= 1, "the settle lag");
+    assert!(eval(points_of("cpu", "loadtest")).await.as_u64().unwrap() >= 1, "the runner's own CPU");
+    assert_eq!(eval("document.querySelectorAll('#flow line.mark.stock').length".into()).await, 1);
+    // The two moments, on every chart that has a time axis.
+    for mark in ["sold-out", "settled"] {
+        let count = eval(format!("document.querySelectorAll('section.chart line.mark.{mark}').length")).await;
+        assert_eq!(count, 6, "the {mark} mark on all six charts");
+    }
+    let sold_out = eval("document.querySelector('[data-figure=\"sold out at s\"] b').textContent".into()).await;
+    assert_ne!(sold_out, "—", "the sell-out moment is a figure too");
+    let checks = eval("document.querySelectorAll('#verdicts tr[data-check]').length".into()).await;
+    assert_eq!(checks, report.verdicts.len() as u64);
+    assert_eq!(eval("document.querySelectorAll('#verdicts td.fail').length".into()).await, 0);
+
+    if let Ok(dir) = std::env::var("TPS_SCREENSHOT_DIR") {
+        std::fs::write(std::path::Path::new(&dir).join("report-page.png"), browser.screenshot().await.unwrap())
+            .unwrap();
+    }
+    browser.clone().close().await.unwrap();
+}

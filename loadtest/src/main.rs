@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use clap::Parser;
 use tps_loadtest::cli::{Cli, Scenario};
-use tps_loadtest::report::{Report, chart, table};
+use tps_loadtest::report::{Report, chart, page, table};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -59,6 +59,8 @@ fn write(report: &Report, path: &Path) -> anyhow::Result<()> {
         .with_context(|| format!("write {}", path.display()))?;
     let svg = path.with_extension("svg");
     chart::draw(report, &svg).with_context(|| format!("draw {}", svg.display()))?;
-    println!("report: {}\nchart:  {}", path.display(), svg.display());
+    let html = path.with_extension("html");
+    std::fs::write(&html, page::render(report)).with_context(|| format!("write {}", html.display()))?;
+    println!("report: {}\nchart:  {}\npage:   {}", path.display(), svg.display(), html.display());
     Ok(())
 }

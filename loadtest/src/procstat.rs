@@ -34,6 +34,19 @@ pub struct Usage {
     pub cpu_max_pct: f64,
     /// Highest summed resident memory, in MiB.
     pub rss_max_mib: f64,
+    /// CPU of each sampling interval: seconds after the sampler started, percent of one core.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub timeline: Vec<CpuPoint>,
+}
+
+/// The CPU of one group over one sampling interval.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CpuPoint {
+    /// End of the interval, in seconds after the sampler started.
+    pub at_s: f64,
+    /// Mean CPU over the interval, in percent of one core.
+    pub cpu_pct: f64,
 }
 
 /// A running sampler; [`Sampler::stop`] returns what it saw.
@@ -63,13 +76,15 @@ struct Group {
     intervals: u32,
     cpu_max_pct: f64,
     rss_max: u64,
+    timeline: Vec<CpuPoint>,
 }
 
 async fn sample(selector: Selector, every: Duration, mut stopped: watch::Receiver<bool>) -> Vec<Usage> {
     let ticks = clock_ticks();
     let mut groups: HashMap<String, Group> = HashMap::new();
     let mut last: HashMap<u32, u64> = HashMap::new();
-    let mut last_at = Instant::now();
+    let started = Instant::now();
+    let mut last_at = started;
     let mut first = true;
     loop {
         let now = Instant::now();
@@ -91,6 +106,7 @@ async fn sample(selector: Selector, every: Duration, mut stopped: watch::Receive
                 g.cpu_sum_pct += pct;
                 g.intervals += 1;
                 g.cpu_max_pct = g.cpu_max_pct.max(pct);
+                g.timeline.push(CpuPoint { at_s: (now - started).as_secs_f64(), cpu_pct: pct });
             }
             g.rss_max = g.rss_max.max(rss.get(name).copied().unwrap_or(0));
         }
@@ -107,6 +123,7 @@ async fn sample(selector: Selector, every: Duration, mut stopped: watch::Receive
             cpu_mean_pct: if g.intervals == 0 { 0.0 } else { g.cpu_sum_pct / g.intervals as f64 },
             cpu_max_pct: g.cpu_max_pct,
             rss_max_mib: g.rss_max as f64 / (1024.0 * 1024.0),
+            timeline: g.timeline,
         })
         .collect();
     out.sort_by(|a, b| a.name.cmp(&b.name));
@@ -207,5 +224,9 @@ mod tests {
         let usage = sampler.stop().await;
         let me = usage.iter().find(|u| u.name == "loadtest").expect("the runner samples itself");
         assert!(me.rss_max_mib > 1.0, "{me:?}");
+        assert!(!me.timeline.is_empty(), "one CPU point per interval after the first: {me:?}");
+        assert!(me.timeline.windows(2).all(|w| w[0].at_s < w[1].at_s), "{me:?}");
+        let peak = me.timeline.iter().map(|p| p.cpu_pct).fold(0.0, f64::max);
+        assert_eq!(peak, me.cpu_max_pct, "the timeline holds the peak interval");
     }
 }

@@ -1,6 +1,8 @@
 //! The outcome of a run: the JSON report, the summary table and the chart.
 
 pub mod chart;
+pub mod flow;
+pub mod page;
 pub mod model;
 pub mod table;
 

@@ -4,7 +4,10 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use crate::latency::{Percentiles, TIMED_OUT, TRANSPORT_ERROR, TimelinePoint, histogram_of, timeline};
+use crate::latency::{
+    Percentiles, Sample, TIMED_OUT, TRANSPORT_ERROR, TimelinePoint, histogram_of, timeline,
+};
+use crate::report::flow::Flow;
 use crate::load::PhaseRun;
 use crate::procstat::Usage;
 use crate::verify::Verdict;
@@ -34,6 +37,8 @@ pub struct PhaseReport {
     pub routes: BTreeMap<String, Percentiles>,
     /// Latency per second of the run.
     pub timeline: Vec<TimelinePoint>,
+    /// Answers by status in each second of the run, by when they came back (index = second).
+    pub answers: Vec<BTreeMap<String, u64>>,
     /// CPU and memory of the sampled processes during the phase.
     pub processes: Vec<Usage>,
 }
@@ -73,6 +78,7 @@ impl PhaseReport {
             latency: Percentiles::of(&histogram_of(&run.samples, None)),
             routes: per_route,
             timeline: timeline(&run.samples),
+            answers: answers_per_second(&run.samples),
             processes,
         }
     }
@@ -81,6 +87,16 @@ impl PhaseReport {
     pub fn count(&self, status: u16) -> u64 {
         self.by_status.get(&status_label(status)).copied().unwrap_or(0)
     }
+}
+
+/// Answers by status in each second, by when they came back (sent plus latency).
+pub fn answers_per_second(samples: &[Sample]) -> Vec<BTreeMap<String, u64>> {
+    let second = |s: &Sample| ((s.at_us + s.latency_us) / 1_000_000) as usize;
+    let mut out = vec![BTreeMap::new(); samples.iter().map(second).max().map_or(0, |m| m + 1)];
+    for s in samples {
+        *out[second(s)].entry(status_label(s.status)).or_insert(0) += 1;
+    }
+    out
 }
 
 fn status_label(status: u16) -> String {
@@ -152,6 +168,9 @@ pub struct Report {
     pub verdicts: Vec<Verdict>,
     /// Things worth knowing that are not verdicts.
     pub notes: Vec<String>,
+    /// Orders through the system, second by second (order scenarios).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub flow: Option<Flow>,
     /// Whether every verdict held.
     pub passed: bool,
 }
@@ -168,7 +187,6 @@ mod tests {
     use std::time::{Duration, SystemTime};
 
     use super::*;
-    use crate::latency::Sample;
 
     fn run(statuses: &[(u16, u64)], secs: u64) -> PhaseRun<()> {
         let samples = statuses
@@ -200,6 +218,21 @@ mod tests {
         assert_eq!((p.count(202), p.count(409), p.count(503), p.by_status["error"]), (50, 150, 100, 100));
         assert_eq!(p.answered_per_s, 150.0);
         assert_eq!(p.good_per_s, 100.0);
+    }
+
+    #[test]
+    fn answers_are_counted_in_the_second_they_came_back() {
+        let s = |at_ms: u64, latency_ms: u64, status| Sample {
+            at_us: at_ms * 1000,
+            latency_us: latency_ms * 1000,
+            status,
+            route: 0,
+        };
+        let per = answers_per_second(&[s(100, 50, 202), s(900, 200, 202), s(950, 10, 409), s(0, 2_500, TIMED_OUT)]);
+        assert_eq!(per.len(), 3);
+        assert_eq!(per[0], BTreeMap::from([("202".to_owned(), 1), ("409".to_owned(), 1)]));
+        assert_eq!(per[1], BTreeMap::from([("202".to_owned(), 1)]));
+        assert_eq!(per[2], BTreeMap::from([("timeout".to_owned(), 1)]));
     }
 
     #[test]

@@ -13,6 +13,7 @@ use crate::http::Target;
 use crate::load::{self, PhaseRun, Plan, Workload};
 use crate::nofile::loopback_sources;
 use crate::procstat::{Sampler, Selector};
+use crate::report::flow::Flow;
 use crate::report::{PhaseReport, Ratio, Report, Settle};
 use crate::schedule::Model;
 use crate::verify::Verdict;
@@ -117,6 +118,7 @@ impl Context {
             facts: outcome.facts,
             verdicts: outcome.verdicts,
             notes: outcome.notes,
+            flow: outcome.flow,
             passed,
         }
     }
@@ -135,6 +137,8 @@ pub struct Outcome {
     pub facts: serde_json::Value,
     /// Notes.
     pub notes: Vec<String>,
+    /// Orders through the system, second by second.
+    pub flow: Option<Flow>,
 }
 
 /// A progress bar for `len` steps.

@@ -12,6 +12,7 @@ use uuid::Uuid;
 use crate::http::{Answer, Call, Conn};
 use crate::load::PhaseRun;
 use crate::report::Settle;
+use crate::report::flow::{Flow, Tracked};
 use crate::scenario::context::{Context, Outcome, bar, secs_between};
 use crate::scenario::setup::User;
 use crate::verify::ledger::{TicketDemand, last_order_commit, order_tally};
@@ -29,6 +30,8 @@ pub struct Accepted {
     pub row: u32,
     /// Quantity.
     pub quantity: u32,
+    /// When the 202 arrived.
+    pub answered_at: SystemTime,
 }
 
 /// Builds order `n` of a run: buyer `user`, ticket row `row`, and a unique key.
@@ -73,7 +76,7 @@ impl OrderMaker {
             return None;
         }
         let body: Body = serde_json::from_slice(&answer.body).ok()?;
-        Some(Accepted { id: body.id, user, row, quantity: self.quantity })
+        Some(Accepted { id: body.id, user, row, quantity: self.quantity, answered_at: SystemTime::now() })
     }
 }
 
@@ -107,14 +110,22 @@ pub async fn verify<N>(
     }
     let mut last_commit: Option<SystemTime> = None;
     let mut rejected = 0u64;
+    let mut tracked: Vec<Tracked> =
+        accepted.iter().map(|a| Tracked { accepted_at: a.answered_at, settled_at: None, sold: 0 }).collect();
     for (i, o) in &polled.finals {
         let a = accepted[*i];
-        match o.status.as_str() {
-            "CONFIRMED" => sold[a.row as usize] += u64::from(a.quantity),
-            _ => rejected += 1,
+        let confirmed = o.status == "CONFIRMED";
+        if confirmed {
+            sold[a.row as usize] += u64::from(a.quantity);
+        } else {
+            rejected += 1;
         }
-        last_commit = last_commit.max(o.processed_at.map(SystemTime::from));
+        let commit = o.processed_at.map(SystemTime::from);
+        tracked[*i].settled_at = commit;
+        tracked[*i].sold = if confirmed { u64::from(a.quantity) } else { 0 };
+        last_commit = last_commit.max(commit);
     }
+    outcome.flow = Some(Flow::of(run.started_wall, stock.iter().sum(), &tracked));
     // `available` may lag by a second; give the caches time to catch up.
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let mut tickets = Vec::new();
