@@ -282,10 +282,27 @@ async fn the_load_report_page_draws_every_chart_and_marks_the_sell_out_and_the_s
     let _worker = AppProcess::worker(&stack, 4, &[]).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let args = [
-        "loadtest", "flash-sale", "--base-url", api.url(), "--jwt-secret", tps_testkit::TEST_JWT_SECRET,
-        "--requests", "600", "--users", "150", "--tickets", "200", "--connections", "16",
-        "--ws-sample", "0", "--no-baseline", "--settle-timeout", "60s",
-        "--database-url", &stack.database_url,
+        "loadtest",
+        "flash-sale",
+        "--base-url",
+        api.url(),
+        "--jwt-secret",
+        tps_testkit::TEST_JWT_SECRET,
+        "--requests",
+        "600",
+        "--users",
+        "150",
+        "--tickets",
+        "200",
+        "--connections",
+        "16",
+        "--ws-sample",
+        "0",
+        "--no-baseline",
+        "--settle-timeout",
+        "60s",
+        "--database-url",
+        &stack.database_url,
     ];
     let Scenario::FlashSale(a) = Cli::try_parse_from(args).unwrap().scenario else { unreachable!() };
     let report = tps_loadtest::scenario::flash_sale::run(a).await.unwrap();
@@ -298,10 +315,15 @@ async fn the_load_report_page_draws_every_chart_and_marks_the_sell_out_and_the_s
     let session = browser().await;
     let browser = &session.client;
     browser.goto(&format!("file://{}", page.display())).await.unwrap();
-    until(browser, "document.body.dataset.drawn === 'true'", "the charts drawn", Duration::from_secs(10)).await;
-    let eval = |script: String| async move { browser.execute(&format!("return {script};"), vec![]).await.unwrap() };
+    until(browser, "document.body.dataset.drawn === 'true'", "the charts drawn", Duration::from_secs(10))
+        .await;
+    let eval =
+        |script: String| async move { browser.execute(&format!("return {script};"), vec![]).await.unwrap() };
 
-    assert_eq!(eval("document.querySelector('#title .verdict').textContent".into()).await, "every check passed");
+    assert_eq!(
+        eval("document.querySelector('#title .verdict').textContent".into()).await,
+        "every check passed"
+    );
     // Answers by status: the 202s and the sold-out 409s, each a line over the seconds of the run.
     let seconds = report.phases.last().unwrap().answers.len() as u64;
     for status in ["202", "409"] {
@@ -323,15 +345,19 @@ async fn the_load_report_page_draws_every_chart_and_marks_the_sell_out_and_the_s
         let count = eval(format!("document.querySelectorAll('section.chart line.mark.{mark}').length")).await;
         assert_eq!(count, 6, "the {mark} mark on all six charts");
     }
-    let sold_out = eval("document.querySelector('[data-figure=\"sold out at s\"] b').textContent".into()).await;
+    let sold_out =
+        eval("document.querySelector('[data-figure=\"sold out at s\"] b').textContent".into()).await;
     assert_ne!(sold_out, "—", "the sell-out moment is a figure too");
     let checks = eval("document.querySelectorAll('#verdicts tr[data-check]').length".into()).await;
     assert_eq!(checks, report.verdicts.len() as u64);
     assert_eq!(eval("document.querySelectorAll('#verdicts td.fail').length".into()).await, 0);
 
     if let Ok(dir) = std::env::var("TPS_SCREENSHOT_DIR") {
-        std::fs::write(std::path::Path::new(&dir).join("report-page.png"), browser.screenshot().await.unwrap())
-            .unwrap();
+        std::fs::write(
+            std::path::Path::new(&dir).join("report-page.png"),
+            browser.screenshot().await.unwrap(),
+        )
+        .unwrap();
     }
     browser.clone().close().await.unwrap();
 }

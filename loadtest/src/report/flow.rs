@@ -132,8 +132,8 @@ mod tests {
             sold,
         };
         let orders = [
-            order(100, Some(900), 2),   // second 0 → 0, lag 800 ms
-            order(200, Some(1_500), 2), // second 0 → 1, lag 1,300 ms: the stock of 4 is gone at 1.5 s
+            order(100, Some(900), 2),     // second 0 → 0, lag 800 ms
+            order(200, Some(1_500), 2),   // second 0 → 1, lag 1,300 ms: the stock of 4 is gone at 1.5 s
             order(1_100, Some(1_600), 0), // second 1 → 1, rejected
             order(1_200, Some(3_050), 0), // second 1 → 3
         ];

@@ -2,8 +2,8 @@
 
 pub mod chart;
 pub mod flow;
-pub mod page;
 pub mod model;
+pub mod page;
 pub mod table;
 
 pub use model::{PhaseReport, Ratio, Report, Settle};

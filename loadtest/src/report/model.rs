@@ -7,9 +7,9 @@ use serde::Serialize;
 use crate::latency::{
     Percentiles, Sample, TIMED_OUT, TRANSPORT_ERROR, TimelinePoint, histogram_of, timeline,
 };
-use crate::report::flow::Flow;
 use crate::load::PhaseRun;
 use crate::procstat::Usage;
+use crate::report::flow::Flow;
 use crate::verify::Verdict;
 use crate::ws::WsReport;
 
@@ -228,7 +228,8 @@ mod tests {
             status,
             route: 0,
         };
-        let per = answers_per_second(&[s(100, 50, 202), s(900, 200, 202), s(950, 10, 409), s(0, 2_500, TIMED_OUT)]);
+        let per =
+            answers_per_second(&[s(100, 50, 202), s(900, 200, 202), s(950, 10, 409), s(0, 2_500, TIMED_OUT)]);
         assert_eq!(per.len(), 3);
         assert_eq!(per[0], BTreeMap::from([("202".to_owned(), 1), ("409".to_owned(), 1)]));
         assert_eq!(per[1], BTreeMap::from([("202".to_owned(), 1)]));
