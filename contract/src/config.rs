@@ -8,16 +8,24 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::str::FromStr;
 
-/// A secret value (a URL with a password, a signing key) that never prints.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
+/// A secret value (a URL with a password, a signing key) that never prints: `secrecy`'s
+/// `SecretString` (zeroed when dropped), read only through [`Secret::expose`].
+#[derive(Clone)]
+pub struct Secret(secrecy::SecretString);
 
 impl Secret {
     /// The secret itself; call this only where it is used.
     pub fn expose(&self) -> &str {
-        &self.0
+        secrecy::ExposeSecret::expose_secret(&self.0)
     }
 }
+
+impl PartialEq for Secret {
+    fn eq(&self, other: &Self) -> bool {
+        self.expose() == other.expose()
+    }
+}
+impl Eq for Secret {}
 
 impl fmt::Debug for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -28,13 +36,13 @@ impl fmt::Debug for Secret {
 impl FromStr for Secret {
     type Err = std::convert::Infallible;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Ok(Secret(s.to_owned()))
+        Ok(Secret(s.into()))
     }
 }
 
 impl From<&str> for Secret {
     fn from(s: &str) -> Self {
-        Secret(s.to_owned())
+        Secret(s.into())
     }
 }
 
