@@ -46,7 +46,13 @@ struct Args {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::new(&args.log)).init();
+    // JSON lines when stdout is not a terminal (the pod's log, read by collectors), readable text otherwise.
+    let logs = tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::new(&args.log));
+    if std::io::IsTerminal::is_terminal(&std::io::stdout()) {
+        logs.init()
+    } else {
+        logs.json().init()
+    }
     // Buckets make the duration a histogram (aggregatable over replicas), not a summary.
     let metrics = PrometheusBuilder::new()
         .set_buckets_for_metric(
