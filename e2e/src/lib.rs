@@ -4,9 +4,8 @@
 
 pub mod buyers;
 pub mod collector;
-pub mod scrape;
 pub mod verdict;
 
 pub use buyers::{Buyers, Outcome, create_ticket};
-pub use scrape::Scrape;
+pub use tps_testkit::Scrape;
 pub use verdict::{Ledger, settle_and_check};

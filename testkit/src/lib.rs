@@ -8,6 +8,7 @@
 //! the machine.
 
 mod app;
+pub mod metrics;
 mod nats;
 mod postgres;
 mod process;
@@ -16,6 +17,7 @@ mod stack;
 mod tls;
 
 pub use app::{AppProcess, binary};
+pub use metrics::Scrape;
 pub use nats::Nats;
 pub use postgres::Postgres;
 pub use process::{ChildProcess, free_port};

@@ -1,7 +1,6 @@
 //! `loadtest top`: a one-screen live status from the `/metrics` endpoints of
 //! the api and workers, refreshed every second, for people without Grafana.
 
-pub mod scrape;
 pub mod status;
 
 use std::io::Write as _;
@@ -12,6 +11,7 @@ use clap::Args;
 
 use crate::http::{Call, Conn, Target};
 use status::{Snapshot, Status};
+use tps_testkit::metrics::{Sample, parse};
 
 /// Options of `loadtest top`.
 #[derive(Debug, Clone, Args)]
@@ -76,14 +76,14 @@ impl Endpoint {
         Ok(Self { label: host.to_owned(), target, path })
     }
 
-    async fn scrape(&self) -> anyhow::Result<Vec<scrape::Sample>> {
+    async fn scrape(&self) -> anyhow::Result<Vec<Sample>> {
         let fetch = async {
             let mut conn = Conn::open(&self.target, None).await?;
             conn.send(&Call::get(self.path.clone())).await
         };
         let answer = tokio::time::timeout(Duration::from_secs(2), fetch).await??;
         anyhow::ensure!(answer.status == 200, "{} answered {}", self.label, answer.status);
-        Ok(scrape::parse(&String::from_utf8_lossy(&answer.body)))
+        Ok(parse(&String::from_utf8_lossy(&answer.body)))
     }
 }
 

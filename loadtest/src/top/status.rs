@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use super::scrape::Sample;
+use tps_testkit::metrics::Sample;
 
 /// The samples of every endpoint at one moment: `(endpoint, sample)`.
 pub type Snapshot = Vec<(String, Sample)>;
@@ -215,8 +215,8 @@ impl Status {
 
 #[cfg(test)]
 mod tests {
-    use super::super::scrape::parse;
     use super::*;
+    use tps_testkit::metrics::parse;
 
     fn snap(endpoint: &str, text: &str) -> Snapshot {
         parse(text).into_iter().map(|s| (endpoint.to_owned(), s)).collect()
