@@ -304,7 +304,7 @@ async fn the_load_report_page_draws_every_chart_and_marks_the_sell_out_and_the_s
         "--database-url",
         &stack.database_url,
     ];
-    let Scenario::FlashSale(a) = Cli::try_parse_from(args).unwrap().scenario else { unreachable!() };
+    let Some(Scenario::FlashSale(a)) = Cli::try_parse_from(args).unwrap().scenario() else { unreachable!() };
     let report = tps_loadtest::scenario::flash_sale::run(a).await.unwrap();
     assert!(report.passed, "{}", tps_loadtest::report::table::render(&report));
     let flow = report.flow.as_ref().expect("a flash sale reports its flow");

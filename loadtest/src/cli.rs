@@ -1,4 +1,4 @@
-//! The command line: one subcommand per scenario, sharing the run options.
+//! The command line: one subcommand per scenario, sharing the run options, and `top`.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -11,9 +11,30 @@ use serde::Serialize;
 #[derive(Debug, Parser)]
 #[command(name = "loadtest", version, about, long_about = None)]
 pub struct Cli {
-    /// The scenario.
+    /// What to do.
     #[command(subcommand)]
-    pub scenario: Scenario,
+    pub command: Command,
+}
+
+/// What `loadtest` does: run a scenario, or watch a running system.
+#[derive(Debug, Subcommand)]
+#[allow(clippy::large_enum_variant, reason = "parsed once per process")]
+pub enum Command {
+    /// A load scenario: a report and consistency verdicts (`loadtest flash-sale …`).
+    #[command(flatten)]
+    Run(Scenario),
+    /// A live one-screen status from the `/metrics` of the api and workers; no load, no verdict.
+    Top(crate::top::TopArgs),
+}
+
+impl Cli {
+    /// The scenario of a command line, or `None` for `top`.
+    pub fn scenario(self) -> Option<Scenario> {
+        match self.command {
+            Command::Run(scenario) => Some(scenario),
+            Command::Top(_) => None,
+        }
+    }
 }
 
 /// The scenarios.
@@ -27,8 +48,17 @@ pub enum Scenario {
     SignupSustained(SignupArgs),
     /// Ticket listing and gets, with a small share of orders.
     ReadMix(ReadMixArgs),
-    /// Not a scenario: a live one-screen status from the `/metrics` of the api and workers.
-    Top(crate::top::TopArgs),
+}
+
+impl Scenario {
+    /// Where the report goes (`--report`), if anywhere.
+    pub fn report_path(&self) -> Option<PathBuf> {
+        match self {
+            Scenario::FlashSale(a) => a.common.report.clone(),
+            Scenario::SignupBurst(a) | Scenario::SignupSustained(a) => a.common.report.clone(),
+            Scenario::ReadMix(a) => a.common.report.clone(),
+        }
+    }
 }
 
 /// Options every scenario takes.
@@ -208,11 +238,22 @@ mod tests {
     #[test]
     fn flash_sale_defaults_match_the_contract() {
         let cli = Cli::try_parse_from(["loadtest", "flash-sale", "--jwt-secret", "k"]).unwrap();
-        let Scenario::FlashSale(a) = cli.scenario else { panic!("flash-sale") };
+        let Some(Scenario::FlashSale(a)) = cli.scenario() else { panic!("flash-sale") };
         assert_eq!((a.requests, a.users, a.tickets, a.ticket_rows), (1_000_000, 100_000, 50_000, 1));
         assert_eq!(a.common.connections, 1024);
         assert!(a.common.rate.is_none());
         let json = serde_json::to_value(&a).unwrap();
         assert!(json.get("jwtSecret").is_none(), "secrets stay out of the report");
+    }
+
+    #[test]
+    fn top_is_a_command_beside_the_scenarios_not_one_of_them() {
+        let top = Cli::try_parse_from(["loadtest", "top", "--url", "http://127.0.0.1:9090/metrics"]).unwrap();
+        assert!(matches!(top.command, Command::Top(_)));
+        assert!(top.scenario().is_none());
+        let run = Cli::try_parse_from(["loadtest", "read-mix", "--jwt-secret", "k", "--report", "r/x.json"])
+            .unwrap();
+        let Some(scenario) = run.scenario() else { panic!("read-mix is a scenario") };
+        assert_eq!(scenario.report_path(), Some(PathBuf::from("r/x.json")));
     }
 }

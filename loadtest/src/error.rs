@@ -3,9 +3,6 @@
 /// What can go wrong while setting up, driving or verifying a run.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// A subcommand that is not a load scenario (`top`) reached the scenario runner.
-    #[error("`{0}` is not a load scenario")]
-    NotAScenario(&'static str),
     /// The base URL is not `http://host[:port]`.
     #[error("bad base URL {url}: {why}")]
     BaseUrl {

@@ -1,4 +1,4 @@
-//! `loadtest`: parses the command line, runs one scenario, prints the summary,
+//! `loadtest`: parses the command line, runs one scenario (or `top`), prints the summary,
 //! writes the report and chart, and exits non-zero when a consistency check failed.
 
 use std::path::Path;
@@ -6,20 +6,17 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::Parser;
-use tps_loadtest::cli::{Cli, Scenario};
+use tps_loadtest::cli::{Cli, Command, Scenario};
 use tps_loadtest::report::{Report, chart, page, table};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("a tokio runtime");
-    let cli = match cli.scenario {
+    match cli.command {
+        Command::Run(scenario) => exit_code(runtime.block_on(run(scenario)).map(|report| report.passed)),
         // `top` only watches; it has no report and no verdict.
-        Scenario::Top(args) => {
-            return exit_code(runtime.block_on(tps_loadtest::top::run(args)).map(|()| true));
-        }
-        scenario => Cli { scenario },
-    };
-    exit_code(runtime.block_on(run(cli)).map(|report| report.passed))
+        Command::Top(args) => exit_code(runtime.block_on(tps_loadtest::top::run(args)).map(|()| true)),
+    }
 }
 
 /// 0 passed, 1 a check failed, 2 the run itself failed.
@@ -34,16 +31,9 @@ fn exit_code(outcome: anyhow::Result<bool>) -> ExitCode {
     }
 }
 
-async fn run(cli: Cli) -> anyhow::Result<Report> {
-    let report_path = match &cli.scenario {
-        tps_loadtest::cli::Scenario::FlashSale(a) => a.common.report.clone(),
-        tps_loadtest::cli::Scenario::SignupBurst(a) | tps_loadtest::cli::Scenario::SignupSustained(a) => {
-            a.common.report.clone()
-        }
-        tps_loadtest::cli::Scenario::ReadMix(a) => a.common.report.clone(),
-        Scenario::Top(_) => None,
-    };
-    let report = tps_loadtest::scenario::run(cli.scenario).await.context("the run failed")?;
+async fn run(scenario: Scenario) -> anyhow::Result<Report> {
+    let report_path = scenario.report_path();
+    let report = tps_loadtest::scenario::run(scenario).await.context("the run failed")?;
     print!("{}", table::render(&report));
     if let Some(path) = report_path {
         write(&report, &path)?;

@@ -42,7 +42,7 @@ async fn e2e_small_flash_sale_against_a_real_stack() {
     if let Ok(db) = std::env::var("DATABASE_URL") {
         args.extend(["--database-url".into(), db]);
     }
-    let Scenario::FlashSale(a) = Cli::try_parse_from(args).unwrap().scenario else { unreachable!() };
+    let Some(Scenario::FlashSale(a)) = Cli::try_parse_from(args).unwrap().scenario() else { unreachable!() };
     let report = tps_loadtest::scenario::flash_sale::run(a).await.unwrap();
     println!("{}", tps_loadtest::report::table::render(&report));
     assert!(report.passed, "a consistency check failed");

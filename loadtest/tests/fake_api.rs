@@ -83,7 +83,7 @@ async fn flash_sale(url: &str, extra: &[&str]) -> tps_loadtest::report::Report {
     ];
     args.extend(["--tickets", "500", "--connections", "16", "--ws-sample", "0", "--settle-timeout", "5s"]);
     args.extend(extra);
-    let Scenario::FlashSale(a) = Cli::try_parse_from(args).unwrap().scenario else { unreachable!() };
+    let Some(Scenario::FlashSale(a)) = Cli::try_parse_from(args).unwrap().scenario() else { unreachable!() };
     tps_loadtest::scenario::flash_sale::run(a).await.unwrap()
 }
 

@@ -20,6 +20,5 @@ pub async fn run(scenario: Scenario) -> Result<Report> {
         Scenario::SignupBurst(a) => signup::run(a, signup::Mode::Burst).await,
         Scenario::SignupSustained(a) => signup::run(a, signup::Mode::Sustained).await,
         Scenario::ReadMix(a) => read_mix::run(a).await,
-        Scenario::Top(_) => Err(crate::error::Error::NotAScenario("top")),
     }
 }
