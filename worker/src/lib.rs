@@ -1,27 +1,20 @@
 //! The worker: settles commands from JetStream into Postgres exactly once.
 //!
-//! Shards are owned one at a time through Redis leases (`lease`, `membership`,
-//! `rendezvous`, `ownership`) and fenced in Postgres (`fence`). Each owned shard
-//! is pulled in batches (`pull`) and settled in one transaction per batch
-//! (`settle`, `orders`, `users`), then acked (`acks`) and announced; poison goes to
-//! `dead_letter`. Run one in-process with [`run`] and a [`WorkerConfig`].
+//! Shards are owned one at a time through Redis leases and fenced in Postgres
+//! ([`ownership`]: lease, membership, rendezvous, fence). Each owned shard is settled
+//! by a runner ([`settling`]: pulled in batches, one transaction per batch, acked
+//! after the commit, poison dead-lettered); what a batch does in Postgres is the
+//! command kind's ([`orders`], [`users`]). Run one in-process with [`run`] and a
+//! [`WorkerConfig`].
 
-pub mod acks;
 pub mod config;
-pub mod dead_letter;
 pub mod failpoint;
-pub mod fence;
 pub mod http;
-pub mod lease;
-pub mod membership;
 pub mod metrics;
 pub mod orders;
 pub mod ownership;
-pub mod pull;
 pub mod redis_link;
-pub mod rendezvous;
-pub mod settle;
-pub mod shard;
+pub mod settling;
 pub mod trace;
 pub mod transient;
 pub mod users;

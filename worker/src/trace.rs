@@ -10,7 +10,7 @@ use std::time::{Instant, SystemTime};
 use tps_contract::spans::{self, Span, SpanKind};
 use tps_contract::trace::{TRACEPARENT_HEADER, TraceContext};
 
-use crate::settle::Delivery;
+use crate::settling::command_kind::Delivery;
 
 /// The trace context the api put on `message`, if any.
 pub fn of_message(message: &async_nats::jetstream::Message) -> Option<TraceContext> {

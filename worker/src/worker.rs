@@ -14,13 +14,13 @@ use tps_contract::subject::StreamNames;
 
 use crate::config::WorkerConfig;
 use crate::failpoint::Failpoint;
-use crate::lease::LeaseTable;
-use crate::membership::Membership;
 use crate::orders::Orders;
 use crate::ownership::Ownership;
+use crate::ownership::lease::LeaseTable;
+use crate::ownership::membership::Membership;
 use crate::redis_link::RedisLink;
-use crate::settle::CommandKind;
-use crate::shard::Shared;
+use crate::settling::command_kind::CommandKind;
+use crate::settling::runner::SettleContext;
 use crate::transient::backoff;
 use crate::users::Users;
 use crate::{WorkerError, http, metrics};
@@ -81,10 +81,9 @@ pub async fn run(config: WorkerConfig, shutdown: CancellationToken) -> Result<()
     // Orders and sign-ups are owned independently: each stream has its own leases,
     // membership and fences, and a batch of one never waits for the other.
     let orders = ownership(
-        Orders,
         &redis,
         &ready,
-        Shared {
+        SettleContext {
             kind: Orders,
             pool: pool.clone(),
             nats: nats.clone(),
@@ -94,10 +93,9 @@ pub async fn run(config: WorkerConfig, shutdown: CancellationToken) -> Result<()
         },
     );
     let users = ownership(
-        Users,
         &redis,
         &ready,
-        Shared { kind: Users, pool: pool.clone(), nats: nats.clone(), js, config, failpoint },
+        SettleContext { kind: Users, pool: pool.clone(), nats: nats.clone(), js, config, failpoint },
     );
     tokio::join!(orders.run(shutdown.clone()), users.run(shutdown));
 
@@ -109,10 +107,9 @@ pub async fn run(config: WorkerConfig, shutdown: CancellationToken) -> Result<()
 }
 
 fn ownership<K: CommandKind>(
-    _kind: K,
     redis: &Arc<RedisLink>,
     ready: &Arc<AtomicBool>,
-    shared: Shared<K>,
+    shared: SettleContext<K>,
 ) -> Ownership<K> {
     let config = &shared.config;
     // Keyed by the stream's own name: deployments sharing a Redis never share a lease.

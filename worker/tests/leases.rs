@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use common::Harness;
 use std::sync::Arc;
-use tps_worker::fence::{self, Claim};
-use tps_worker::lease::LeaseTable;
+use tps_worker::ownership::fence::{self, Claim};
+use tps_worker::ownership::lease::LeaseTable;
 use tps_worker::redis_link::RedisLink;
 
 const STREAM: &str = "ORDERS";

@@ -19,7 +19,7 @@ pub use ledger::{Ledger, Outcome, Stock};
 pub use store::OrderRow;
 
 use crate::metrics;
-use crate::settle::{CommandKind, Delivery};
+use crate::settling::command_kind::{CommandKind, Delivery};
 
 /// Settles order commands.
 #[derive(Debug, Clone, Copy, Default)]

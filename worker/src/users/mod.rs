@@ -27,7 +27,7 @@ pub use rekey::rekey_pending;
 pub use store::UserRow;
 
 use crate::metrics;
-use crate::settle::{CommandKind, Delivery};
+use crate::settling::command_kind::{CommandKind, Delivery};
 
 /// Settles sign-up commands.
 #[derive(Debug, Clone, Copy, Default)]

@@ -14,22 +14,22 @@ use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 use tps_contract::subject::StreamNames;
 
-use crate::acks::{ack_all, nak_all, progress_all};
 use crate::config::WorkerConfig;
-use crate::dead_letter::dead_letter;
 use crate::failpoint::Failpoint;
-use crate::fence::{self, Claim};
-use crate::lease::ShardLease;
 use crate::metrics;
-use crate::pull::{Puller, decode};
-use crate::settle::{CommandKind, Delivery, SettleError, give_up_once, settle_once};
+use crate::ownership::fence::{self, Claim};
+use crate::ownership::lease::ShardLease;
+use crate::settling::acks::{ack_all, nak_all, progress_all};
+use crate::settling::command_kind::{CommandKind, Delivery, SettleError, give_up_once, settle_once};
+use crate::settling::dead_letter::dead_letter;
+use crate::settling::pull::{Puller, decode};
 use crate::transient::backoff;
 
 /// Bound on one settling transaction; past it the attempt counts as transient.
 const SETTLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(20);
 
 /// What every runner of a worker shares.
-pub struct Shared<K> {
+pub struct SettleContext<K> {
     /// The kind of command settled.
     pub kind: K,
     /// Postgres.
@@ -44,7 +44,7 @@ pub struct Shared<K> {
     pub failpoint: Failpoint,
 }
 
-impl<K> Shared<K> {
+impl<K> SettleContext<K> {
     /// The stream, subject and consumer names (`NATS_STREAM_PREFIX`).
     pub fn names(&self) -> &StreamNames {
         &self.config.common.nats_stream_prefix
@@ -77,7 +77,7 @@ enum Halt {
 
 /// One owned shard.
 pub struct ShardRunner<K: CommandKind> {
-    shared: Arc<Shared<K>>,
+    shared: Arc<SettleContext<K>>,
     lease: ShardLease,
     /// Finish the current batch, then return.
     stop: CancellationToken,
@@ -88,7 +88,7 @@ pub struct ShardRunner<K: CommandKind> {
 impl<K: CommandKind> ShardRunner<K> {
     /// A runner for a freshly acquired lease.
     pub fn new(
-        shared: Arc<Shared<K>>,
+        shared: Arc<SettleContext<K>>,
         lease: ShardLease,
         stop: CancellationToken,
         lost: CancellationToken,

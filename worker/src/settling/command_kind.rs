@@ -7,7 +7,7 @@ use async_nats::jetstream;
 use serde::de::DeserializeOwned;
 use sqlx::{PgConnection, PgPool};
 
-use crate::fence;
+use crate::ownership::fence;
 use crate::transient::is_transient;
 
 /// What the shard machinery needs from one kind of command.

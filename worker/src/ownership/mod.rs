@@ -9,6 +9,15 @@
 //! batch. When Redis is unreachable we keep nothing: every shard stops until it
 //! is back. The fence makes every one of these choices safe; they only decide
 //! how quickly work moves.
+//!
+//! The parts: [`lease`] (one owner per shard, a Redis key with a ttl and a growing
+//! token), [`membership`] (live workers, by heartbeat), [`rendezvous`] (which live
+//! worker a shard prefers) and [`fence`] (the token in Postgres, the last word).
+
+pub mod fence;
+pub mod lease;
+pub mod membership;
+pub mod rendezvous;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -18,12 +27,12 @@ use std::time::Duration;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::lease::{LeaseTable, ShardLease};
-use crate::membership::Membership;
 use crate::metrics;
-use crate::rendezvous::preferred_owner;
-use crate::settle::CommandKind;
-use crate::shard::{RunnerExit, ShardRunner, Shared};
+use crate::ownership::lease::{LeaseTable, ShardLease};
+use crate::ownership::membership::Membership;
+use crate::ownership::rendezvous::preferred_owner;
+use crate::settling::command_kind::CommandKind;
+use crate::settling::runner::{RunnerExit, SettleContext, ShardRunner};
 
 /// Ticks a free shard stays free before any worker may take it.
 const ORPHAN_TICKS: u32 = 2;
@@ -39,7 +48,7 @@ struct Owned {
 
 /// The shards of one stream that this worker owns.
 pub struct Ownership<K: CommandKind> {
-    shared: Arc<Shared<K>>,
+    shared: Arc<SettleContext<K>>,
     leases: LeaseTable,
     membership: Membership,
     owned: HashMap<u32, Owned>,
@@ -51,7 +60,7 @@ pub struct Ownership<K: CommandKind> {
 impl<K: CommandKind> Ownership<K> {
     /// Ownership over `leases`, using `membership`, reporting health into `healthy`.
     pub fn new(
-        shared: Arc<Shared<K>>,
+        shared: Arc<SettleContext<K>>,
         leases: LeaseTable,
         membership: Membership,
         healthy: Arc<AtomicBool>,

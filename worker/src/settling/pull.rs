@@ -14,7 +14,7 @@ use std::time::Duration;
 use async_nats::jetstream::{self, consumer::PullConsumer};
 use futures::StreamExt;
 
-use crate::settle::{CommandKind, Delivery};
+use crate::settling::command_kind::{CommandKind, Delivery};
 
 /// How long one pull waits for a first message before checking its lease again.
 const IDLE_WAIT: Duration = Duration::from_millis(1_000);
