@@ -9,6 +9,7 @@
 //! `README.md` for the whole path.
 
 pub mod auth;
+pub mod claim;
 pub mod claims_watch;
 pub mod conditional;
 pub mod config;

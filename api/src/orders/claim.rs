@@ -1,15 +1,12 @@
-//! Claiming an `Idempotency-Key` in Redis: one script, one round trip.
-//!
-//! The script checks the claim and, when the key is new, writes the PENDING
-//! record and indexes it under the user, all atomically. The claim stores a
-//! fingerprint of the body, so the same key with another body is a conflict.
+//! Claiming an `Idempotency-Key` in Redis through the one claim script
+//! ([`crate::claim`]): when the key is new it writes the PENDING record (buyer,
+//! ticket, quantity) and indexes it under the user, all atomically. The claim stores
+//! a fingerprint of the body, so the same key with another body is a conflict.
 
-use std::sync::LazyLock;
-
-use redis::Script;
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
+use crate::claim::Outcome;
 use crate::redis_link::{RedisLink, RedisUnavailable};
 
 /// What the script found.
@@ -44,29 +41,6 @@ pub struct ClaimRequest<'a> {
     pub ttl_secs: u64,
 }
 
-// KEYS[1] order record, KEYS[2] the user's index.
-// ARGV: fingerprint, user, ticket, quantity, now_ms, ttl_secs, sold_out, order id.
-// A record marked `failed` (its publish was never acknowledged) is claimed again
-// as new, so a retry after a 503 is not reported as a replay.
-const CLAIM_LUA: &str = r#"
-local fp = redis.call('HGET', KEYS[1], 'fp')
-if fp then
-  if fp ~= ARGV[1] then return {2, 0} end
-  local created = redis.call('HGET', KEYS[1], 'created')
-  if redis.call('HDEL', KEYS[1], 'failed') == 1 then return {0, created} end
-  return {1, created}
-end
-if ARGV[7] == '1' then return {3, 0} end
-redis.call('HSET', KEYS[1], 'fp', ARGV[1], 'user', ARGV[2], 'ticket', ARGV[3], 'qty', ARGV[4], 'created', ARGV[5])
-redis.call('EXPIRE', KEYS[1], ARGV[6])
-redis.call('ZADD', KEYS[2], ARGV[5], ARGV[8])
-redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', '(' .. (tonumber(ARGV[5]) - tonumber(ARGV[6]) * 1000))
-redis.call('EXPIRE', KEYS[2], ARGV[6])
-return {0, ARGV[5]}
-"#;
-
-static CLAIM: LazyLock<Script> = LazyLock::new(|| Script::new(CLAIM_LUA));
-
 /// The body's fingerprint: what must match for a replay.
 pub fn fingerprint(ticket_id: &Uuid, quantity: u32) -> String {
     let mut hash = Sha256::new();
@@ -75,27 +49,33 @@ pub fn fingerprint(ticket_id: &Uuid, quantity: u32) -> String {
     hex::encode(&hash.finalize()[..16])
 }
 
-/// Runs the claim script (EVALSHA; the script is loaded on first use).
+/// The PENDING record's fields beside the fingerprint and the accepted time.
+fn record_fields(user: &str, ticket_id: &Uuid, quantity: u32) -> [(&'static str, String); 3] {
+    [("user", user.to_owned()), ("ticket", ticket_id.to_string()), ("qty", quantity.to_string())]
+}
+
+/// Claims the order's key: the order record and the user's index, in one round trip.
 pub async fn claim(redis: &RedisLink, req: &ClaimRequest<'_>) -> Result<Claim, RedisUnavailable> {
-    let mut invocation = CLAIM.prepare_invoke();
-    invocation
-        .key(super::order_key(&req.order_id))
-        .key(super::user_orders_key(req.user))
-        .arg(fingerprint(&req.ticket_id, req.quantity))
-        .arg(req.user)
-        .arg(req.ticket_id.to_string())
-        .arg(req.quantity)
-        .arg(req.now_ms)
-        .arg(req.ttl_secs)
-        .arg(if req.sold_out { "1" } else { "0" })
-        .arg(req.order_id.to_string());
-    let (code, created): (i64, i64) =
-        redis.run(|mut conn| async move { invocation.invoke_async(&mut conn).await }).await?;
-    Ok(match code {
-        0 => Claim::New { created_ms: created },
-        1 => Claim::Replay { created_ms: created },
-        2 => Claim::Conflict,
-        _ => Claim::SoldOut,
+    let fingerprint = fingerprint(&req.ticket_id, req.quantity);
+    let fields = record_fields(req.user, &req.ticket_id, req.quantity);
+    let outcome = crate::claim::claim(
+        redis,
+        &crate::claim::Claim {
+            key: super::order_key(&req.order_id),
+            fingerprint: &fingerprint,
+            now_ms: req.now_ms,
+            ttl_secs: req.ttl_secs,
+            refuse_new: req.sold_out,
+            fields: &fields,
+            index: Some((super::user_orders_key(req.user), req.order_id.to_string())),
+        },
+    )
+    .await?;
+    Ok(match outcome {
+        Outcome::New { created_ms } => Claim::New { created_ms },
+        Outcome::Replay { created_ms } => Claim::Replay { created_ms },
+        Outcome::Conflict => Claim::Conflict,
+        Outcome::Refused => Claim::SoldOut,
     })
 }
 
@@ -103,15 +83,17 @@ pub async fn claim(redis: &RedisLink, req: &ClaimRequest<'_>) -> Result<Claim, R
 /// (Redis had lost it, or a claim was just made with another body), so that the
 /// next request with this key is answered from Redis again. Best effort.
 pub async fn remember(redis: &RedisLink, order_id: &Uuid, stored: &RememberedOrder<'_>, ttl_secs: u64) {
-    let key = super::order_key(order_id);
-    let fields = [
-        ("fp", fingerprint(&stored.ticket_id, stored.quantity)),
-        ("user", stored.user.to_owned()),
-        ("ticket", stored.ticket_id.to_string()),
-        ("qty", stored.quantity.to_string()),
-        ("created", stored.created_ms.to_string()),
-    ];
-    crate::redis_link::write_claim(redis, key, &fields, ttl_secs).await;
+    let fields = record_fields(stored.user, &stored.ticket_id, stored.quantity);
+    let fingerprint = fingerprint(&stored.ticket_id, stored.quantity);
+    crate::claim::remember(
+        redis,
+        super::order_key(order_id),
+        fingerprint,
+        stored.created_ms,
+        &fields,
+        ttl_secs,
+    )
+    .await;
 }
 
 /// The body of an order as first accepted.
@@ -130,7 +112,7 @@ pub struct RememberedOrder<'a> {
 /// Marks a claim whose publish failed, so that a retry counts as new and the
 /// record is not shown as PENDING.
 pub async fn mark_failed(redis: &RedisLink, order_id: &Uuid) {
-    crate::redis_link::mark_failed(redis, super::order_key(order_id)).await;
+    crate::claim::mark_failed(redis, super::order_key(order_id)).await;
 }
 
 #[cfg(test)]

@@ -1,12 +1,11 @@
-//! Claiming a sign-up id in Redis: one script, one round trip. The claim holds
-//! the body's fingerprint, so the same id with another body is a conflict, and
-//! while it lives it is also the PENDING record that `GET /v1/users/{id}` reads.
+//! Claiming a sign-up id in Redis through the one claim script ([`crate::claim`]).
+//! The claim holds the body's fingerprint, so the same id with another body is a
+//! conflict, and while it lives it is also the PENDING record that
+//! `GET /v1/users/{id}` reads.
 
-use std::sync::LazyLock;
-
-use redis::Script;
 use uuid::Uuid;
 
+use crate::claim::Outcome;
 use crate::redis_link::{RedisLink, RedisUnavailable};
 
 /// What the script found.
@@ -20,24 +19,7 @@ pub enum Claim {
     Conflict,
 }
 
-// KEYS[1] the claim. ARGV: fingerprint, now_ms, ttl_secs.
-// A claim marked `failed` (its publish was never acknowledged) is taken again as new.
-const CLAIM_LUA: &str = r#"
-local fp = redis.call('HGET', KEYS[1], 'fp')
-if fp then
-  if fp ~= ARGV[1] then return {2, 0} end
-  local created = redis.call('HGET', KEYS[1], 'created')
-  if redis.call('HDEL', KEYS[1], 'failed') == 1 then return {0, created} end
-  return {1, created}
-end
-redis.call('HSET', KEYS[1], 'fp', ARGV[1], 'created', ARGV[2])
-redis.call('EXPIRE', KEYS[1], ARGV[3])
-return {0, ARGV[2]}
-"#;
-
-static CLAIM: LazyLock<Script> = LazyLock::new(|| Script::new(CLAIM_LUA));
-
-/// Runs the claim script.
+/// Claims the sign-up's id.
 pub async fn claim(
     redis: &RedisLink,
     id: &Uuid,
@@ -45,28 +27,34 @@ pub async fn claim(
     now_ms: i64,
     ttl_secs: u64,
 ) -> Result<Claim, RedisUnavailable> {
-    let mut invocation = CLAIM.prepare_invoke();
-    invocation.key(super::signup_key(id)).arg(fingerprint).arg(now_ms).arg(ttl_secs);
-    let (code, created): (i64, i64) =
-        redis.run(|mut conn| async move { invocation.invoke_async(&mut conn).await }).await?;
-    Ok(match code {
-        0 => Claim::New { created_ms: created },
-        1 => Claim::Replay { created_ms: created },
-        _ => Claim::Conflict,
+    let claim = crate::claim::Claim {
+        key: super::signup_key(id),
+        fingerprint,
+        now_ms,
+        ttl_secs,
+        // A new sign-up is always accepted: there is no stock to run out of.
+        refuse_new: false,
+        fields: &[],
+        index: None,
+    };
+    Ok(match crate::claim::claim(redis, &claim).await? {
+        Outcome::New { created_ms } => Claim::New { created_ms },
+        Outcome::Replay { created_ms } => Claim::Replay { created_ms },
+        Outcome::Conflict => Claim::Conflict,
+        Outcome::Refused => unreachable!("a sign-up claim never asks to refuse a new id"),
     })
 }
 
 /// Writes the claim of a sign-up whose body is known from Postgres or JetStream
 /// (Redis had lost it, or a claim was just made with another body). Best effort.
 pub async fn remember(redis: &RedisLink, id: &Uuid, fingerprint: &str, created_ms: i64, ttl_secs: u64) {
-    let key = super::signup_key(id);
-    let fields = [("fp", fingerprint.to_owned()), ("created", created_ms.to_string())];
-    crate::redis_link::write_claim(redis, key, &fields, ttl_secs).await;
+    crate::claim::remember(redis, super::signup_key(id), fingerprint.to_owned(), created_ms, &[], ttl_secs)
+        .await;
 }
 
 /// Marks a claim whose publish failed: a retry counts as new, and it is not shown as PENDING.
 pub async fn mark_failed(redis: &RedisLink, id: &Uuid) {
-    crate::redis_link::mark_failed(redis, super::signup_key(id)).await;
+    crate::claim::mark_failed(redis, super::signup_key(id)).await;
 }
 
 /// When the sign-up was accepted, if a live claim says it is PENDING.
