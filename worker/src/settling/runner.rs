@@ -100,7 +100,9 @@ impl<K: CommandKind> ShardRunner<K> {
         self.lease.shard
     }
 
-    /// Claims the fence, then settles batches until told otherwise.
+    /// Claims the fence, then settles batches until told otherwise. Everything it logs
+    /// carries the span `shard_runner{stream, shard, token}`.
+    #[tracing::instrument(name = "shard_runner", skip_all, fields(stream = K::STREAM, shard = self.lease.shard, token = self.lease.token))]
     pub async fn run(self) -> RunnerExit {
         if let Err(exit) = self.claim_fence().await {
             return exit;
@@ -482,7 +484,9 @@ impl<K: CommandKind> ShardRunner<K> {
     }
 
     /// Runs the transaction until it commits, retrying transient errors without
-    /// burning deliveries (progress acks keep the messages ours meanwhile).
+    /// burning deliveries (progress acks keep the messages ours meanwhile), in the span
+    /// `settle{batch, first_seq}`.
+    #[tracing::instrument(name = "settle", skip_all, fields(batch = batch.len(), first_seq = batch.first().map(|d| d.seq)))]
     async fn settle(&self, batch: &[Delivery<K::Command>]) -> Result<K::Settled, Halt> {
         let s = &self.shared;
         for attempt in 0.. {
@@ -495,6 +499,11 @@ impl<K: CommandKind> ShardRunner<K> {
             };
             let error = match attempt_result {
                 Ok(Ok(settled)) => {
+                    tracing::debug!(
+                        attempt,
+                        elapsed_ms = started.elapsed().as_millis() as u64,
+                        "batch settled"
+                    );
                     metrics::batch_settled(K::STREAM, batch.len(), started.elapsed());
                     crate::trace::settled(K::STREAM, self.shard(), batch, started);
                     return Ok(settled);
