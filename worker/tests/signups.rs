@@ -132,10 +132,20 @@ async fn one_created_user_per_email_across_shards_and_the_first_arrival_wins_on_
     assert_eq!((status(first).await.as_str(), status(second).await.as_str()), ("CREATED", "REJECTED"));
     // Projects and logs belong to created users only, all of them, once.
     let created = count(&h, "SELECT count(*) FROM users WHERE status = 'CREATED'").await;
-    assert_eq!(count(&h, "SELECT count(*) FROM user_projects").await, 2 * created);
-    assert_eq!(count(&h, "SELECT count(*) FROM user_logs").await, created);
     assert_eq!(
-        count(&h, "SELECT count(*) FROM user_projects p JOIN users u ON u.id = p.user_id WHERE u.status <> 'CREATED'").await,
+        count(&h, "SELECT COALESCE(sum(jsonb_array_length(projects)), 0)::bigint FROM users").await,
+        2 * created
+    );
+    assert_eq!(
+        count(&h, "SELECT COALESCE(sum(jsonb_array_length(logs)), 0)::bigint FROM users").await,
+        created
+    );
+    assert_eq!(
+        count(
+            &h,
+            "SELECT count(*) FROM users WHERE status <> 'CREATED' AND (projects <> '[]' OR logs <> '[]')"
+        )
+        .await,
         0
     );
 }
@@ -176,8 +186,11 @@ async fn redeliveries_make_one_user_and_poison_is_dead_lettered() {
     assert_eq!(count(&h, "SELECT count(*) FROM users").await, 1);
     let name: String = sqlx::query_scalar("SELECT name FROM users").fetch_one(&h.pool).await.unwrap();
     assert_eq!(name, once.user.name, "the first body stands");
-    assert_eq!(count(&h, "SELECT count(*) FROM user_projects").await, 2);
-    assert_eq!(count(&h, "SELECT count(*) FROM user_logs").await, 1);
+    assert_eq!(
+        count(&h, "SELECT COALESCE(sum(jsonb_array_length(projects)), 0)::bigint FROM users").await,
+        2
+    );
+    assert_eq!(count(&h, "SELECT COALESCE(sum(jsonb_array_length(logs)), 0)::bigint FROM users").await, 1);
 }
 
 async fn status_and_reason(h: &Harness, id: Uuid) -> (String, Option<String>) {
@@ -345,4 +358,94 @@ async fn migration_0003_keys_existing_rows_keeps_created_twins_and_the_rust_key_
     .execute(&pool)
     .await;
     assert!(twin.is_err(), "the unique index on email_key refuses a second CREATED twin");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migration_0006_moves_projects_and_logs_into_the_user_row_in_order() {
+    use std::borrow::Cow;
+
+    use sqlx::migrate::Migrator;
+    use tps_contract::db::MIGRATOR;
+
+    let stack = tps_testkit::Stack::start().await.unwrap();
+    let pool = tps_contract::db::connect(&stack.database_url, 3).await.unwrap();
+    let before = Migrator {
+        migrations: Cow::Owned(MIGRATOR.migrations.iter().filter(|m| m.version < 6).cloned().collect()),
+        ..Migrator::DEFAULT
+    };
+    before.run(&pool).await.unwrap();
+    let (created, bare, rejected) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+    for (id, status, seq) in [(created, "CREATED", 1i64), (bare, "CREATED", 2), (rejected, "REJECTED", 3)] {
+        let reason = (status == "REJECTED").then_some("DUPLICATE_EMAIL");
+        sqlx::query(
+            "INSERT INTO users (id, status, reason, name, email, age, score, active, country, team_name, team_leader, fingerprint, stream_seq, created_at, processed_at)
+             VALUES ($1, $2, $3, 'n', NULL, 1, 0, true, 'NL', 't', false, 'fp', $4, now(), now())",
+        )
+        .bind(id)
+        .bind(status)
+        .bind(reason)
+        .bind(seq)
+        .execute(&pool)
+        .await
+        .unwrap();
+    }
+    // Positions inserted out of order: the arrays must follow `position`.
+    for (pos, name, done) in [(1, "second", false), (0, "first", true)] {
+        sqlx::query("INSERT INTO user_projects (user_id, position, name, completed) VALUES ($1, $2, $3, $4)")
+            .bind(created)
+            .bind(pos)
+            .bind(name)
+            .bind(done)
+            .execute(&pool)
+            .await
+            .unwrap();
+    }
+    for (pos, date, action) in [(0, "2026-01-01", "login"), (1, "2026-01-02T10:00:00Z", "logout")] {
+        sqlx::query("INSERT INTO user_logs (user_id, position, date, action) VALUES ($1, $2, $3, $4)")
+            .bind(created)
+            .bind(pos)
+            .bind(date)
+            .bind(action)
+            .execute(&pool)
+            .await
+            .unwrap();
+    }
+    MIGRATOR.run(&pool).await.unwrap();
+
+    let documents = |id: Uuid| {
+        let pool = pool.clone();
+        async move {
+            sqlx::query_as::<_, (serde_json::Value, serde_json::Value)>(
+                "SELECT projects, logs FROM users WHERE id = $1",
+            )
+            .bind(id)
+            .fetch_one(&pool)
+            .await
+            .unwrap()
+        }
+    };
+    let (projects, logs) = documents(created).await;
+    assert_eq!(
+        projects,
+        serde_json::json!([{"name": "first", "completed": true}, {"name": "second", "completed": false}])
+    );
+    assert_eq!(
+        logs,
+        serde_json::json!([{"date": "2026-01-01", "action": "login"}, {"date": "2026-01-02T10:00:00Z", "action": "logout"}])
+    );
+    // They read back as the contract's types.
+    let read: Vec<tps_contract::command::LogEntry> = serde_json::from_value(logs).unwrap();
+    assert_eq!(read[1].action, tps_contract::command::LogAction::Logout);
+    let read: Vec<tps_contract::command::Project> = serde_json::from_value(projects).unwrap();
+    assert_eq!(read[0].name, "first");
+    for id in [bare, rejected] {
+        assert_eq!(documents(id).await, (serde_json::json!([]), serde_json::json!([])));
+    }
+    let tables: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM information_schema.tables WHERE table_name IN ('user_projects', 'user_logs')",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(tables, 0, "the child tables are gone");
 }

@@ -1,9 +1,10 @@
-//! Settled users as Postgres holds them: one statement reads a user with its
-//! projects and log, in order.
+//! Settled users as Postgres holds them: one row each, its projects and log as
+//! JSON arrays in the order sent.
 
 use chrono::{DateTime, Utc};
+use sqlx::types::Json;
 use sqlx::{PgPool, Row};
-use tps_contract::command::{LogAction, LogEntry, Project, Signup, Team};
+use tps_contract::command::{LogEntry, Project, Signup, Team};
 use tps_contract::{UserReason, UserStatus};
 use uuid::Uuid;
 
@@ -26,21 +27,15 @@ pub struct SettledUser {
 pub async fn get(db: &PgPool, id: &Uuid) -> Result<Option<SettledUser>, sqlx::Error> {
     let row = sqlx::query(
         "SELECT u.status, u.reason, u.name, u.email, u.age, u.score, u.active, u.country, u.team_name, u.team_leader,
-                u.created_at, u.processed_at,
-                ARRAY(SELECT p.name FROM user_projects p WHERE p.user_id = u.id ORDER BY p.position) AS project_names,
-                ARRAY(SELECT p.completed FROM user_projects p WHERE p.user_id = u.id ORDER BY p.position) AS project_done,
-                ARRAY(SELECT l.date FROM user_logs l WHERE l.user_id = u.id ORDER BY l.position) AS log_dates,
-                ARRAY(SELECT l.action FROM user_logs l WHERE l.user_id = u.id ORDER BY l.position) AS log_actions
+                u.created_at, u.processed_at, u.projects, u.logs
          FROM users u WHERE u.id = $1",
     )
     .bind(id)
     .fetch_optional(db)
     .await?;
     let Some(r) = row else { return Ok(None) };
-    let names: Vec<String> = r.try_get("project_names")?;
-    let done: Vec<bool> = r.try_get("project_done")?;
-    let dates: Vec<String> = r.try_get("log_dates")?;
-    let actions: Vec<String> = r.try_get("log_actions")?;
+    let Json(projects): Json<Vec<Project>> = r.try_get("projects")?;
+    let Json(logs): Json<Vec<LogEntry>> = r.try_get("logs")?;
     let age: i32 = r.try_get("age")?;
     let user = Signup {
         id: *id,
@@ -50,23 +45,8 @@ pub async fn get(db: &PgPool, id: &Uuid) -> Result<Option<SettledUser>, sqlx::Er
         score: r.try_get("score")?,
         active: r.try_get("active")?,
         country: r.try_get("country")?,
-        team: Team {
-            name: r.try_get("team_name")?,
-            leader: r.try_get("team_leader")?,
-            projects: names
-                .into_iter()
-                .zip(done)
-                .map(|(name, completed)| Project { name, completed })
-                .collect(),
-        },
-        logs: dates
-            .into_iter()
-            .zip(actions)
-            .map(|(date, action)| LogEntry {
-                date,
-                action: if action == "logout" { LogAction::Logout } else { LogAction::Login },
-            })
-            .collect(),
+        team: Team { name: r.try_get("team_name")?, leader: r.try_get("team_leader")?, projects },
+        logs,
     };
     Ok(Some(SettledUser {
         status: UserStatus::parse(r.try_get("status")?).unwrap_or(UserStatus::Rejected),

@@ -91,7 +91,6 @@ impl CommandKind for Users {
             candidates.into_iter().partition(|r| created_ids.contains(&r.user.id));
         rejected.extend(taken.into_iter().map(UserRow::rejected));
         store::insert_rejected(tx, &rejected).await?;
-        store::insert_children(tx, &created).await?;
         let mut inserted = created;
         inserted.extend(rejected);
         Ok(SettledUsers { inserted, duplicates, conflicts })

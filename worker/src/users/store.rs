@@ -1,10 +1,12 @@
 //! The SQL of settling sign-ups: each statement is one round trip over arrays (`UNNEST`).
+//! A sign-up is one row: its team's projects and its log are JSON arrays in it
+//! (`contract/migrations/0006_user_documents.sql`).
 
 use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, Row};
-use tps_contract::command::{LogAction, Signup};
+use tps_contract::command::Signup;
 use tps_contract::{SignupCommand, UserReason, UserStatus};
 use uuid::Uuid;
 
@@ -68,8 +70,16 @@ pub async fn commit_clock(tx: &mut PgConnection) -> Result<DateTime<Utc>, sqlx::
     sqlx::query_scalar("SELECT clock_timestamp()").fetch_one(tx).await
 }
 
-const INSERT: &str = "INSERT INTO users (id, status, reason, name, email, age, score, active, country, team_name, team_leader, fingerprint, stream_seq, created_at, processed_at, email_key)
-     SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::int[], $7::float8[], $8::bool[], $9::text[], $10::text[], $11::bool[], $12::text[], $13::bigint[], $14::timestamptz[], $15::timestamptz[], $16::text[])";
+const INSERT: &str = "INSERT INTO users (id, status, reason, name, email, age, score, active, country, team_name, team_leader, fingerprint, stream_seq, created_at, processed_at, email_key, projects, logs)
+     SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::int[], $7::float8[], $8::bool[], $9::text[], $10::text[], $11::bool[], $12::text[], $13::bigint[], $14::timestamptz[], $15::timestamptz[], $16::text[], $17::jsonb[], $18::jsonb[])";
+
+/// The JSON array of `items` (an empty one for a rejected row: only created users keep them).
+fn document<T: serde::Serialize>(row: &UserRow, items: &[T]) -> serde_json::Value {
+    if row.status != UserStatus::Created {
+        return serde_json::Value::Array(Vec::new());
+    }
+    serde_json::to_value(items).unwrap_or_else(|_| serde_json::Value::Array(Vec::new()))
+}
 
 fn bind_rows<'q>(
     query: sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,
@@ -93,6 +103,8 @@ fn bind_rows<'q>(
         .bind(rows.iter().map(|r| r.created_at).collect::<Vec<_>>())
         .bind(rows.iter().map(|r| r.processed_at).collect::<Vec<_>>())
         .bind(rows.iter().map(|r| r.email_key.clone()).collect::<Vec<Option<String>>>())
+        .bind(rows.iter().map(|r| document(r, &r.user.team.projects)).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| document(r, &r.user.logs)).collect::<Vec<_>>())
 }
 
 /// Inserts `rows` as CREATED in one statement, skipping any whose email a created
@@ -119,53 +131,5 @@ pub async fn insert_rejected(tx: &mut PgConnection, rows: &[UserRow]) -> Result<
     }
     let sql = format!("{INSERT} ON CONFLICT (id) DO NOTHING");
     bind_rows(sqlx::query(&sql), rows).execute(tx).await?;
-    Ok(())
-}
-
-/// Inserts the projects and log entries of created users, in two statements.
-pub async fn insert_children(tx: &mut PgConnection, rows: &[UserRow]) -> Result<(), sqlx::Error> {
-    let (mut p_user, mut p_pos, mut p_name, mut p_done) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    let (mut l_user, mut l_pos, mut l_date, mut l_action) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    for r in rows {
-        for (i, p) in r.user.team.projects.iter().enumerate() {
-            p_user.push(r.user.id);
-            p_pos.push(i as i32);
-            p_name.push(p.name.clone());
-            p_done.push(p.completed);
-        }
-        for (i, l) in r.user.logs.iter().enumerate() {
-            l_user.push(r.user.id);
-            l_pos.push(i as i32);
-            l_date.push(l.date.clone());
-            l_action.push(match l.action {
-                LogAction::Login => "login",
-                LogAction::Logout => "logout",
-            });
-        }
-    }
-    if !p_user.is_empty() {
-        sqlx::query(
-            "INSERT INTO user_projects (user_id, position, name, completed)
-             SELECT * FROM UNNEST($1::uuid[], $2::int[], $3::text[], $4::bool[])",
-        )
-        .bind(p_user)
-        .bind(p_pos)
-        .bind(p_name)
-        .bind(p_done)
-        .execute(&mut *tx)
-        .await?;
-    }
-    if !l_user.is_empty() {
-        sqlx::query(
-            "INSERT INTO user_logs (user_id, position, date, action)
-             SELECT * FROM UNNEST($1::uuid[], $2::int[], $3::text[], $4::text[])",
-        )
-        .bind(l_user)
-        .bind(l_pos)
-        .bind(l_date)
-        .bind(l_action)
-        .execute(&mut *tx)
-        .await?;
-    }
     Ok(())
 }
