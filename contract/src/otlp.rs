@@ -430,9 +430,7 @@ mod tests {
     use std::time::SystemTime;
 
     use serde_json::Value as Json;
-    use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
     use tokio::net::TcpListener;
-    use tokio::sync::mpsc::UnboundedReceiver;
 
     use super::*;
     use crate::spans;
@@ -514,64 +512,6 @@ mod tests {
         assert!(span_data(Span { parent_span_id: Some("xyz".into()), ..span }, &scope).is_none());
     }
 
-    /// A minimal OTLP/HTTP collector: answers every `POST /v1/traces` with `{}`
-    /// and hands over each JSON body.
-    async fn collector() -> (String, UnboundedReceiver<Json>) {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        let (bodies, received) = tokio::sync::mpsc::unbounded_channel();
-        tokio::spawn(async move {
-            loop {
-                let (socket, _) = listener.accept().await.unwrap();
-                let bodies = bodies.clone();
-                tokio::spawn(async move {
-                    let mut socket = BufReader::new(socket);
-                    loop {
-                        let mut request_line = String::new();
-                        if socket.read_line(&mut request_line).await.unwrap_or(0) == 0 {
-                            return; // the client closed its keep-alive connection
-                        }
-                        let mut headers = HashMap::new();
-                        loop {
-                            let mut line = String::new();
-                            socket.read_line(&mut line).await.unwrap();
-                            let Some((name, value)) = line.trim_end().split_once(':') else { break };
-                            headers.insert(name.to_ascii_lowercase(), value.trim().to_owned());
-                        }
-                        assert_eq!(request_line.trim_end(), "POST /v1/traces HTTP/1.1");
-                        assert_eq!(headers["content-type"], "application/json");
-                        let mut body = vec![0; headers["content-length"].parse().unwrap()];
-                        socket.read_exact(&mut body).await.unwrap();
-                        bodies.send(serde_json::from_slice(&body).unwrap()).unwrap();
-                        let answer = "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n{}";
-                        socket.get_mut().write_all(answer.as_bytes()).await.unwrap();
-                    }
-                });
-            }
-        });
-        (url, received)
-    }
-
-    /// Every span of a collected OTLP JSON body, with its resource's `service.name`.
-    fn spans_of(body: &Json) -> Vec<(String, Json)> {
-        let mut out = Vec::new();
-        for resource_spans in body["resourceSpans"].as_array().unwrap() {
-            let service = resource_spans["resource"]["attributes"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .find(|a| a["key"] == SERVICE_NAME)
-                .map(|a| a["value"]["stringValue"].as_str().unwrap().to_owned())
-                .unwrap_or_default();
-            for scope_spans in resource_spans["scopeSpans"].as_array().unwrap() {
-                for span in scope_spans["spans"].as_array().unwrap() {
-                    out.push((service.clone(), span.clone()));
-                }
-            }
-        }
-        out
-    }
-
     fn attribute<'a>(span: &'a Json, key: &str) -> &'a Json {
         let attributes = span["attributes"].as_array().unwrap();
         &attributes.iter().find(|a| a["key"] == key).unwrap_or_else(|| panic!("no {key} in {span}"))["value"]
@@ -584,8 +524,8 @@ mod tests {
     /// the api's span, the api's parent is the caller's.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn the_api_and_worker_spans_reach_the_collector_as_one_trace() {
-        let (url, mut bodies) = collector().await;
-        let mut config = Config::new(format!("{url}/v1/traces"), "tps-test");
+        let collector = tps_testkit::FakeCollector::start().await.unwrap();
+        let mut config = Config::new(format!("{}/v1/traces", collector.url()), "tps-test");
         config.schedule_delay = Duration::from_secs(3600); // only the shutdown flush sends
         assert!(!spans::enabled());
         assert!(install(&config));
@@ -629,17 +569,17 @@ mod tests {
             ..spans_template()
         });
 
-        assert!(bodies.try_recv().is_err(), "nothing is sent before the batch is due");
+        assert!(collector.spans().is_empty(), "nothing is sent before the batch is due");
         installed.shutdown().await;
         assert!(!spans::enabled(), "stopped after shutdown");
 
-        let mut collected = Vec::new();
-        while let Ok(body) = bodies.try_recv() {
-            collected.extend(spans_of(&body));
-        }
+        // The collector keeps only JSON posted to /v1/traces (content-type included).
+        let collected = collector.spans();
         assert_eq!(collected.len(), 2, "{collected:?}");
         let find = |name: &str| {
-            collected.iter().find(|(_, s)| s["name"] == name).unwrap_or_else(|| panic!("no {name}"))
+            let found =
+                collected.iter().find(|c| c.span["name"] == name).unwrap_or_else(|| panic!("no {name}"));
+            (found.service.as_str(), &found.span)
         };
         let (api_service, api_span) = find("POST /v1/orders");
         let (worker_service, worker_span) = find("settle");

@@ -3,7 +3,6 @@
 //! consistency checks every test ends with.
 
 pub mod buyers;
-pub mod collector;
 pub mod verdict;
 
 pub use buyers::{Buyers, Outcome, create_ticket};

@@ -10,9 +10,9 @@ use std::time::Duration;
 
 use serde_json::json;
 use tps_contract::trace::TraceContext;
-use tps_e2e::collector::{CollectedSpan, FakeCollector};
 use tps_e2e::create_ticket;
 use tps_testkit::{AppProcess, Stack};
+use tps_testkit::{CollectedSpan, FakeCollector};
 
 const CLIENT: &str = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
 

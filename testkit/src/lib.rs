@@ -8,6 +8,7 @@
 //! the machine.
 
 mod app;
+pub mod collector;
 pub mod metrics;
 mod nats;
 mod postgres;
@@ -17,6 +18,7 @@ mod stack;
 mod tls;
 
 pub use app::{AppProcess, binary};
+pub use collector::{CollectedSpan, FakeCollector};
 pub use metrics::Scrape;
 pub use nats::Nats;
 pub use postgres::Postgres;

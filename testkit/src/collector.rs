@@ -1,6 +1,7 @@
 //! A fake OpenTelemetry collector: an OTLP/HTTP endpoint on loopback that
-//! accepts `POST /v1/traces` with JSON bodies, answers `{}`, and keeps every
-//! span it received for tests to inspect.
+//! accepts `POST /v1/traces` with JSON bodies (`content-type: application/json`),
+//! answers `{}`, and keeps every span it received for tests to inspect. The one
+//! collector of the exporter's unit tests and of the e2e test of the binaries.
 
 use std::sync::{Arc, Mutex};
 
@@ -83,24 +84,28 @@ async fn serve(socket: TcpStream, spans: &Mutex<Vec<CollectedSpan>>) -> anyhow::
         if socket.read_line(&mut request_line).await? == 0 {
             return Ok(());
         }
-        let mut length = None;
+        let (mut length, mut json) = (None, false);
         loop {
             let mut line = String::new();
             socket.read_line(&mut line).await?;
             let Some((name, value)) = line.trim_end().split_once(':') else { break };
             if name.eq_ignore_ascii_case("content-length") {
                 length = Some(value.trim().parse::<usize>()?);
+            } else if name.eq_ignore_ascii_case("content-type") {
+                json = value.trim() == "application/json";
             }
         }
         let mut body = vec![0; length.context("no content-length")?];
         socket.read_exact(&mut body).await?;
-        let (status, answer) = if request_line.starts_with("POST /v1/traces ") {
+        let (status, answer) = if !request_line.starts_with("POST /v1/traces ") {
+            ("404 Not Found", "{}")
+        } else if !json {
+            ("415 Unsupported Media Type", "{}")
+        } else {
             let body: Value = serde_json::from_slice(&body)?;
             let received = flatten(&body).context("not an OTLP trace export")?;
             spans.lock().map_err(|_| anyhow::anyhow!("poisoned"))?.extend(received);
             ("200 OK", "{}")
-        } else {
-            ("404 Not Found", "{}")
         };
         let response = format!(
             "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{answer}",
