@@ -109,10 +109,30 @@ pub async fn remember(
 ) {
     let mut all = vec![("fp", fingerprint), ("created", created_ms.to_string())];
     all.extend(fields.iter().cloned());
-    crate::redis_link::write_claim(redis, key, &all, ttl_secs).await;
+    // Its fields, not failed, with a fresh TTL, atomically. Best effort: without it the next
+    // request asks Postgres again.
+    let _ = redis
+        .run(|mut conn| async move {
+            redis::pipe()
+                .atomic()
+                .hset_multiple(&key, &all)
+                .ignore()
+                .hdel(&key, "failed")
+                .ignore()
+                .expire(&key, ttl_secs as i64)
+                .ignore()
+                .query_async::<()>(&mut conn)
+                .await
+        })
+        .await;
 }
 
-/// Marks a claim whose publish failed: a retry counts as new, and it is not shown as PENDING.
+/// Marks the claim at `key` as failed (its publish got no PubAck), so that a retry counts
+/// as new and the claim is not shown as PENDING. Best effort: the retry is what matters.
 pub async fn mark_failed(redis: &RedisLink, key: String) {
-    crate::redis_link::mark_failed(redis, key).await;
+    let _ = redis
+        .run(|mut conn| async move {
+            redis::cmd("HSET").arg(&key).arg("failed").arg(1).query_async::<i64>(&mut conn).await
+        })
+        .await;
 }

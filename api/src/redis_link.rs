@@ -138,33 +138,3 @@ async fn connect_forever(client: redis::Client, inner: Arc<Inner>) {
         }
     }
 }
-
-/// Marks the claim at `key` as failed (its publish got no PubAck), so that a retry counts
-/// as new and the claim is not shown as PENDING. Best effort: the retry is what matters.
-pub async fn mark_failed(redis: &RedisLink, key: String) {
-    let _ = redis
-        .run(|mut conn| async move {
-            redis::cmd("HSET").arg(&key).arg("failed").arg(1).query_async::<i64>(&mut conn).await
-        })
-        .await;
-}
-
-/// Writes a claim whose body is known from Postgres or JetStream (Redis lost it, or a
-/// claim was just made with another body): its fields, not failed, with a fresh TTL.
-/// Best effort: without it the next request asks Postgres again.
-pub async fn write_claim(redis: &RedisLink, key: String, fields: &[(&str, String)], ttl_secs: u64) {
-    let _ = redis
-        .run(|mut conn| async move {
-            redis::pipe()
-                .atomic()
-                .hset_multiple(&key, fields)
-                .ignore()
-                .hdel(&key, "failed")
-                .ignore()
-                .expire(&key, ttl_secs as i64)
-                .ignore()
-                .query_async::<()>(&mut conn)
-                .await
-        })
-        .await;
-}
