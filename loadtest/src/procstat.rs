@@ -213,14 +213,18 @@ mod tests {
         assert_eq!(s.rss_bytes, 2048 * 4096);
     }
 
-    #[tokio::test]
+    // The sampler runs on a worker thread while the test thread spins; on a current-thread
+    // runtime the spin would hold the sampler off, leaving it one sample (and no interval)
+    // whenever the machine is busy.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn samples_its_own_process() {
         let sampler = Sampler::start(Selector::default(), Duration::from_millis(20));
         let spin = Instant::now();
         while spin.elapsed() < Duration::from_millis(120) {
             std::hint::black_box((0..1000u64).sum::<u64>());
         }
-        tokio::time::sleep(Duration::from_millis(30)).await;
+        // Several intervals more, so a starved sampler still closes at least one.
+        tokio::time::sleep(Duration::from_millis(100)).await;
         let usage = sampler.stop().await;
         let me = usage.iter().find(|u| u.name == "loadtest").expect("the runner samples itself");
         assert!(me.rss_max_mib > 1.0, "{me:?}");

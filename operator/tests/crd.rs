@@ -5,8 +5,13 @@ use std::process::Command;
 
 use tps_operator::resource::{CRD_PATH, ThroughputService};
 
+/// The checkout the test runs in. Cargo and nextest set `CARGO_MANIFEST_DIR` when they run a
+/// test, which is right even when the binary was built in another checkout sharing the target
+/// directory (cargo reuses artifacts across checkouts); the compile-time value is the fallback.
 fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+    let manifest =
+        std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into());
+    PathBuf::from(manifest).parent().unwrap().to_path_buf()
 }
 
 #[test]
