@@ -96,19 +96,30 @@ pub async fn claim(redis: &RedisLink, claim: &Claim<'_>) -> Result<Outcome, Redi
     })
 }
 
-/// Writes back a claim whose body is known from Postgres or JetStream (Redis lost it,
-/// or a claim was just made with another body), so that the next request with its key
-/// is answered from Redis again. Best effort.
-pub async fn remember(
-    redis: &RedisLink,
-    key: String,
-    fingerprint: String,
-    created_ms: i64,
-    fields: &[(&'static str, String)],
-    ttl_secs: u64,
-) {
-    let mut all = vec![("fp", fingerprint), ("created", created_ms.to_string())];
-    all.extend(fields.iter().cloned());
+/// The body a claim binds its key to: what must match for a replay.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Body {
+    /// The body's fingerprint.
+    pub fingerprint: String,
+    /// Further fields of the claim (an order's buyer, ticket and quantity), part of the match.
+    pub fields: Vec<(&'static str, String)>,
+}
+
+/// What a claim holds, and what Postgres or the stream tells of a key's first use.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record {
+    /// The first body.
+    pub body: Body,
+    /// When the key was first accepted (ms since the epoch).
+    pub created_ms: i64,
+}
+
+/// Writes back the claim at `key` from its `record` (Redis lost it, or a claim was just
+/// made with another body), so that the next request with its key is answered from Redis
+/// again. Best effort.
+pub async fn remember(redis: &RedisLink, key: String, record: &Record, ttl_secs: u64) {
+    let mut all = vec![("fp", record.body.fingerprint.clone()), ("created", record.created_ms.to_string())];
+    all.extend(record.body.fields.iter().cloned());
     // Its fields, not failed, with a fresh TTL, atomically. Best effort: without it the next
     // request asks Postgres again.
     let _ = redis

@@ -8,6 +8,7 @@
 //! takes the same path for sign-ups, claimed on their id. See
 //! `README.md` for the whole path.
 
+pub mod accept;
 pub mod auth;
 pub mod claim;
 pub mod claims_watch;

@@ -31,6 +31,7 @@ use tokio::sync::{Semaphore, mpsc, oneshot};
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 
+use crate::claim::Record;
 use crate::protect::db_health::DbHealth;
 
 /// Lookups asked in one statement at most.
@@ -127,21 +128,8 @@ impl<V: Clone + Send + 'static> Batcher<V> {
     }
 }
 
-/// A settled order as far as its key's answer needs it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SettledKey {
-    /// The buyer.
-    pub user_id: String,
-    /// The ticket of the body.
-    pub ticket_id: Uuid,
-    /// The quantity of the body.
-    pub quantity: u32,
-    /// `createdAt` in ms: when the api first accepted it.
-    pub created_ms: i64,
-}
-
-/// Settled orders of `ids`.
-pub async fn orders(db: PgPool, ids: Vec<Uuid>) -> Result<HashMap<Uuid, SettledKey>, sqlx::Error> {
+/// Settled orders of `ids`, as the claims they were accepted with.
+pub async fn orders(db: PgPool, ids: Vec<Uuid>) -> Result<HashMap<Uuid, Record>, sqlx::Error> {
     let rows =
         sqlx::query("SELECT id, user_id, ticket_id, quantity, created_at FROM orders WHERE id = ANY($1)")
             .bind(&ids)
@@ -151,31 +139,22 @@ pub async fn orders(db: PgPool, ids: Vec<Uuid>) -> Result<HashMap<Uuid, SettledK
         .map(|r| {
             let quantity: i32 = r.try_get("quantity")?;
             let created: chrono::DateTime<chrono::Utc> = r.try_get("created_at")?;
-            Ok((
-                r.try_get("id")?,
-                SettledKey {
-                    user_id: r.try_get("user_id")?,
-                    ticket_id: r.try_get("ticket_id")?,
-                    quantity: quantity.max(0) as u32,
-                    created_ms: created.timestamp_millis(),
-                },
-            ))
+            let user: String = r.try_get("user_id")?;
+            let ticket: Uuid = r.try_get("ticket_id")?;
+            let record = crate::orders::claim::record(
+                &user,
+                &ticket,
+                quantity.max(0) as u32,
+                created.timestamp_millis(),
+            );
+            Ok((r.try_get("id")?, record))
         })
         .collect()
 }
 
-/// A settled sign-up as far as its id's answer needs it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SettledSignup {
-    /// The body's fingerprint (the worker stores the one it settled, `Signup::fingerprint`,
-    /// the same function the api claims with).
-    pub fingerprint: String,
-    /// `createdAt` in ms: when the api first accepted it.
-    pub created_ms: i64,
-}
-
-/// Settled sign-ups of `ids`.
-pub async fn signups(db: PgPool, ids: Vec<Uuid>) -> Result<HashMap<Uuid, SettledSignup>, sqlx::Error> {
+/// Settled sign-ups of `ids`, as the claims they were accepted with (the worker stores the
+/// fingerprint it settled, `Signup::fingerprint`, the function the api claims with).
+pub async fn signups(db: PgPool, ids: Vec<Uuid>) -> Result<HashMap<Uuid, Record>, sqlx::Error> {
     let rows = sqlx::query("SELECT id, fingerprint, created_at FROM users WHERE id = ANY($1)")
         .bind(&ids)
         .fetch_all(&db)
@@ -183,13 +162,8 @@ pub async fn signups(db: PgPool, ids: Vec<Uuid>) -> Result<HashMap<Uuid, Settled
     rows.iter()
         .map(|r| {
             let created: chrono::DateTime<chrono::Utc> = r.try_get("created_at")?;
-            Ok((
-                r.try_get("id")?,
-                SettledSignup {
-                    fingerprint: r.try_get("fingerprint")?,
-                    created_ms: created.timestamp_millis(),
-                },
-            ))
+            let record = crate::users::claim::record(r.try_get("fingerprint")?, created.timestamp_millis());
+            Ok((r.try_get("id")?, record))
         })
         .collect()
 }

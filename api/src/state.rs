@@ -10,12 +10,13 @@ use tokio::task::JoinHandle;
 use tps_contract::streams::{StreamLimits, ensure_named_streams, expect_named_streams};
 use tps_contract::subject::{ORDER_EVENTS, ORDERS_STREAM, StreamNames, TICKET_EVENTS, USERS_STREAM};
 
+use crate::claim::Record;
 use crate::claims_watch::{self, ClaimsWatch};
 use crate::config::Config;
 use crate::events::{self, Hub};
 use crate::gauges;
 use crate::protect::{Protection, backlog};
-use crate::recall::{self, Batcher, SettledKey, SettledSignup};
+use crate::recall::{self, Batcher};
 use crate::redis_link::RedisLink;
 use crate::telemetry;
 use crate::tickets::{SearchCache, TicketCache, refresh};
@@ -72,9 +73,9 @@ pub struct Shared {
     /// Rate limits, the in-flight bound and the consumer lag.
     pub protection: Arc<Protection>,
     /// Settled orders by id, looked up in micro-batches (a key's answer outlives Redis).
-    pub settled_orders: Batcher<SettledKey>,
-    /// Fingerprints of settled sign-ups by id, the same way.
-    pub settled_signups: Batcher<SettledSignup>,
+    pub settled_orders: Batcher<Record>,
+    /// Settled sign-ups by id, the same way.
+    pub settled_signups: Batcher<Record>,
     /// Whether a key without a Redis claim may still have an unsettled order (the epoch marker).
     pub claims: Arc<ClaimsWatch>,
     _tasks: Tasks,

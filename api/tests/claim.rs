@@ -113,7 +113,11 @@ async fn one_script_claims_replays_conflicts_refuses_and_indexes() {
     );
 
     // Written back after Redis lost it: the next claim is a replay of the remembered body.
-    claim::remember(&link, "k9".to_owned(), "fp-r".to_owned(), 42, &fields, 60).await;
+    let record = claim::Record {
+        body: claim::Body { fingerprint: "fp-r".to_owned(), fields: fields.to_vec() },
+        created_ms: 42,
+    };
+    claim::remember(&link, "k9".to_owned(), &record, 60).await;
     assert_eq!(
         claim::claim(&link, &order("k9", "fp-r", 50, false, &fields)).await.unwrap(),
         Outcome::Replay { created_ms: 42 }

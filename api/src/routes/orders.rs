@@ -1,6 +1,6 @@
 //! `POST /v1/orders` (the hot path), `GET /v1/orders/{id}` and `GET /v1/orders`.
 
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use async_nats::jetstream::publish::PublishAck;
 use axum::Router;
@@ -18,13 +18,15 @@ use tps_contract::trace::{TRACEPARENT_HEADER, TraceContext};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
+use crate::accept::{self, Acceptable, Stored};
 use crate::auth::User;
+use crate::claim::{Body, Record};
 use crate::cursor::{Cursor, page_limit};
 use crate::error::{ApiError, Problem};
 use crate::extract::{IdempotencyKey, Json, Path, Query};
-use crate::orders::claim::{self, Claim, ClaimRequest};
-use crate::orders::{pending, publish, store};
-use crate::recall::{self, RecallError, SettledKey};
+use crate::jetstream::PublishError;
+use crate::orders::{claim, order_key, pending, publish, store, user_orders_key};
+use crate::recall::RecallError;
 use crate::state::AppState;
 
 /// The order routes.
@@ -166,83 +168,23 @@ pub async fn create_order(
     if !(1..=max).contains(&body.quantity) {
         return Err(ApiError::BadRequest(format!("quantity must be within 1..={max} for this ticket")));
     }
-    let order_id = OrderCommand::id_for(user.id(), &key);
-    let now_ms = Utc::now().timestamp_millis();
-    let request = ClaimRequest {
-        order_id,
+    let request = OrderRequest {
+        order_id: OrderCommand::id_for(user.id(), &key),
         user: user.id(),
+        idempotency_key: &key,
         ticket_id: body.ticket_id,
         quantity: body.quantity,
-        now_ms,
         sold_out: ticket.sold_out,
-        ttl_secs: state.settings.pending_ttl_secs,
+        trace: &trace,
     };
-    let basis = match claim::claim(&state.redis, &request).await {
-        Ok(Claim::New { created_ms }) => Basis::Fresh { created_ms, claimed: true },
-        Ok(Claim::Replay { created_ms }) => Basis::Replay { created_ms },
-        Ok(Claim::Conflict) => return Err(ApiError::IdempotencyConflict),
-        Ok(Claim::SoldOut) => return sold_out_unless_known(&state, order_id, user.id(), &body).await,
-        Err(e) => {
-            // Degraded: the derived id, JetStream de-duplication and the Postgres
-            // primary key still make the order exactly-once without Redis.
-            metrics::counter!("tps_api_redis_degraded_total").increment(1);
-            state.claims.note_degraded();
-            tracing::debug!(error = %e, "placing an order without redis");
-            if ticket.sold_out {
-                return sold_out_unless_known(&state, order_id, user.id(), &body).await;
-            }
-            Basis::Fresh { created_ms: now_ms, claimed: false }
-        }
-    };
-    let created_ms = match basis {
-        Basis::Fresh { created_ms, .. } | Basis::Replay { created_ms } => created_ms,
-    };
-    let command = OrderCommand {
-        order_id,
-        user_id: user.0.sub.clone(),
-        ticket_id: body.ticket_id,
-        quantity: body.quantity,
-        idempotency_key: key,
-        // The original time on a replay, so a re-published command is identical.
-        accepted_at: DateTime::from_timestamp_millis(created_ms).unwrap_or_else(Utc::now),
-    };
-    let settings = &state.settings;
-    let publish = publish::publish(
-        &state.jetstream,
-        &command,
-        &settings.names,
-        settings.shards,
-        settings.publish_timeout,
-        &trace,
-    );
-    let (replayed, degraded) = match basis {
-        Basis::Replay { .. } => match publish.await {
-            Ok(_) => (true, false),
-            Err(e) => return Err(ApiError::Unavailable(format!("the order could not be stored: {e}"))),
-        },
-        Basis::Fresh { claimed, .. } => {
-            // No claim said whether this key was used: ask Postgres while JetStream stores the
-            // command. A second publish of a known key is harmless: the same Nats-Msg-Id is
-            // dropped by JetStream within its window, and after it the worker skips an id
-            // that is already settled (and Postgres, which we asked, had it settled).
-            let recall = state.settled_orders.get(order_id, settings.publish_timeout);
-            let (published, recalled) = tokio::join!(publish, recall);
-            let fresh = Fresh { order_id, user: user.id(), body: &body, claimed, created_ms };
-            match known_answer(&state, &fresh, recalled, published).await? {
-                Some(response) => return Ok(response),
-                None => (false, !claimed),
-            }
-        }
-    };
-    if replayed {
-        metrics::counter!("tps_api_idempotent_replays_total").increment(1);
-    } else {
-        metrics::counter!("tps_api_orders_accepted_total").increment(1);
-    }
-    tracing::debug!(trace_id = %trace.trace_id, span_id = %trace.span_id, %order_id, replayed, "order accepted");
-    let mut response = accepted(order_id, body.ticket_id, body.quantity, replayed);
+    let answer = accept::accept(&state, &request).await?;
+    // Answered from an earlier use of the key: no command was stored by this request.
+    let Some(stored) = answer.stored else { return Ok(answer.response) };
+    let order_id = request.order_id;
+    tracing::debug!(trace_id = %trace.trace_id, span_id = %trace.span_id, %order_id, stored.replayed, "order accepted");
+    let mut response = answer.response;
     if let Some(start) = started {
-        export_span(&trace, caller.map(|c| c.span_id), start, &command, replayed, degraded);
+        export_span(&trace, caller.map(|c| c.span_id), start, &request, stored);
     }
     // Echoed so a client without a tracer can still quote the trace id.
     if let Ok(value) = HeaderValue::try_from(trace.header()) {
@@ -251,180 +193,109 @@ pub async fn create_order(
     Ok(response)
 }
 
-/// What the Redis claim said of the key.
-#[derive(Debug, Clone, Copy)]
-enum Basis {
-    /// No claim existed: a brand-new key, or one whose claim Redis lost or let expire.
-    /// `claimed` when a claim was written now (false: Redis was unreachable).
-    Fresh { created_ms: i64, claimed: bool },
-    /// The claim holds this body: a replay.
-    Replay { created_ms: i64 },
-}
-
-/// Whether the body is the one the order was made with.
-fn same_body(settled: &SettledKey, user: &str, body: &CreateOrder) -> bool {
-    settled.user_id == user && settled.ticket_id == body.ticket_id && settled.quantity == body.quantity
-}
-
-/// A request whose key had no claim.
-struct Fresh<'a> {
+/// An order on its way through [`accept::accept`]: claimed on its derived id, with the
+/// PENDING record (buyer, ticket, quantity) and the buyer's index in the claim; refused
+/// while the ticket is known to be sold out.
+struct OrderRequest<'a> {
+    /// Derived from the buyer and the `Idempotency-Key`.
     order_id: Uuid,
+    /// The buyer.
     user: &'a str,
-    body: &'a CreateOrder,
-    /// Whether a claim was written now (false: Redis was unreachable).
-    claimed: bool,
-    /// The `acceptedAt` (ms) this request published.
-    created_ms: i64,
+    idempotency_key: &'a str,
+    ticket_id: Uuid,
+    quantity: u32,
+    /// What the ticket cache says.
+    sold_out: bool,
+    /// Carried on the message, so the worker's settle span continues this trace.
+    trace: &'a TraceContext,
 }
 
-/// The answer for a key whose claim was missing, from what Postgres and the PubAck say:
-/// `Some` when the key was used before (a replay, a 422) or nothing was stored (503),
-/// `None` when it is new and its order was just stored.
-async fn known_answer(
-    state: &AppState,
-    fresh: &Fresh<'_>,
-    recalled: Result<Option<SettledKey>, RecallError>,
-    published: Result<PublishAck, publish::PublishError>,
-) -> Result<Option<Response>, ApiError> {
-    let Fresh { order_id, user, body, claimed, created_ms } = *fresh;
-    let settled = match recalled {
-        Ok(settled) => settled,
-        Err(e) => {
-            // Postgres cannot say: answer from JetStream alone, as without it.
-            recall::count("order", "unknown");
-            tracing::debug!(error = %e, %order_id, "settled orders not consulted");
-            None
+impl Acceptable for OrderRequest<'_> {
+    type Command = OrderCommand;
+
+    const KIND: &'static str = "order";
+    const NOUN: &'static str = "order";
+    const STREAM: &'static str = ORDERS_STREAM;
+    const REFUSED: &'static str = "the ticket is sold out";
+
+    fn id(&self) -> Uuid {
+        self.order_id
+    }
+
+    fn claim_key(&self) -> String {
+        order_key(&self.order_id)
+    }
+
+    fn body(&self) -> Body {
+        claim::body(self.user, &self.ticket_id, self.quantity)
+    }
+
+    fn index(&self) -> Option<(String, String)> {
+        Some((user_orders_key(self.user), self.order_id.to_string()))
+    }
+
+    fn refuse_new(&self) -> bool {
+        self.sold_out
+    }
+
+    fn command(&self, created_ms: i64) -> OrderCommand {
+        OrderCommand {
+            order_id: self.order_id,
+            user_id: self.user.to_owned(),
+            ticket_id: self.ticket_id,
+            quantity: self.quantity,
+            idempotency_key: self.idempotency_key.to_owned(),
+            accepted_at: DateTime::from_timestamp_millis(created_ms).unwrap_or_else(Utc::now),
         }
-    };
-    // The lookup runs beside the publish, so a fast worker may already have settled the very
-    // order this request published: same body and the same acceptedAt is this request's own.
-    // (Same body and this request's own `acceptedAt`: this request's own command.)
-    let own = |known: &SettledKey| same_body(known, user, body) && known.created_ms == created_ms;
-    let settled = settled.filter(|s| !own(s));
-    if let Some(settled) = settled {
-        // Settled: the stored body decides, whatever the publish did.
-        return answer_from(state, order_id, user, body, &settled, claimed).await.map(Some);
     }
-    let ack = match published {
-        Ok(ack) => ack,
-        Err(e) => {
-            if claimed {
-                claim::mark_failed(&state.redis, &order_id).await;
-            }
-            return Err(ApiError::Unavailable(format!("the order could not be stored: {e}")));
-        }
-    };
-    if !ack.duplicate {
-        recall::count("order", "none");
-        return Ok(None);
+
+    fn command_id(command: &OrderCommand) -> Uuid {
+        command.order_id
     }
-    // JetStream already holds this id: the key was used, and its order is not settled
-    // yet (or was settled since we asked). The stored command tells its body.
-    let bound = state.settings.publish_timeout;
-    let stored: Option<OrderCommand> = crate::jetstream::stored_command(
-        &state.jetstream,
-        &state.settings.names.stream(ORDERS_STREAM),
-        ack.sequence,
-        bound,
-    )
-    .await;
-    let earlier = match stored.filter(|c| c.order_id == order_id) {
-        Some(c) => Some(SettledKey {
-            user_id: c.user_id,
-            ticket_id: c.ticket_id,
-            quantity: c.quantity,
-            created_ms: c.accepted_at.timestamp_millis(),
-        }),
-        // Gone from the stream: settled meanwhile (or expired); ask Postgres once more.
-        None => state.settled_orders.get(order_id, bound).await.ok().flatten(),
-    };
-    // The same body with this request's own `acceptedAt` is this request's claim: a concurrent
-    // request with the same key found the claim and published the same command first (or a
-    // fast worker settled it). The order is new, and this is its first answer.
-    if earlier.as_ref().is_some_and(own) {
-        recall::count("order", "none");
-        return Ok(None);
+
+    fn command_record(command: OrderCommand) -> Record {
+        let created_ms = command.accepted_at.timestamp_millis();
+        claim::record(&command.user_id, &command.ticket_id, command.quantity, created_ms)
     }
-    match earlier {
-        Some(earlier) => answer_from(state, order_id, user, body, &earlier, claimed).await.map(Some),
-        None => {
-            // Known to JetStream, body unknown to both: the only answer left is the replay.
-            recall::count("order", "unverified");
+
+    async fn publish(&self, state: &AppState, command: &OrderCommand) -> Result<PublishAck, PublishError> {
+        let settings = &state.settings;
+        publish::publish(
+            &state.jetstream,
+            command,
+            &settings.names,
+            settings.shards,
+            settings.publish_timeout,
+            self.trace,
+        )
+        .await
+    }
+
+    async fn recall(state: &AppState, id: Uuid, bound: Duration) -> Result<Option<Record>, RecallError> {
+        state.settled_orders.get(id, bound).await
+    }
+
+    fn conflict() -> ApiError {
+        ApiError::IdempotencyConflict
+    }
+
+    fn accepted(&self, replayed: bool) -> Response {
+        let id = self.order_id;
+        let body = Accepted { id, status: "PENDING", ticket_id: self.ticket_id, quantity: self.quantity };
+        super::accepted(body, format!("/v1/orders/{id}"), replayed)
+    }
+
+    fn refusal(&self) -> Response {
+        metrics::counter!("tps_api_sold_out_rejections_total").increment(1);
+        let body = SoldOut { status: "REJECTED", reason: "SOLD_OUT", ticket_id: self.ticket_id };
+        (StatusCode::CONFLICT, axum::Json(body)).into_response()
+    }
+
+    fn count(replayed: bool) {
+        if replayed {
             metrics::counter!("tps_api_idempotent_replays_total").increment(1);
-            Ok(Some(accepted(order_id, body.ticket_id, body.quantity, true)))
-        }
-    }
-}
-
-/// The answer for a key whose order is known (settled, or stored in the stream):
-/// the same body gets its 202 again, another body 422. The claim is written back so
-/// that Redis answers the next request with this key.
-async fn answer_from(
-    state: &AppState,
-    order_id: Uuid,
-    user: &str,
-    body: &CreateOrder,
-    known: &SettledKey,
-    claimed: bool,
-) -> Result<Response, ApiError> {
-    let same = same_body(known, user, body);
-    recall::count("order", if same { "same" } else { "other" });
-    if !(claimed && same) {
-        // A claim was just written with another body, or none is there: write the known one.
-        let remembered = claim::RememberedOrder {
-            user,
-            ticket_id: known.ticket_id,
-            quantity: known.quantity,
-            created_ms: known.created_ms,
-        };
-        claim::remember(&state.redis, &order_id, &remembered, state.settings.pending_ttl_secs).await;
-    }
-    if !same {
-        return Err(ApiError::IdempotencyConflict);
-    }
-    metrics::counter!("tps_api_idempotent_replays_total").increment(1);
-    Ok(accepted(order_id, known.ticket_id, known.quantity, true))
-}
-
-/// How long a sold-out refusal waits for Postgres to say whether the key has an order.
-const SOLD_OUT_LOOKUP_BOUND: std::time::Duration = std::time::Duration::from_secs(3);
-
-/// A claimless key on a ticket known to be sold out: `409 SOLD_OUT` only when no order can
-/// have this key. A settled one is in Postgres (its 202 again, or 422). An unsettled one can
-/// exist only while the claims are in doubt (Redis lost its data or was unreachable, and the
-/// orders from before are not all settled: `claims_watch.rs`); then the api cannot tell yet and
-/// answers 503 + `Retry-After`, not a final answer, and the retry gets the right one once the
-/// backlog is settled. It does not publish instead: a new key would then get a 202 where an
-/// earlier attempt got 409, and every sold-out request would become an order to reject.
-async fn sold_out_unless_known(
-    state: &AppState,
-    order_id: Uuid,
-    user: &str,
-    body: &CreateOrder,
-) -> Result<Response, ApiError> {
-    // Nothing runs beside this lookup, and without its answer the request gets 503: wait for it
-    // as long as for a pool connection (a fresh pool on a loaded host may need a second to connect).
-    let bound = state.settings.publish_timeout.max(SOLD_OUT_LOOKUP_BOUND);
-    match state.settled_orders.get(order_id, bound).await {
-        Ok(Some(settled)) => answer_from(state, order_id, user, body, &settled, false).await,
-        Ok(None) if !state.claims.in_doubt() => {
-            recall::count("order", "none");
-            Ok(sold_out(body.ticket_id))
-        }
-        Ok(None) => {
-            recall::count("order", "in_doubt");
-            Err(ApiError::Unavailable(
-                "the ticket is sold out, and whether this key has an order still in the stream cannot be \
-                 told until the orders accepted before Redis lost its data are settled"
-                    .into(),
-            ))
-        }
-        // Without Postgres, a key whose claim expired cannot be told from a new one.
-        Err(e) => {
-            recall::count("order", "unknown");
-            Err(ApiError::Unavailable(format!(
-                "the ticket is sold out, and whether this key has an order cannot be told now: {e}"
-            )))
+        } else {
+            metrics::counter!("tps_api_orders_accepted_total").increment(1);
         }
     }
 }
@@ -436,9 +307,8 @@ fn export_span(
     trace: &TraceContext,
     parent_span_id: Option<String>,
     start: SystemTime,
-    command: &OrderCommand,
-    replayed: bool,
-    degraded: bool,
+    order: &OrderRequest<'_>,
+    stored: Stored,
 ) {
     spans::export(Span {
         name: "POST /v1/orders",
@@ -451,27 +321,13 @@ fn export_span(
             ("http.request.method", "POST".into()),
             ("http.route", "/v1/orders".into()),
             ("http.response.status_code", u32::from(StatusCode::ACCEPTED.as_u16()).into()),
-            ("tps.order_id", command.order_id.to_string().into()),
-            ("tps.ticket_id", command.ticket_id.to_string().into()),
-            ("tps.quantity", command.quantity.into()),
-            ("tps.replayed", replayed.into()),
-            ("tps.redis_degraded", degraded.into()),
+            ("tps.order_id", order.order_id.to_string().into()),
+            ("tps.ticket_id", order.ticket_id.to_string().into()),
+            ("tps.quantity", order.quantity.into()),
+            ("tps.replayed", stored.replayed.into()),
+            ("tps.redis_degraded", stored.degraded.into()),
         ],
     });
-}
-
-fn accepted(id: Uuid, ticket_id: Uuid, quantity: u32, replayed: bool) -> Response {
-    super::accepted(
-        Accepted { id, status: "PENDING", ticket_id, quantity },
-        format!("/v1/orders/{id}"),
-        replayed,
-    )
-}
-
-fn sold_out(ticket_id: Uuid) -> Response {
-    metrics::counter!("tps_api_sold_out_rejections_total").increment(1);
-    let body = SoldOut { status: "REJECTED", reason: "SOLD_OUT", ticket_id };
-    (StatusCode::CONFLICT, axum::Json(body)).into_response()
 }
 
 /// One of the caller's orders: settled from Postgres, else PENDING from Redis.

@@ -4,6 +4,8 @@
 //! `users.<shard>` and answer 202 only after the PubAck. The worker settles the
 //! sign-up as CREATED, or REJECTED with `DUPLICATE_EMAIL`.
 
+use std::time::Duration;
+
 use async_nats::jetstream::publish::PublishAck;
 use axum::Router;
 use axum::extract::State;
@@ -17,13 +19,14 @@ use tps_contract::{SignupCommand, UserReason, UserStatus};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+use crate::accept::{self, Acceptable};
+use crate::claim::{Body, Record};
 use crate::error::{ApiError, Problem};
 use crate::extract::{Json, Path};
 use crate::jetstream::PublishError;
-use crate::recall::{self, RecallError, SettledSignup};
+use crate::recall::RecallError;
 use crate::state::AppState;
-use crate::users::claim::{self, Claim};
-use crate::users::{publish, store};
+use crate::users::{claim, publish, signup_key, store};
 
 /// The sign-up routes.
 pub fn router() -> Router<AppState> {
@@ -89,153 +92,86 @@ pub async fn create_user(
     Json(body): Json<Signup>,
 ) -> Result<Response, ApiError> {
     body.validate().map_err(ApiError::BadRequest)?;
-    let id = body.id;
-    let settings = &state.settings;
-    let now_ms = Utc::now().timestamp_millis();
-    let fingerprint = body.fingerprint();
-    let (created_ms, replayed, claimed) =
-        match claim::claim(&state.redis, &id, &fingerprint, now_ms, settings.pending_ttl_secs).await {
-            Ok(Claim::New { created_ms }) => (created_ms, false, true),
-            Ok(Claim::Replay { created_ms }) => (created_ms, true, true),
-            Ok(Claim::Conflict) => return Err(ApiError::SignupConflict),
-            Err(e) => {
-                // Degraded: JetStream de-duplication on the id and the worker's primary key
-                // still make the sign-up exactly-once without Redis.
-                metrics::counter!("tps_api_redis_degraded_total").increment(1);
-                state.claims.note_degraded();
-                tracing::debug!(error = %e, "accepting a sign-up without redis");
-                (now_ms, false, false)
-            }
-        };
-    // The original time on a replay, so a re-published command is identical.
-    let accepted_at = DateTime::from_timestamp_millis(created_ms).unwrap_or_else(Utc::now);
-    let command = SignupCommand { user: body, accepted_at };
-    let publish = publish::publish(
-        &state.jetstream,
-        &command,
-        &settings.names,
-        settings.shards,
-        settings.publish_timeout,
-    );
-    if replayed {
-        if let Err(e) = publish.await {
-            return Err(ApiError::Unavailable(format!("the sign-up could not be stored: {e}")));
-        }
-    } else {
-        // No claim said whether this id was used: ask Postgres while JetStream stores the
-        // command (a second publish of a known id is harmless: JetStream drops the same
-        // Nats-Msg-Id within its window, and the worker skips an id already settled).
-        let recall = state.settled_signups.get(id, settings.publish_timeout);
-        let (published, recalled) = tokio::join!(publish, recall);
-        let recalled = recalled.map(|settled| {
-            // The lookup runs beside the publish: a fast worker may already have settled the
-            // very sign-up this request published (same body, same acceptedAt): that is ours.
-            settled.filter(|s| !(s.fingerprint == fingerprint && s.created_ms == created_ms))
-        });
-        if let Some(answer) =
-            known_answer(&state, id, &fingerprint, created_ms, claimed, recalled, published).await?
-        {
-            return Ok(answer);
-        }
-    }
-    if replayed {
-        metrics::counter!("tps_api_signup_replays_total").increment(1);
-    } else {
-        metrics::counter!("tps_api_signups_accepted_total").increment(1);
-    }
-    Ok(super::accepted(SignupAccepted { id, status: "PENDING" }, format!("/v1/users/{id}"), replayed))
+    let request = SignupRequest { fingerprint: body.fingerprint(), signup: body };
+    Ok(accept::accept(&state, &request).await?.response)
 }
 
-/// The answer for an id whose claim was missing, from what Postgres and the PubAck say:
-/// `Some` when the id was used before (a replay, a 409) or nothing was stored (503),
-/// `None` when it is new and its sign-up was just stored.
-async fn known_answer(
-    state: &AppState,
-    id: Uuid,
-    fingerprint: &str,
-    created_ms: i64,
-    claimed: bool,
-    recalled: Result<Option<SettledSignup>, RecallError>,
-    published: Result<PublishAck, PublishError>,
-) -> Result<Option<Response>, ApiError> {
-    let settled = recalled.unwrap_or_else(|e| {
-        recall::count("signup", "unknown");
-        tracing::debug!(error = %e, %id, "settled sign-ups not consulted");
-        None
-    });
-    if let Some(stored) = settled {
-        return answer_from(state, id, fingerprint, &stored.fingerprint, claimed).await.map(Some);
+/// A sign-up on its way through [`accept::accept`]: claimed on its id with its body's
+/// fingerprint, never refused (there is no stock to run out of).
+struct SignupRequest {
+    signup: Signup,
+    /// `Signup::fingerprint`, computed once.
+    fingerprint: String,
+}
+
+impl Acceptable for SignupRequest {
+    type Command = SignupCommand;
+
+    const KIND: &'static str = "signup";
+    const NOUN: &'static str = "sign-up";
+    const STREAM: &'static str = USERS_STREAM;
+
+    fn id(&self) -> Uuid {
+        self.signup.id
     }
-    let ack = match published {
-        Ok(ack) => ack,
-        Err(e) => {
-            if claimed {
-                claim::mark_failed(&state.redis, &id).await;
-            }
-            return Err(ApiError::Unavailable(format!("the sign-up could not be stored: {e}")));
-        }
-    };
-    if !ack.duplicate {
-        recall::count("signup", "none");
-        return Ok(None);
+
+    fn claim_key(&self) -> String {
+        signup_key(&self.signup.id)
     }
-    // JetStream already holds this id, not settled yet (or settled since we asked).
-    let bound = state.settings.publish_timeout;
-    let stored: Option<SignupCommand> = crate::jetstream::stored_command(
-        &state.jetstream,
-        &state.settings.names.stream(USERS_STREAM),
-        ack.sequence,
-        bound,
-    )
-    .await;
-    let earlier = match stored.filter(|c| c.user.id == id) {
-        Some(c) => Some((c.user.fingerprint(), c.accepted_at.timestamp_millis())),
-        None => {
-            state.settled_signups.get(id, bound).await.ok().flatten().map(|s| (s.fingerprint, s.created_ms))
-        }
-    };
-    // The same body with this request's own `acceptedAt` is this request's claim: a concurrent
-    // request with the same id found the claim and published the same command first (or a fast
-    // worker settled it). The sign-up is new, and this is its first answer.
-    if earlier.as_ref().is_some_and(|(fp, at)| fp == fingerprint && *at == created_ms) {
-        recall::count("signup", "none");
-        return Ok(None);
+
+    fn body(&self) -> Body {
+        claim::body(self.fingerprint.clone())
     }
-    let earlier = earlier.map(|(fp, _)| fp);
-    match earlier {
-        Some(earlier) => answer_from(state, id, fingerprint, &earlier, claimed).await.map(Some),
-        None => {
-            recall::count("signup", "unverified");
+
+    fn command(&self, created_ms: i64) -> SignupCommand {
+        let accepted_at = DateTime::from_timestamp_millis(created_ms).unwrap_or_else(Utc::now);
+        SignupCommand { user: self.signup.clone(), accepted_at }
+    }
+
+    fn command_id(command: &SignupCommand) -> Uuid {
+        command.user.id
+    }
+
+    fn command_record(command: SignupCommand) -> Record {
+        claim::record(command.user.fingerprint(), command.accepted_at.timestamp_millis())
+    }
+
+    async fn publish(&self, state: &AppState, command: &SignupCommand) -> Result<PublishAck, PublishError> {
+        let settings = &state.settings;
+        publish::publish(
+            &state.jetstream,
+            command,
+            &settings.names,
+            settings.shards,
+            settings.publish_timeout,
+        )
+        .await
+    }
+
+    async fn recall(state: &AppState, id: Uuid, bound: Duration) -> Result<Option<Record>, RecallError> {
+        state.settled_signups.get(id, bound).await
+    }
+
+    fn conflict() -> ApiError {
+        ApiError::SignupConflict
+    }
+
+    fn accepted(&self, replayed: bool) -> Response {
+        let id = self.signup.id;
+        super::accepted(SignupAccepted { id, status: "PENDING" }, format!("/v1/users/{id}"), replayed)
+    }
+
+    fn refusal(&self) -> Response {
+        unreachable!("a sign-up never refuses a new id")
+    }
+
+    fn count(replayed: bool) {
+        if replayed {
             metrics::counter!("tps_api_signup_replays_total").increment(1);
-            Ok(Some(super::accepted(
-                SignupAccepted { id, status: "PENDING" },
-                format!("/v1/users/{id}"),
-                true,
-            )))
+        } else {
+            metrics::counter!("tps_api_signups_accepted_total").increment(1);
         }
     }
-}
-
-/// The answer for an id whose body is known (settled, or stored in the stream): the same
-/// body is a replay, another one 409. The claim is written back for the next request.
-async fn answer_from(
-    state: &AppState,
-    id: Uuid,
-    fingerprint: &str,
-    known: &str,
-    claimed: bool,
-) -> Result<Response, ApiError> {
-    let same = fingerprint == known;
-    recall::count("signup", if same { "same" } else { "other" });
-    if !(claimed && same) {
-        let now_ms = Utc::now().timestamp_millis();
-        claim::remember(&state.redis, &id, known, now_ms, state.settings.pending_ttl_secs).await;
-    }
-    if !same {
-        return Err(ApiError::SignupConflict);
-    }
-    metrics::counter!("tps_api_signup_replays_total").increment(1);
-    Ok(super::accepted(SignupAccepted { id, status: "PENDING" }, format!("/v1/users/{id}"), true))
 }
 
 /// A sign-up's state: settled from Postgres, else PENDING while its claim lives in Redis.
