@@ -57,6 +57,12 @@ async fn a_client_ip_over_its_rate_gets_429_but_probes_still_answer() {
     for probe in ["/healthz", "/readyz", "/metrics"] {
         assert_eq!(api.get(probe).send().await.unwrap().status(), 200, "{probe} is never limited");
     }
+    // Signed-in routes are limited per user, not per IP: the same host still reads its orders.
+    let reader = tps_testkit::token("ip-limited", false);
+    for _ in 0..4 {
+        let read = api.get("/v1/orders").bearer_auth(&reader).send().await.unwrap();
+        assert_eq!(read.status(), 200, "a signed-in route is not limited per client IP");
+    }
     api.stop().await;
 }
 
@@ -151,6 +157,8 @@ async fn while_postgres_is_down_reads_fail_at_once_orders_flow_and_it_recovers_b
     assert_eq!(order.status(), 202, "the hot path needs no Postgres");
     let catalog = api.get(&format!("/v1/tickets/{ticket}")).send().await.unwrap();
     assert_eq!(catalog.status(), 200, "the catalog is served from the cache");
+    let signup = api.get(&format!("/v1/users/{}", uuid::Uuid::new_v4())).send().await.unwrap();
+    problem(signup, 503).await;
 
     api.stack.postgres.start_again().await.unwrap();
     let mut recovered = false;

@@ -18,86 +18,18 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::Router;
 use axum::extract::{ConnectInfo, Request, State};
-use axum::http::Method;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use tokio::sync::Semaphore;
 
+use crate::config::Limits;
 use crate::error::ApiError;
-use crate::state::AppState;
 pub use backlog::Backlog;
 pub use client_ip::TrustedProxies;
 pub use db_health::DbHealth;
 pub use rate_limit::RateLimiter;
-
-/// The limits, from flags or environment. 0 turns a limit off.
-#[derive(Debug, Clone, clap::Args)]
-pub struct Limits {
-    /// Sustained requests a second per user (token `sub`); bursts of twice that pass.
-    #[arg(long, env = "API_RATE_LIMIT_PER_USER", default_value_t = 50)]
-    pub rate_limit_per_user: u32,
-    /// Sustained requests a second per client IP on the anonymous routes (sign-ups, the
-    /// catalog, the page, the OpenAPI document); bursts of twice that pass. Signed-in
-    /// routes are limited per user instead. The client IP is the TCP peer, or what a
-    /// proxy in `API_TRUSTED_PROXIES` put in `X-Forwarded-For`; IPv6 counts per /64.
-    /// 0 turns it off (a load runner on loopback is one host: `scripts/dev` and the
-    /// test stacks do).
-    #[arg(long, env = "API_RATE_LIMIT_PER_IP", default_value_t = 100)]
-    pub rate_limit_per_ip: u32,
-    /// Comma-separated CIDRs (or addresses) of the proxies whose `X-Forwarded-For` is
-    /// believed, e.g. the ingress controllers' pod network `10.0.0.0/8`. Empty: nobody's;
-    /// the client is always the TCP peer.
-    #[arg(long, env = "API_TRUSTED_PROXIES", default_value = "")]
-    pub trusted_proxies: TrustedProxies,
-    /// Time a client has to send a request's head (line and headers) once the server
-    /// waits for it; also the keep-alive idle timeout, since the wait starts when a
-    /// connection goes idle. Past it the connection is closed. 0: no deadline.
-    #[arg(long, env = "API_HEADER_TIMEOUT_MS", default_value_t = 10_000)]
-    pub header_timeout_ms: u64,
-    /// Time a client has to send a request's body once its head arrived; past it 408
-    /// and the connection is closed. The body is read before the request takes an
-    /// in-flight slot, so a slow sender never holds one.
-    #[arg(long, env = "API_BODY_TIMEOUT_MS", default_value_t = 5_000)]
-    pub body_timeout_ms: u64,
-    /// Whether connections stay open between requests (HTTP/1.1 keep-alive).
-    #[arg(long, env = "API_KEEP_ALIVE", default_value_t = true, action = clap::ArgAction::Set)]
-    pub keep_alive: bool,
-    /// Live `/v1/events` connections (WebSocket and SSE together) one user may hold on one
-    /// pod; one more gets 429 with `Retry-After`. 0: no cap.
-    #[arg(long, env = "API_EVENTS_MAX_PER_USER", default_value_t = 8)]
-    pub events_max_per_user: usize,
-    /// Live `/v1/events` connections one pod holds; one more gets 429 with `Retry-After`
-    /// (an autoscaler adds pods; a client retries on another). 0: no cap.
-    #[arg(long, env = "API_EVENTS_MAX_PER_POD", default_value_t = 20_000)]
-    pub events_max_per_pod: usize,
-    /// Ids that Postgres did not know, remembered (for 1 s each) so that asking again
-    /// costs nothing; beyond this many the oldest are forgotten.
-    #[arg(long, env = "API_UNKNOWN_TICKETS_MAX", default_value_t = 10_000)]
-    pub unknown_tickets_max: usize,
-    /// Requests served at once. Beyond it a request waits for a slot, first come first
-    /// served, for at most `API_QUEUE_TIMEOUT_MS`, then gets 503. A waiting request has
-    /// not had its body read: it costs its connection and its head, little more.
-    #[arg(long, env = "API_MAX_IN_FLIGHT", default_value_t = 4_096)]
-    pub max_in_flight: usize,
-    /// How long a request may wait for a slot when `API_MAX_IN_FLIGHT` are being served
-    /// (0: no waiting, 503 at once). A burst of sign-ups queues here instead of being shed.
-    #[arg(long, env = "API_QUEUE_TIMEOUT_MS", default_value_t = 5_000)]
-    pub queue_timeout_ms: u64,
-    /// Deadline of a whole request; past it the client gets 503 (outbound calls have their own, shorter, bounds).
-    #[arg(long, env = "API_REQUEST_TIMEOUT_MS", default_value_t = 10_000)]
-    pub request_timeout_ms: u64,
-    /// Unacked commands of one stream (summed over its shard consumers) beyond which new
-    /// orders (ORDERS) or sign-ups (USERS) get 503.
-    #[arg(long, env = "API_MAX_CONSUMER_LAG", default_value_t = 1_000_000)]
-    pub max_consumer_lag: u64,
-    /// How often the consumer lag is measured.
-    #[arg(long, env = "API_LAG_POLL_MS", default_value_t = 1_000)]
-    pub lag_poll_ms: u64,
-    /// How often Postgres is probed; while a probe fails, routes that need it get 503 at once.
-    #[arg(long, env = "API_DB_PROBE_MS", default_value_t = 500)]
-    pub db_probe_ms: u64,
-}
 
 /// The limiters and counters behind [`guard`], shared by every request.
 pub struct Protection {
@@ -165,31 +97,71 @@ fn too_many(whom: &'static str, wait: Duration) -> ApiError {
     ApiError::TooManyRequests { whom, retry_after_secs: wait.as_secs() + 1 }
 }
 
-/// Probes must answer whatever the load, or an orchestrator kills a busy pod.
-fn is_probe(path: &str) -> bool {
-    matches!(path, "/healthz" | "/readyz" | "/metrics")
+/// What the guard does on a group of routes, besides the body deadline, the in-flight
+/// bound and the request deadline that every guarded route gets. Probes are not guarded:
+/// they must answer whatever the load, or an orchestrator kills a busy pod.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Policy {
+    /// Limited per client IP: the routes that take no token (sign-ups, the catalog, the
+    /// page, the OpenAPI document). Signed-in routes are limited per user, by the token's
+    /// extractor (`crate::auth`).
+    per_ip: bool,
+    /// Answered 503 at once while Postgres is down (order reads, sign-up reads, admin
+    /// writes). The order hot path and the catalog (served from the cache) never are.
+    needs_postgres: bool,
+    /// New commands shed with 503 while this stream's consumers lag.
+    backlog: Option<Stream>,
 }
 
-/// Routes that take no token, and so are limited per client IP: sign-ups, the
-/// catalog, the page, the OpenAPI document, and anything unknown. The signed-in
-/// routes (orders, events, admin, creating tickets) are limited per user.
-pub fn is_anonymous(method: &Method, path: &str) -> bool {
-    let signed_in = path.starts_with("/v1/orders")
-        || path.starts_with("/v1/events")
-        || path.starts_with("/v1/admin")
-        || (path == "/v1/tickets" && method == Method::POST);
-    !signed_in
+/// The command streams whose lag sheds new commands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stream {
+    /// ORDERS: new orders.
+    Orders,
+    /// USERS: new sign-ups.
+    Users,
 }
 
-/// The middleware: per-IP limit, body deadline, in-flight bound, backpressure on new orders and sign-ups, deadline.
-pub async fn guard(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    if is_probe(request.uri().path()) {
-        return next.run(request).await;
+impl Policy {
+    /// Routes that take no token: limited per client IP.
+    pub const ANONYMOUS: Self = Self { per_ip: true, needs_postgres: false, backlog: None };
+    /// Routes that take a token: limited per user by its extractor.
+    pub const SIGNED_IN: Self = Self { per_ip: false, needs_postgres: false, backlog: None };
+
+    /// Also answered 503 at once while Postgres is down.
+    pub const fn needs_postgres(self) -> Self {
+        Self { needs_postgres: true, ..self }
     }
-    let protection = &state.protection;
-    if let (Some(limiter), Some(ConnectInfo(peer))) =
-        (&protection.per_ip, request.extensions().get::<ConnectInfo<SocketAddr>>())
-        && is_anonymous(request.method(), request.uri().path())
+
+    /// Also shed while `stream`'s consumers lag.
+    pub const fn sheds_on_backlog(self, stream: Stream) -> Self {
+        Self { backlog: Some(stream), ..self }
+    }
+}
+
+/// The guard's state: the shared protection and the policy of the routes it wraps.
+#[derive(Clone)]
+struct Guard {
+    protection: Arc<Protection>,
+    policy: Policy,
+}
+
+/// `routes` guarded by [`guard`] under `policy`. Layered per route (after routing), so
+/// what a route needs is said where it is declared, not by matching paths here.
+pub fn guarded<S: Clone + Send + Sync + 'static>(
+    routes: Router<S>,
+    protection: &Arc<Protection>,
+    policy: Policy,
+) -> Router<S> {
+    let guard_state = Guard { protection: protection.clone(), policy };
+    routes.route_layer(axum::middleware::from_fn_with_state(guard_state, guard))
+}
+
+/// The middleware: per-IP limit, body deadline, in-flight bound, Postgres fail-fast,
+/// backpressure on new commands, deadline; as the route's [`Policy`] asks.
+async fn guard(State(Guard { protection, policy }): State<Guard>, request: Request, next: Next) -> Response {
+    if let (true, Some(limiter), Some(ConnectInfo(peer))) =
+        (policy.per_ip, &protection.per_ip, request.extensions().get::<ConnectInfo<SocketAddr>>())
     {
         let client = protection.trusted_proxies.client(peer.ip(), request.headers());
         if let Err(wait) = limiter.check(client_ip::limit_key(client)) {
@@ -221,26 +193,20 @@ pub async fn guard(State(state): State<AppState>, request: Request, next: Next) 
         },
         None => None,
     };
-    if !protection.db.is_up() && db_health::needs_postgres(request.method(), request.uri().path()) {
+    if policy.needs_postgres && !protection.db.is_up() {
         metrics::counter!("tps_api_shed_total", "why" => "postgres_down").increment(1);
         return ApiError::Unavailable("the database is unavailable; retry shortly".into()).into_response();
     }
-    if request.method() == Method::POST
-        && request.uri().path() == "/v1/orders"
-        && protection.backlog.is_over()
-    {
-        metrics::counter!("tps_api_shed_total", "why" => "consumer_lag").increment(1);
-        let detail = format!("orders are backlogged ({} unsettled); retry shortly", protection.backlog.lag());
-        return ApiError::Unavailable(detail).into_response();
-    }
-    if request.method() == Method::POST
-        && request.uri().path() == "/v1/users"
-        && protection.signup_backlog.is_over()
-    {
-        metrics::counter!("tps_api_shed_total", "why" => "consumer_lag").increment(1);
-        let detail =
-            format!("sign-ups are backlogged ({} unsettled); retry shortly", protection.signup_backlog.lag());
-        return ApiError::Unavailable(detail).into_response();
+    if let Some(stream) = policy.backlog {
+        let (backlog, what) = match stream {
+            Stream::Orders => (&protection.backlog, "orders"),
+            Stream::Users => (&protection.signup_backlog, "sign-ups"),
+        };
+        if backlog.is_over() {
+            metrics::counter!("tps_api_shed_total", "why" => "consumer_lag").increment(1);
+            let detail = format!("{what} are backlogged ({} unsettled); retry shortly", backlog.lag());
+            return ApiError::Unavailable(detail).into_response();
+        }
     }
     match tokio::time::timeout(protection.request_timeout, next.run(request)).await {
         Ok(response) => response,

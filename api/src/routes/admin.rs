@@ -1,6 +1,8 @@
 //! Admin routes over dead letters: `GET /v1/admin/dead-letters` and
 //! `POST /v1/admin/dead-letters/{id}/replay`.
 
+use std::sync::Arc;
+
 use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -14,13 +16,15 @@ use crate::cursor::page_limit;
 use crate::dead_letters::{self, DeadLetter};
 use crate::error::{ApiError, Problem};
 use crate::extract::{Path, Query};
+use crate::protect::{Policy, Protection, guarded};
 use crate::state::AppState;
 
 /// The admin routes.
-pub fn router() -> Router<AppState> {
-    Router::new()
+pub fn router(protection: &Arc<Protection>) -> Router<AppState> {
+    let admin = Router::new()
         .route("/v1/admin/dead-letters", get(list_dead_letters))
-        .route("/v1/admin/dead-letters/{id}/replay", post(replay_dead_letter))
+        .route("/v1/admin/dead-letters/{id}/replay", post(replay_dead_letter));
+    guarded(admin, protection, Policy::SIGNED_IN)
 }
 
 /// A command the worker gave up on.

@@ -1,6 +1,8 @@
 //! `GET /v1/events`: the caller's order updates and everyone's ticket updates,
 //! as a WebSocket, or as SSE when the client sends `Accept: text/event-stream`.
 
+use std::sync::Arc;
+
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::Router;
@@ -17,11 +19,12 @@ use crate::auth::claims_from_header_or_query;
 use crate::error::{ApiError, Problem};
 use crate::events::{Refused, Subscription, sse, websocket};
 use crate::extract::Query;
+use crate::protect::{Policy, Protection, guarded};
 use crate::state::AppState;
 
 /// The events route.
-pub fn router() -> Router<AppState> {
-    Router::new().route("/v1/events", get(events))
+pub fn router(protection: &Arc<Protection>) -> Router<AppState> {
+    guarded(Router::new().route("/v1/events", get(events)), protection, Policy::SIGNED_IN)
 }
 
 /// The query of `GET /v1/events`.

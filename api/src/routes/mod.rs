@@ -36,20 +36,22 @@ pub fn accepted(body: impl serde::Serialize, location: String, replayed: bool) -
 
 /// Every route, with the few layers the hot path can afford.
 pub fn app(state: AppState) -> Router {
+    // Each area guards its own routes under its policy (`crate::protect::Policy`).
+    let protection = &state.protection;
     let routes = Router::new()
-        .merge(orders::router())
-        .merge(tickets::router())
-        .merge(users::router())
-        .merge(events::router())
-        .merge(page::router())
+        .merge(orders::router(protection))
+        .merge(tickets::router(protection))
+        .merge(users::router(protection))
+        .merge(events::router(protection))
+        .merge(page::router(protection))
         .merge(health::router())
-        .merge(admin::router())
-        .merge(openapi::router());
+        .merge(admin::router(protection))
+        .merge(openapi::router(protection));
     let router = crate::middleware::wrap(routes)
         .fallback(|| async { ApiError::NotFound("route") })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES));
-    crate::request_id::wrap(crate::middleware::guard(router, state.clone())).with_state(state)
+    crate::request_id::wrap(router).with_state(state)
 }
 
 /// The router of the METRICS_LISTEN listener.

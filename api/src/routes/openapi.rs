@@ -1,10 +1,13 @@
 //! `GET /openapi.json`: the OpenAPI 3 document of every route, body and problem.
 
+use std::sync::Arc;
+
 use axum::Router;
 use axum::routing::get;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
+use crate::protect::{Policy, Protection, guarded};
 use crate::state::AppState;
 
 /// The document, assembled from the handlers' annotations.
@@ -36,8 +39,8 @@ impl Modify for BearerAuth {
 }
 
 /// The OpenAPI route.
-pub fn router() -> Router<AppState> {
-    Router::new().route("/openapi.json", get(openapi_json))
+pub fn router(protection: &Arc<Protection>) -> Router<AppState> {
+    guarded(Router::new().route("/openapi.json", get(openapi_json)), protection, Policy::ANONYMOUS)
 }
 
 /// This document.

@@ -1,5 +1,6 @@
 //! `POST /v1/orders` (the hot path), `GET /v1/orders/{id}` and `GET /v1/orders`.
 
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use async_nats::jetstream::publish::PublishAck;
@@ -26,14 +27,20 @@ use crate::error::{ApiError, Problem};
 use crate::extract::{IdempotencyKey, Json, Path, Query};
 use crate::jetstream::PublishError;
 use crate::orders::{claim, order_key, pending, publish, store, user_orders_key};
+use crate::protect::{Policy, Protection, Stream, guarded};
 use crate::recall::RecallError;
 use crate::state::AppState;
 
-/// The order routes.
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/v1/orders", post(create_order).get(list_orders))
-        .route("/v1/orders/{id}", get(get_order))
+/// The order routes: signed in; reads need Postgres, new orders never do but are shed
+/// while the order consumers lag.
+pub fn router(protection: &Arc<Protection>) -> Router<AppState> {
+    let place = Router::new().route("/v1/orders", post(create_order));
+    let reads = Router::new().route("/v1/orders", get(list_orders)).route("/v1/orders/{id}", get(get_order));
+    guarded(place, protection, Policy::SIGNED_IN.sheds_on_backlog(Stream::Orders)).merge(guarded(
+        reads,
+        protection,
+        Policy::SIGNED_IN.needs_postgres(),
+    ))
 }
 
 /// The body of `POST /v1/orders`.

@@ -5,6 +5,8 @@
 //! pasted token (or `/#token=…`), and shows each order settle. No build step:
 //! the two files in `api/static/` are served as they are.
 
+use std::sync::Arc;
+
 use axum::Router;
 use axum::http::HeaderMap;
 use axum::response::Response;
@@ -12,14 +14,19 @@ use axum::routing::get;
 use bytes::Bytes;
 
 use crate::conditional;
+use crate::protect::{Policy, Protection, guarded};
 use crate::state::AppState;
 
 const INDEX_HTML: &str = include_str!("../../static/index.html");
 const APP_JS: &str = include_str!("../../static/app.js");
 
 /// `/` and `/app.js`, compressed, with ETags.
-pub fn router() -> Router<AppState> {
-    Router::new().route("/", get(index)).route("/app.js", get(app_js)).layer(super::tickets::compression())
+pub fn router(protection: &Arc<Protection>) -> Router<AppState> {
+    let page = Router::new()
+        .route("/", get(index))
+        .route("/app.js", get(app_js))
+        .layer(super::tickets::compression());
+    guarded(page, protection, Policy::ANONYMOUS)
 }
 
 async fn index(headers: HeaderMap) -> Response {

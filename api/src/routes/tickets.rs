@@ -22,17 +22,24 @@ use crate::auth::Admin;
 use crate::conditional;
 use crate::error::{ApiError, Problem};
 use crate::extract::{Json, Path, Query};
+use crate::protect::{Policy, Protection, guarded};
 use crate::state::AppState;
 use crate::tickets::query::{CatalogQuery, Position, RawParams};
 use crate::tickets::{NewTicket, Ticket, store};
 
-/// The ticket routes: compressed reads, and the admin write.
-pub fn router() -> Router<AppState> {
-    Router::new()
+/// The ticket routes: compressed anonymous reads from the cache, and the signed-in admin
+/// write, which needs Postgres.
+pub fn router(protection: &Arc<Protection>) -> Router<AppState> {
+    let reads = Router::new()
         .route("/v1/tickets", get(list_tickets))
         .route("/v1/tickets/{id}", get(get_ticket))
-        .layer(compression())
-        .merge(Router::new().route("/v1/tickets", post(create_ticket)))
+        .layer(compression());
+    let create = Router::new().route("/v1/tickets", post(create_ticket));
+    guarded(reads, protection, Policy::ANONYMOUS).merge(guarded(
+        create,
+        protection,
+        Policy::SIGNED_IN.needs_postgres(),
+    ))
 }
 
 /// gzip at its fastest level: a page of the catalog is a few KiB of repetitive

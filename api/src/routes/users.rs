@@ -4,6 +4,7 @@
 //! `users.<shard>` and answer 202 only after the PubAck. The worker settles the
 //! sign-up as CREATED, or REJECTED with `DUPLICATE_EMAIL`.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::jetstream::publish::PublishAck;
@@ -24,13 +25,21 @@ use crate::claim::{Body, Record};
 use crate::error::{ApiError, Problem};
 use crate::extract::{Json, Path};
 use crate::jetstream::PublishError;
+use crate::protect::{Policy, Protection, Stream, guarded};
 use crate::recall::RecallError;
 use crate::state::AppState;
 use crate::users::{claim, publish, signup_key, store};
 
-/// The sign-up routes.
-pub fn router() -> Router<AppState> {
-    Router::new().route("/v1/users", post(create_user)).route("/v1/users/{id}", get(get_user))
+/// The sign-up routes: anonymous; reads need Postgres, new sign-ups never do but are shed
+/// while the sign-up consumers lag.
+pub fn router(protection: &Arc<Protection>) -> Router<AppState> {
+    let sign_up = Router::new().route("/v1/users", post(create_user));
+    let read = Router::new().route("/v1/users/{id}", get(get_user));
+    guarded(sign_up, protection, Policy::ANONYMOUS.sheds_on_backlog(Stream::Users)).merge(guarded(
+        read,
+        protection,
+        Policy::ANONYMOUS.needs_postgres(),
+    ))
 }
 
 /// The 202 answer: the sign-up is durable and will be settled.
