@@ -3,11 +3,18 @@
 //!
 //! Our spans already carry W3C ids, so each becomes an `opentelemetry_sdk`
 //! `SpanData` with exactly those ids (no tracer, no id generator, no sampler)
-//! and goes to `opentelemetry-otlp`'s HTTP exporter on a hyper client (plain
-//! `http://`, as an in-cluster collector or agent speaks). A bounded queue keeps
-//! the network off the request path: [`export`] is a `try_send`, and a Tokio
-//! task batches, converts and posts, dropping (and counting) spans when the
-//! collector cannot keep up.
+//! and is handed to the SDK's batch span processor through
+//! `SpanProcessor::on_end`, which batches them for `opentelemetry-otlp`'s HTTP
+//! exporter on a hyper client (plain `http://`, as an in-cluster collector or
+//! agent speaks).
+//!
+//! The processor is the one that runs on Tokio
+//! (`span_processor_with_async_runtime::BatchSpanProcessor` with
+//! `runtime::Tokio`): the hyper client needs a Tokio reactor, which the SDK's
+//! default, thread-based processor does not give it (its thread calls the exporter
+//! with a plain blocking executor, and the client panics there). `on_end` is a
+//! `try_send` on the processor's bounded queue, so the network stays off the
+//! request path; when the queue is full the span is dropped.
 //!
 //! Configuration is the OpenTelemetry SDK's environment (see [`Config::from_vars`]):
 //! an exporter starts only when `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` (used as is)
@@ -16,28 +23,34 @@
 //! `OTEL_SERVICE_NAME` and `OTEL_RESOURCE_ATTRIBUTES` make the resource;
 //! `OTEL_EXPORTER_OTLP[_TRACES]_HEADERS` and `_TIMEOUT` are read by the exporter;
 //! `OTEL_BSP_SCHEDULE_DELAY`, `OTEL_BSP_MAX_QUEUE_SIZE`,
-//! `OTEL_BSP_MAX_EXPORT_BATCH_SIZE` and `OTEL_BSP_MAX_CONCURRENT_EXPORTS` shape
-//! the batches as they do for the SDK's batch span processor.
+//! `OTEL_BSP_MAX_EXPORT_BATCH_SIZE`, `OTEL_BSP_MAX_CONCURRENT_EXPORTS` and
+//! `OTEL_BSP_EXPORT_TIMEOUT` become the processor's `BatchConfig`.
+//!
+//! Problems are reported by the SDK itself, as `tracing` warnings and errors with
+//! target `opentelemetry_sdk` (its `internal-logs` feature), in the process log:
+//! `BatchSpanProcessor.SpanDroppingStarted` at the first span dropped on a full
+//! queue, `BatchSpanProcessor.Shutdown` with the total `dropped_spans` at shutdown,
+//! and `BatchSpanProcessor.Export.Error` (or `.Flush.ExportError`) for each failed
+//! request. `RUST_LOG=info,opentelemetry_sdk=off` silences them.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use opentelemetry::trace::{SpanContext, SpanId, Status, TraceFlags, TraceId, TraceState};
 use opentelemetry::{InstrumentationScope, Key, KeyValue, Value};
 use opentelemetry_otlp::{Protocol, WithExportConfig};
 use opentelemetry_sdk::Resource;
-use opentelemetry_sdk::trace::{SpanData, SpanEvents, SpanExporter as _, SpanLinks};
-use tokio::sync::{mpsc, oneshot};
-use tokio::task::JoinSet;
+use opentelemetry_sdk::runtime::Tokio;
+use opentelemetry_sdk::trace::span_processor_with_async_runtime::BatchSpanProcessor;
+use opentelemetry_sdk::trace::{
+    BatchConfig, BatchConfigBuilder, SpanData, SpanEvents, SpanExporter as _, SpanLinks, SpanProcessor as _,
+};
 
 use crate::spans::{AttributeValue, Span, SpanKind};
 
 /// How long [`crate::spans::Installed::shutdown`] waits for the last export.
 pub const FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// Export problems (failures, drops) are logged at most this often.
-const REPORT_EVERY: Duration = Duration::from_secs(10);
 
 const SERVICE_NAME: &str = "service.name";
 
@@ -56,6 +69,9 @@ pub struct Config {
     pub max_export_batch_size: usize,
     /// Requests in flight at once (`OTEL_BSP_MAX_CONCURRENT_EXPORTS`, 1).
     pub max_concurrent_exports: usize,
+    /// The longest the processor waits for one request (`OTEL_BSP_EXPORT_TIMEOUT`,
+    /// 30 s); the exporter's own `OTEL_EXPORTER_OTLP_TIMEOUT` (10 s) applies too.
+    pub export_timeout: Duration,
 }
 
 impl Config {
@@ -68,6 +84,7 @@ impl Config {
             max_queue_size: 2048,
             max_export_batch_size: 512,
             max_concurrent_exports: 1,
+            export_timeout: Duration::from_millis(30_000),
         }
     }
 
@@ -79,7 +96,9 @@ impl Config {
     /// The configuration the OTel variables given by `var` describe, following the
     /// SDK specification: `None` unless an endpoint is set, or when
     /// `OTEL_SDK_DISABLED` is `true`, or `OTEL_TRACES_EXPORTER` does not list `otlp`.
-    /// Empty values count as unset; unparsable numbers keep their defaults.
+    /// Empty values count as unset; unparsable numbers keep their defaults, and so
+    /// do zero sizes and timeouts, which the SDK's processor cannot work with (a
+    /// zero-sized queue panics, a zero-sized batch never fills); a zero delay is 1 ms.
     pub fn from_vars(var: impl Fn(&str) -> Option<String>, default_service_name: &str) -> Option<Self> {
         let var = |name: &str| var(name).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
         if var("OTEL_SDK_DISABLED").is_some_and(|v| v.eq_ignore_ascii_case("true")) {
@@ -102,6 +121,9 @@ impl Config {
         if let Some(ms) = number("OTEL_BSP_SCHEDULE_DELAY") {
             config.schedule_delay = Duration::from_millis(ms.max(1));
         }
+        if let Some(ms) = number("OTEL_BSP_EXPORT_TIMEOUT").filter(|&ms| ms > 0) {
+            config.export_timeout = Duration::from_millis(ms);
+        }
         let size = |name: &str, default: usize| {
             number(name).and_then(|n| usize::try_from(n).ok()).filter(|&n| n > 0).unwrap_or(default)
         };
@@ -111,6 +133,18 @@ impl Config {
         config.max_concurrent_exports =
             size("OTEL_BSP_MAX_CONCURRENT_EXPORTS", config.max_concurrent_exports);
         Some(config)
+    }
+
+    /// The SDK processor's batching. Every value is set here, so the process
+    /// environment that `BatchConfigBuilder::default()` also reads changes nothing.
+    fn batch_config(&self) -> BatchConfig {
+        BatchConfigBuilder::default()
+            .with_scheduled_delay(self.schedule_delay.max(Duration::from_millis(1)))
+            .with_max_queue_size(self.max_queue_size.max(1))
+            .with_max_export_batch_size(self.max_export_batch_size.max(1))
+            .with_max_concurrent_exports(self.max_concurrent_exports.max(1))
+            .with_max_export_timeout(self.export_timeout)
+            .build()
     }
 }
 
@@ -129,23 +163,18 @@ fn resource(default_service_name: &str) -> Resource {
     }
 }
 
-enum Command {
-    Span(Span),
-    Flush(oneshot::Sender<()>),
-}
-
-/// A running exporter: the queue's sending end and its background task.
+/// A running exporter: the SDK's batch span processor and its Tokio task.
 pub(crate) struct Pipeline {
-    queue: mpsc::Sender<Command>,
-    dropped: Arc<AtomicU64>,
+    processor: Arc<BatchSpanProcessor<Tokio>>,
+    scope: InstrumentationScope,
     open: AtomicBool,
 }
 
 impl Pipeline {
-    /// Builds the exporter and spawns its task on the current Tokio runtime.
+    /// Builds the exporter and starts the processor's task on the current Tokio runtime.
     pub(crate) fn start(config: &Config) -> Result<Self, String> {
-        let runtime =
-            tokio::runtime::Handle::try_current().map_err(|_| "not inside a Tokio runtime".to_owned())?;
+        // `runtime::Tokio` spawns the processor's task with `tokio::spawn`.
+        tokio::runtime::Handle::try_current().map_err(|_| "not inside a Tokio runtime".to_owned())?;
         if config.endpoint.starts_with("https:") {
             return Err("https endpoints are not supported (this build has no TLS client); \
                         export over http to a collector or agent"
@@ -158,164 +187,43 @@ impl Pipeline {
             .build()
             .map_err(|e| e.to_string())?;
         exporter.set_resource(&resource(&config.default_service_name));
-        let (queue, receiver) = mpsc::channel(config.max_queue_size.max(1));
-        let dropped = Arc::new(AtomicU64::new(0));
-        let batcher = Batcher {
-            exporter: Arc::new(exporter),
+        let processor =
+            BatchSpanProcessor::builder(exporter, Tokio).with_batch_config(config.batch_config()).build();
+        Ok(Self {
+            processor: Arc::new(processor),
             scope: InstrumentationScope::builder("tps").with_version(env!("CARGO_PKG_VERSION")).build(),
-            batch: Vec::with_capacity(config.max_export_batch_size),
-            max_batch: config.max_export_batch_size.max(1),
-            max_in_flight: config.max_concurrent_exports.max(1),
-            in_flight: JoinSet::new(),
-            dropped: dropped.clone(),
-            problems: Problems::default(),
-        };
-        runtime.spawn(batcher.run(receiver, config.schedule_delay));
-        Ok(Self { queue, dropped, open: AtomicBool::new(true) })
+            open: AtomicBool::new(true),
+        })
     }
 
     fn is_open(&self) -> bool {
         self.open.load(Ordering::Relaxed)
     }
 
-    /// Queues `span` without waiting; drops it when the queue is full.
+    /// Queues `span` without waiting: the processor's `on_end` is a `try_send`,
+    /// and it drops the span when its queue is full.
     pub(crate) fn export(&self, span: Span) {
         if !self.is_open() || !span.context.sampled {
             return;
         }
-        if self.queue.try_send(Command::Span(span)).is_err() {
-            self.dropped.fetch_add(1, Ordering::Relaxed);
+        if let Some(data) = span_data(span, &self.scope) {
+            self.processor.on_end(data);
         }
     }
 
-    /// Exports everything queued so far and waits for the collector's answers,
-    /// at most `timeout`; false when that was not enough.
-    pub(crate) async fn flush(&self, timeout: Duration) -> bool {
-        let (done, flushed) = oneshot::channel();
-        let flush = async { self.queue.send(Command::Flush(done)).await.is_ok() && flushed.await.is_ok() };
-        tokio::time::timeout(timeout, flush).await.unwrap_or(false)
-    }
-}
-
-/// The background task's state.
-struct Batcher {
-    exporter: Arc<opentelemetry_otlp::SpanExporter>,
-    scope: InstrumentationScope,
-    batch: Vec<SpanData>,
-    max_batch: usize,
-    max_in_flight: usize,
-    in_flight: JoinSet<(usize, Result<(), String>)>,
-    dropped: Arc<AtomicU64>,
-    problems: Problems,
-}
-
-impl Batcher {
-    async fn run(mut self, mut queue: mpsc::Receiver<Command>, delay: Duration) {
-        // The first tick one delay from now (an interval's first tick is immediate).
-        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + delay, delay);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                command = queue.recv() => match command {
-                    Some(Command::Span(span)) => {
-                        self.batch.extend(span_data(span, &self.scope));
-                        if self.batch.len() >= self.max_batch {
-                            self.send().await;
-                        }
-                    }
-                    Some(Command::Flush(done)) => {
-                        self.drain().await;
-                        let _ = done.send(());
-                    }
-                    None => {
-                        self.drain().await;
-                        return;
-                    }
-                },
-                _ = tick.tick() => {
-                    if !self.batch.is_empty() {
-                        self.send().await;
-                    }
-                    self.report(false);
-                }
-                Some(done) = self.in_flight.join_next(), if !self.in_flight.is_empty() => self.finished(done),
-            }
+    /// Stops taking spans, then has the processor export everything queued and
+    /// waits for the collector's answers, at most `timeout`.
+    pub(crate) async fn shutdown(&self, timeout: Duration) -> Result<(), String> {
+        self.open.store(false, Ordering::Relaxed);
+        // The SDK's shutdown blocks its thread until the processor's task, on this
+        // runtime, has flushed: off the runtime's threads, so that task can run.
+        let processor = self.processor.clone();
+        let shutdown = tokio::task::spawn_blocking(move || processor.shutdown_with_timeout(timeout));
+        match tokio::time::timeout(timeout, shutdown).await {
+            Ok(Ok(result)) => result.map_err(|e| e.to_string()),
+            Ok(Err(panicked)) => Err(panicked.to_string()),
+            Err(_) => Err(format!("not done after {timeout:?}")),
         }
-    }
-
-    /// Starts exporting the current batch, first waiting for a free slot.
-    async fn send(&mut self) {
-        while self.in_flight.len() >= self.max_in_flight {
-            match self.in_flight.join_next().await {
-                Some(done) => self.finished(done),
-                None => break,
-            }
-        }
-        let batch = std::mem::replace(&mut self.batch, Vec::with_capacity(self.max_batch));
-        let exporter = self.exporter.clone();
-        self.in_flight.spawn(async move {
-            let spans = batch.len();
-            (spans, exporter.export(batch).await.map_err(|e| e.to_string()))
-        });
-    }
-
-    /// Exports the partial batch and waits for every request in flight.
-    async fn drain(&mut self) {
-        if !self.batch.is_empty() {
-            self.send().await;
-        }
-        while let Some(done) = self.in_flight.join_next().await {
-            self.finished(done);
-        }
-        self.report(true);
-    }
-
-    fn finished(&mut self, done: Result<(usize, Result<(), String>), tokio::task::JoinError>) {
-        match done {
-            Ok((_, Ok(()))) => {}
-            Ok((spans, Err(error))) => self.problems.failed(spans as u64, error),
-            Err(e) => self.problems.failed(0, e.to_string()),
-        }
-    }
-
-    fn report(&mut self, now: bool) {
-        self.problems.dropped += self.dropped.swap(0, Ordering::Relaxed);
-        self.problems.log_if_due(now);
-    }
-}
-
-/// Export failures and drops, logged together at most every [`REPORT_EVERY`].
-#[derive(Default)]
-struct Problems {
-    failed_spans: u64,
-    failures: u64,
-    last_error: String,
-    dropped: u64,
-    last_report: Option<Instant>,
-}
-
-impl Problems {
-    fn failed(&mut self, spans: u64, error: String) {
-        self.failures += 1;
-        self.failed_spans += spans;
-        self.last_error = error;
-    }
-
-    fn log_if_due(&mut self, now: bool) {
-        if self.failures == 0 && self.dropped == 0 {
-            return;
-        }
-        if !now && self.last_report.is_some_and(|at| at.elapsed() < REPORT_EVERY) {
-            return;
-        }
-        tracing::warn!(
-            failed_requests = self.failures,
-            failed_spans = self.failed_spans,
-            queue_full_drops = self.dropped,
-            last_error = %self.last_error,
-            "OTLP span export lost spans"
-        );
-        *self = Self { last_report: Some(Instant::now()), ..Self::default() };
     }
 }
 
@@ -418,16 +326,15 @@ pub(crate) fn install_from_env(default_service_name: &str) -> bool {
 /// Flushes the process-wide exporter (at most `timeout`) and stops it.
 pub(crate) async fn shutdown(timeout: Duration) {
     let Some(pipeline) = PIPELINE.get() else { return };
-    pipeline.open.store(false, Ordering::Relaxed);
-    if !pipeline.flush(timeout).await {
-        tracing::warn!(?timeout, "OTLP span export did not finish before shutdown; queued spans are lost");
+    if let Err(error) = pipeline.shutdown(timeout).await {
+        tracing::warn!(?timeout, %error, "OTLP span export did not finish before shutdown; queued spans are lost");
     }
 }
 
 #[cfg(test)]
 mod tests {
     use std::collections::HashMap;
-    use std::time::SystemTime;
+    use std::time::{Instant, SystemTime};
 
     use serde_json::Value as Json;
     use tokio::net::TcpListener;
@@ -476,12 +383,27 @@ mod tests {
             ("OTEL_BSP_MAX_QUEUE_SIZE", "100"),
             ("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "500"),
             ("OTEL_BSP_MAX_CONCURRENT_EXPORTS", "nope"),
+            ("OTEL_BSP_EXPORT_TIMEOUT", "0"),
         ];
         let config = Config::from_vars(vars(&tuned), "svc").unwrap();
         assert_eq!(config.schedule_delay, Duration::from_millis(250));
         assert_eq!(config.max_queue_size, 100);
         assert_eq!(config.max_export_batch_size, 100, "a batch never exceeds the queue");
         assert_eq!(config.max_concurrent_exports, 1, "unparsable: the default");
+        assert_eq!(config.export_timeout, Duration::from_secs(30), "zero: the default");
+
+        let zeros = [
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:4318"),
+            ("OTEL_BSP_SCHEDULE_DELAY", "0"),
+            ("OTEL_BSP_MAX_QUEUE_SIZE", "0"),
+            ("OTEL_BSP_MAX_CONCURRENT_EXPORTS", "4"),
+            ("OTEL_BSP_EXPORT_TIMEOUT", "2500"),
+        ];
+        let config = Config::from_vars(vars(&zeros), "svc").unwrap();
+        assert_eq!(config.schedule_delay, Duration::from_millis(1), "the processor's timer needs a period");
+        assert_eq!(config.max_queue_size, 2048, "the processor's queue needs room");
+        assert_eq!(config.max_concurrent_exports, 4);
+        assert_eq!(config.export_timeout, Duration::from_millis(2500));
     }
 
     #[test]
@@ -611,9 +533,88 @@ mod tests {
         }
     }
 
+    /// Polls `done` until it holds, for at most 10 s.
+    async fn eventually(what: &str, done: impl Fn() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !done() {
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// The SDK's processor does the batching: with `OTEL_BSP_MAX_EXPORT_BATCH_SIZE=2`
+    /// five spans go out as two full requests at once, and the fifth, whose batch is
+    /// due only in an hour, goes out alone with the shutdown flush. Every span once,
+    /// with its own id.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn full_batches_go_out_at_once_and_shutdown_flushes_the_rest() {
+        let collector = tps_testkit::FakeCollector::start().await.unwrap();
+        let env = [
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", collector.url()),
+            ("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "2"),
+            ("OTEL_BSP_SCHEDULE_DELAY", "3600000"),
+        ];
+        let config = Config::from_vars(vars(&env), "tps-test").unwrap();
+        assert_eq!(config.max_export_batch_size, 2);
+        let pipeline = Pipeline::start(&config).unwrap();
+        let sent: Vec<Span> = (0..5).map(|_| spans_template()).collect();
+        for span in &sent {
+            pipeline.export(span.clone());
+        }
+        eventually("two full batches", || collector.spans().len() >= 4).await;
+        assert_eq!(collector.requests(), [2, 2], "full batches only, before the delay");
+
+        pipeline.shutdown(FLUSH_TIMEOUT).await.unwrap();
+        assert_eq!(collector.requests(), [2, 2, 1], "the shutdown flushes the partial batch");
+        let mut received: Vec<String> =
+            collector.spans().iter().map(|c| c.field("spanId").to_owned()).collect();
+        let mut expected: Vec<String> = sent.iter().map(|s| s.context.span_id.clone()).collect();
+        received.sort();
+        expected.sort();
+        assert_eq!(received, expected);
+
+        pipeline.export(spans_template());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(collector.requests(), [2, 2, 1], "nothing is exported after shutdown");
+    }
+
+    /// A partial batch goes out after `OTEL_BSP_SCHEDULE_DELAY`, without a flush.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_partial_batch_goes_out_after_the_schedule_delay() {
+        let collector = tps_testkit::FakeCollector::start().await.unwrap();
+        let env = [("OTEL_EXPORTER_OTLP_ENDPOINT", collector.url()), ("OTEL_BSP_SCHEDULE_DELAY", "100")];
+        let pipeline = Pipeline::start(&Config::from_vars(vars(&env), "tps-test").unwrap()).unwrap();
+        for _ in 0..3 {
+            pipeline.export(spans_template());
+        }
+        eventually("the delayed batch", || collector.spans().len() == 3).await;
+        assert!(collector.requests().iter().all(|&n| n < 512), "{:?}", collector.requests());
+    }
+
+    /// Records the names of the warnings and errors logged on its thread.
+    #[derive(Clone, Default)]
+    struct Warnings(Arc<std::sync::Mutex<Vec<String>>>);
+
+    impl tracing::Subscriber for Warnings {
+        fn enabled(&self, metadata: &tracing::Metadata<'_>) -> bool {
+            *metadata.level() <= tracing::Level::WARN
+        }
+        fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+            tracing::span::Id::from_u64(1)
+        }
+        fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
+        fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+        fn event(&self, event: &tracing::Event<'_>) {
+            let metadata = event.metadata();
+            self.0.lock().unwrap().push(format!("{}: {}", metadata.target(), metadata.name()));
+        }
+        fn enter(&self, _: &tracing::span::Id) {}
+        fn exit(&self, _: &tracing::span::Id) {}
+    }
+
     /// A collector that accepts connections and never answers: exporting still
-    /// returns at once, the queue overflows into counted drops, and a flush gives
-    /// up after its timeout.
+    /// returns at once, the processor's full queue drops spans and the SDK says
+    /// so in the log, and the shutdown gives up after its timeout.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_stuck_collector_never_blocks_the_caller() {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -628,12 +629,23 @@ mod tests {
         config.max_queue_size = 8;
         config.max_export_batch_size = 4;
         let pipeline = Pipeline::start(&config).unwrap();
+        let warnings = Warnings::default();
         let started = Instant::now();
-        for _ in 0..10_000 {
-            pipeline.export(spans_template());
-        }
+        tracing::subscriber::with_default(warnings.clone(), || {
+            for _ in 0..10_000 {
+                pipeline.export(spans_template());
+            }
+        });
         assert!(started.elapsed() < Duration::from_secs(1), "export waited: {:?}", started.elapsed());
-        assert!(pipeline.dropped.load(Ordering::Relaxed) > 9_000);
-        assert!(!pipeline.flush(Duration::from_millis(300)).await, "the flush cannot finish");
+        let logged = warnings.0.lock().unwrap().clone();
+        assert_eq!(
+            logged,
+            ["opentelemetry_sdk: BatchSpanProcessor.SpanDroppingStarted"],
+            "how an operator sees drops"
+        );
+
+        let started = Instant::now();
+        assert!(pipeline.shutdown(Duration::from_millis(300)).await.is_err(), "the flush cannot finish");
+        assert!(started.elapsed() < Duration::from_secs(2), "shutdown waited: {:?}", started.elapsed());
     }
 }

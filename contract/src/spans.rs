@@ -3,8 +3,9 @@
 //! The api and the worker describe each span they finish with a [`Span`] whose
 //! ids are those of [`TraceContext`] (the `traceparent` on the wire), and hand it
 //! to [`export`]. With the `otlp` cargo feature and `OTEL_EXPORTER_OTLP_ENDPOINT`
-//! (or `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`) set, [`install`] starts a background
-//! task that sends them to the collector in batches (`crate::otlp`). Otherwise
+//! (or `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`) set, [`install`] starts the
+//! OpenTelemetry SDK's batch span processor, whose background task sends them to
+//! the collector in batches (`crate::otlp`). Otherwise
 //! nothing is installed and [`enabled`] is false; without the feature it is the
 //! constant `false`, so the code that builds spans behind `if enabled()` is
 //! compiled away.
@@ -142,7 +143,8 @@ pub fn enabled() -> bool {
 }
 
 /// Queues a finished span for export, never waiting: when the queue is full the
-/// span is dropped (and counted in a warning). Does nothing unless [`enabled`].
+/// span is dropped (the SDK warns at the first drop and logs the total at
+/// shutdown). Does nothing unless [`enabled`].
 #[inline]
 pub fn export(span: Span) {
     #[cfg(feature = "otlp")]

@@ -35,8 +35,15 @@ impl CollectedSpan {
 /// The running collector; stops when dropped.
 pub struct FakeCollector {
     url: String,
-    spans: Arc<Mutex<Vec<CollectedSpan>>>,
+    received: Arc<Mutex<Received>>,
     task: JoinHandle<()>,
+}
+
+/// What the collector accepted: every span, and how many each request carried.
+#[derive(Default)]
+struct Received {
+    spans: Vec<CollectedSpan>,
+    requests: Vec<usize>,
 }
 
 impl FakeCollector {
@@ -44,8 +51,8 @@ impl FakeCollector {
     pub async fn start() -> anyhow::Result<Self> {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let url = format!("http://{}", listener.local_addr()?);
-        let spans = Arc::new(Mutex::new(Vec::new()));
-        let kept = spans.clone();
+        let received = Arc::new(Mutex::new(Received::default()));
+        let kept = received.clone();
         let task = tokio::spawn(async move {
             while let Ok((socket, _)) = listener.accept().await {
                 let kept = kept.clone();
@@ -56,7 +63,7 @@ impl FakeCollector {
                 });
             }
         });
-        Ok(Self { url, spans, task })
+        Ok(Self { url, received, task })
     }
 
     /// The base URL, the value for `OTEL_EXPORTER_OTLP_ENDPOINT`.
@@ -66,7 +73,12 @@ impl FakeCollector {
 
     /// Every span received so far.
     pub fn spans(&self) -> Vec<CollectedSpan> {
-        self.spans.lock().map(|s| s.clone()).unwrap_or_default()
+        self.received.lock().map(|r| r.spans.clone()).unwrap_or_default()
+    }
+
+    /// The number of spans in each export request accepted so far, in arrival order.
+    pub fn requests(&self) -> Vec<usize> {
+        self.received.lock().map(|r| r.requests.clone()).unwrap_or_default()
     }
 }
 
@@ -77,7 +89,7 @@ impl Drop for FakeCollector {
 }
 
 /// Answers the requests of one keep-alive connection until the client closes it.
-async fn serve(socket: TcpStream, spans: &Mutex<Vec<CollectedSpan>>) -> anyhow::Result<()> {
+async fn serve(socket: TcpStream, kept: &Mutex<Received>) -> anyhow::Result<()> {
     let mut socket = BufReader::new(socket);
     loop {
         let mut request_line = String::new();
@@ -104,7 +116,9 @@ async fn serve(socket: TcpStream, spans: &Mutex<Vec<CollectedSpan>>) -> anyhow::
         } else {
             let body: Value = serde_json::from_slice(&body)?;
             let received = flatten(&body).context("not an OTLP trace export")?;
-            spans.lock().map_err(|_| anyhow::anyhow!("poisoned"))?.extend(received);
+            let mut kept = kept.lock().map_err(|_| anyhow::anyhow!("poisoned"))?;
+            kept.requests.push(received.len());
+            kept.spans.extend(received);
             ("200 OK", "{}")
         };
         let response = format!(
