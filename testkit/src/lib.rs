@@ -6,9 +6,15 @@
 //! SIGKILL when the test process dies (`PR_SET_PDEATHSIG`), so a crashed test
 //! never leaves servers behind. Nothing here uses servers already running on
 //! the machine.
+//!
+//! Also the one copy of each tool the suites and the load runner share: the
+//! consistency verdicts ([`verdict`]) and the Postgres tallies they judge
+//! ([`ledger`]), the Prometheus text parser ([`metrics`]) and a fake OTLP
+//! collector ([`collector`]).
 
 mod app;
 pub mod collector;
+pub mod ledger;
 pub mod metrics;
 mod nats;
 mod postgres;
@@ -16,6 +22,7 @@ mod process;
 mod redis;
 mod stack;
 mod tls;
+pub mod verdict;
 
 pub use app::{AppProcess, binary};
 pub use collector::{CollectedSpan, FakeCollector};

@@ -15,9 +15,10 @@ use crate::report::Settle;
 use crate::report::flow::{Flow, Tracked};
 use crate::scenario::context::{Context, Outcome, bar, secs_between};
 use crate::scenario::setup::User;
-use crate::verify::ledger::{TicketDemand, last_order_commit, order_tally};
+use crate::verify::ledger::last_order_commit;
 use crate::verify::poll::{Pollee, settle};
 use crate::verify::{OrderTally, Source, TicketTally, order_verdicts};
+use crate::verify::{TicketDemand, order_tally};
 
 /// One 202: the order id from the body, who asked, for which ticket row, how many.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

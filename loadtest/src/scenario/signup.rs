@@ -22,8 +22,8 @@ use crate::report::{Report, Settle};
 use crate::scenario::context::{Context, Outcome, bar, secs_between};
 use crate::scenario::{noop, setup};
 use crate::schedule::Model;
-use crate::verify::ledger::user_tally;
 use crate::verify::poll::{Pollee, settle};
+use crate::verify::user_tally;
 use crate::verify::{Source, UserTally, Verdict, user_verdicts};
 
 /// Burst or sustained.
@@ -177,7 +177,7 @@ async fn verify(ctx: &Context, signups: &Signups, run: &crate::load::PhaseRun<u6
         let ids: Vec<Uuid> = accepted.iter().map(|i| signups.id(*i)).collect();
         let read = match tps_contract::db::connect(url, 2).await {
             Ok(pool) => user_tally(&pool, &ids, &created_ids).await,
-            Err(e) => Err(e.into()),
+            Err(e) => Err(e),
         };
         match read {
             Ok(Ok(tally)) => outcome.verdicts.extend(user_verdicts(&tally)),

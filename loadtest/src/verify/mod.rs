@@ -3,6 +3,9 @@
 
 pub mod ledger;
 pub mod poll;
-pub mod verdict;
 
-pub use verdict::{OrderTally, Source, TicketTally, UserTally, Verdict, order_verdicts, user_verdicts};
+// The verdicts and the Postgres tallies they judge are shared with the e2e suites.
+pub use tps_testkit::ledger::{TicketDemand, order_tally, user_tally};
+pub use tps_testkit::verdict::{
+    OrderTally, Source, TicketTally, UserTally, Verdict, order_verdicts, user_verdicts,
+};

@@ -1,10 +1,10 @@
-//! The Postgres verifier against real databases: a deliberately oversold one
+//! The Postgres tallies and verdicts against real databases: a deliberately oversold one
 //! must be caught, and a correct one must pass.
 
 use chrono::Utc;
 use sqlx::PgPool;
-use tps_loadtest::verify::ledger::{TicketDemand, order_tally};
-use tps_loadtest::verify::order_verdicts;
+use tps_testkit::ledger::{TicketDemand, order_tally};
+use tps_testkit::verdict::order_verdicts;
 use uuid::Uuid;
 
 async fn fresh_db(pg: &tps_testkit::Postgres) -> PgPool {
@@ -118,8 +118,8 @@ async fn user(pool: &PgPool, email: &str, status: &str) -> Uuid {
 
 #[tokio::test]
 async fn sign_ups_rejected_for_their_email_pass_and_an_email_created_twice_or_a_lost_user_is_caught() {
-    use tps_loadtest::verify::ledger::user_tally;
-    use tps_loadtest::verify::user_verdicts;
+    use tps_testkit::ledger::user_tally;
+    use tps_testkit::verdict::user_verdicts;
     let pg = tps_testkit::Postgres::start().await.unwrap();
 
     // Correct: one CREATED per email; the refused one keeps its email in another case.

@@ -1,5 +1,7 @@
 //! The consistency verdicts, as pure functions of what was observed, so that
-//! every rule is unit-tested without a server.
+//! every rule is unit-tested without a server. The one checker: the load runner
+//! judges its runs with them, and every e2e suite ends with them (through
+//! `tps_e2e::settle_and_check`).
 //!
 //! The same rules judge what the API showed and what Postgres holds; a
 //! [`Source`] says which one a verdict speaks for.
