@@ -26,6 +26,7 @@ use tokio::sync::Semaphore;
 
 use crate::error::ApiError;
 use crate::state::AppState;
+use crate::telemetry::metrics;
 pub use backlog::Backlog;
 pub use client_ip::TrustedProxies;
 pub use db_health::DbHealth;
@@ -161,7 +162,7 @@ impl Protection {
 }
 
 fn too_many(whom: &'static str, wait: Duration) -> ApiError {
-    metrics::counter!("tps_api_rate_limited_total", "by" => whom).increment(1);
+    metrics().rate_limited.get(whom).inc();
     ApiError::TooManyRequests { whom, retry_after_secs: wait.as_secs() + 1 }
 }
 
@@ -208,11 +209,11 @@ pub async fn guard(State(state): State<AppState>, request: Request, next: Next) 
             Err(_) => {
                 match tokio::time::timeout(protection.queue_timeout, slots.clone().acquire_owned()).await {
                     Ok(Ok(permit)) => {
-                        metrics::counter!("tps_api_queued_total").increment(1);
+                        metrics().queued.inc();
                         Some(permit)
                     }
                     _ => {
-                        metrics::counter!("tps_api_shed_total", "why" => "in_flight").increment(1);
+                        metrics().shed.get("in_flight").inc();
                         return ApiError::Unavailable("too many requests in flight; retry shortly".into())
                             .into_response();
                     }
@@ -222,14 +223,14 @@ pub async fn guard(State(state): State<AppState>, request: Request, next: Next) 
         None => None,
     };
     if !protection.db.is_up() && db_health::needs_postgres(request.method(), request.uri().path()) {
-        metrics::counter!("tps_api_shed_total", "why" => "postgres_down").increment(1);
+        metrics().shed.get("postgres_down").inc();
         return ApiError::Unavailable("the database is unavailable; retry shortly".into()).into_response();
     }
     if request.method() == Method::POST
         && request.uri().path() == "/v1/orders"
         && protection.backlog.is_over()
     {
-        metrics::counter!("tps_api_shed_total", "why" => "consumer_lag").increment(1);
+        metrics().shed.get("consumer_lag").inc();
         let detail = format!("orders are backlogged ({} unsettled); retry shortly", protection.backlog.lag());
         return ApiError::Unavailable(detail).into_response();
     }
@@ -237,7 +238,7 @@ pub async fn guard(State(state): State<AppState>, request: Request, next: Next) 
         && request.uri().path() == "/v1/users"
         && protection.signup_backlog.is_over()
     {
-        metrics::counter!("tps_api_shed_total", "why" => "consumer_lag").increment(1);
+        metrics().shed.get("consumer_lag").inc();
         let detail =
             format!("sign-ups are backlogged ({} unsettled); retry shortly", protection.signup_backlog.lag());
         return ApiError::Unavailable(detail).into_response();
@@ -245,7 +246,7 @@ pub async fn guard(State(state): State<AppState>, request: Request, next: Next) 
     match tokio::time::timeout(protection.request_timeout, next.run(request)).await {
         Ok(response) => response,
         Err(_) => {
-            metrics::counter!("tps_api_shed_total", "why" => "deadline").increment(1);
+            metrics().shed.get("deadline").inc();
             ApiError::Unavailable("the request ran out of time; retry shortly".into()).into_response()
         }
     }

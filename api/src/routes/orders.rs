@@ -26,6 +26,7 @@ use crate::orders::claim::{self, Claim, ClaimRequest};
 use crate::orders::{pending, publish, store};
 use crate::recall::{self, RecallError, SettledKey};
 use crate::state::AppState;
+use crate::telemetry::metrics;
 
 /// The order routes.
 pub fn router() -> Router<AppState> {
@@ -185,7 +186,7 @@ pub async fn create_order(
         Err(e) => {
             // Degraded: the derived id, JetStream de-duplication and the Postgres
             // primary key still make the order exactly-once without Redis.
-            metrics::counter!("tps_api_redis_degraded_total").increment(1);
+            metrics().redis_degraded.inc();
             state.claims.note_degraded();
             tracing::debug!(error = %e, "placing an order without redis");
             if ticket.sold_out {
@@ -235,9 +236,9 @@ pub async fn create_order(
         }
     };
     if replayed {
-        metrics::counter!("tps_api_idempotent_replays_total").increment(1);
+        metrics().idempotent_replays.inc();
     } else {
-        metrics::counter!("tps_api_orders_accepted_total").increment(1);
+        metrics().orders_accepted.inc();
     }
     tracing::debug!(trace_id = %trace.trace_id, span_id = %trace.span_id, %order_id, replayed, "order accepted");
     let mut response = accepted(order_id, body.ticket_id, body.quantity, replayed);
@@ -350,7 +351,7 @@ async fn known_answer(
         None => {
             // Known to JetStream, body unknown to both: the only answer left is the replay.
             recall::count("order", "unverified");
-            metrics::counter!("tps_api_idempotent_replays_total").increment(1);
+            metrics().idempotent_replays.inc();
             Ok(Some(accepted(order_id, body.ticket_id, body.quantity, true)))
         }
     }
@@ -382,7 +383,7 @@ async fn answer_from(
     if !same {
         return Err(ApiError::IdempotencyConflict);
     }
-    metrics::counter!("tps_api_idempotent_replays_total").increment(1);
+    metrics().idempotent_replays.inc();
     Ok(accepted(order_id, known.ticket_id, known.quantity, true))
 }
 
@@ -469,7 +470,7 @@ fn accepted(id: Uuid, ticket_id: Uuid, quantity: u32, replayed: bool) -> Respons
 }
 
 fn sold_out(ticket_id: Uuid) -> Response {
-    metrics::counter!("tps_api_sold_out_rejections_total").increment(1);
+    metrics().sold_out_rejections.inc();
     let body = SoldOut { status: "REJECTED", reason: "SOLD_OUT", ticket_id };
     (StatusCode::CONFLICT, axum::Json(body)).into_response()
 }

@@ -22,6 +22,7 @@ use crate::extract::{Json, Path};
 use crate::jetstream::PublishError;
 use crate::recall::{self, RecallError, SettledSignup};
 use crate::state::AppState;
+use crate::telemetry::metrics;
 use crate::users::claim::{self, Claim};
 use crate::users::{publish, store};
 
@@ -101,7 +102,7 @@ pub async fn create_user(
             Err(e) => {
                 // Degraded: JetStream de-duplication on the id and the worker's primary key
                 // still make the sign-up exactly-once without Redis.
-                metrics::counter!("tps_api_redis_degraded_total").increment(1);
+                metrics().redis_degraded.inc();
                 state.claims.note_degraded();
                 tracing::debug!(error = %e, "accepting a sign-up without redis");
                 (now_ms, false, false)
@@ -139,9 +140,9 @@ pub async fn create_user(
         }
     }
     if replayed {
-        metrics::counter!("tps_api_signup_replays_total").increment(1);
+        metrics().signup_replays.inc();
     } else {
-        metrics::counter!("tps_api_signups_accepted_total").increment(1);
+        metrics().signups_accepted.inc();
     }
     Ok(super::accepted(SignupAccepted { id, status: "PENDING" }, format!("/v1/users/{id}"), replayed))
 }
@@ -206,7 +207,7 @@ async fn known_answer(
         Some(earlier) => answer_from(state, id, fingerprint, &earlier, claimed).await.map(Some),
         None => {
             recall::count("signup", "unverified");
-            metrics::counter!("tps_api_signup_replays_total").increment(1);
+            metrics().signup_replays.inc();
             Ok(Some(super::accepted(
                 SignupAccepted { id, status: "PENDING" },
                 format!("/v1/users/{id}"),
@@ -234,7 +235,7 @@ async fn answer_from(
     if !same {
         return Err(ApiError::SignupConflict);
     }
-    metrics::counter!("tps_api_signup_replays_total").increment(1);
+    metrics().signup_replays.inc();
     Ok(super::accepted(SignupAccepted { id, status: "PENDING" }, format!("/v1/users/{id}"), true))
 }
 
