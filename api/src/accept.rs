@@ -30,6 +30,7 @@ use crate::error::ApiError;
 use crate::jetstream::PublishError;
 use crate::recall::{self, RecallError};
 use crate::state::AppState;
+use crate::telemetry::metrics;
 
 /// A request that carries one command of a kind through [`accept`].
 pub trait Acceptable: Sync {
@@ -145,7 +146,7 @@ pub async fn accept<K: Acceptable>(state: &AppState, request: &K) -> Result<Answ
         Err(e) => {
             // Degraded: the derived id, JetStream de-duplication and the Postgres primary
             // key still make the command exactly-once without Redis.
-            metrics::counter!("tps_api_redis_degraded_total").increment(1);
+            metrics().redis_degraded.inc();
             state.claims.note_degraded();
             tracing::debug!(error = %e, kind = K::KIND, "accepting without redis");
             if claim.refuse_new {

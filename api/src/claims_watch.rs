@@ -42,6 +42,7 @@ use redis::Script;
 use tps_contract::subject::{ORDERS_STREAM, StreamNames};
 
 use crate::redis_link::RedisLink;
+use crate::telemetry::metrics;
 
 /// How often a pod checks the epoch and the gap marker.
 pub const TICK: Duration = Duration::from_millis(500);
@@ -88,7 +89,7 @@ impl ClaimsWatch {
                 tracing::info!("redis claims trusted again: every order from before the gap is settled");
             }
         }
-        metrics::gauge!("tps_api_claims_in_doubt").set(if doubt { 1.0 } else { 0.0 });
+        metrics().claims_in_doubt.set(i64::from(doubt));
     }
 }
 
@@ -144,8 +145,7 @@ pub async fn watch_forever(
     shards: u32,
 ) {
     let mut memory = Memory::default();
-    metrics::counter!("tps_api_redis_data_lost_total").increment(0);
-    metrics::gauge!("tps_api_claims_in_doubt").set(0.0);
+    metrics().claims_in_doubt.set(0);
     // Not connected yet at start is not a gap: nothing was accepted without Redis (if
     // something is, the request itself notes it).
     while !redis.wait_connected(Duration::from_secs(1)).await {}
@@ -189,7 +189,7 @@ async fn tick(
     if let Some(known) = &m.known
         && (created == 1 || *known != epoch)
     {
-        metrics::counter!("tps_api_redis_data_lost_total").increment(1);
+        metrics().redis_data_lost.inc();
         tracing::warn!(
             was = %known, now = %epoch,
             "redis lost its data (the epoch marker vanished or changed): idempotency claims and pending \

@@ -24,6 +24,8 @@ use tokio::net::TcpListener;
 use tokio_util::task::TaskTracker;
 use tower::ServiceExt;
 
+use crate::telemetry::metrics;
+
 /// How connections are served: one HTTP/1 builder, cloned per connection.
 #[derive(Clone)]
 pub struct Http {
@@ -94,14 +96,14 @@ struct Open;
 
 impl Open {
     fn count() -> Self {
-        metrics::gauge!("tps_api_open_connections").increment(1.0);
+        metrics().open_connections.inc();
         Self
     }
 }
 
 impl Drop for Open {
     fn drop(&mut self) {
-        metrics::gauge!("tps_api_open_connections").decrement(1.0);
+        metrics().open_connections.dec();
     }
 }
 
@@ -114,7 +116,7 @@ fn closed_on_error(e: &hyper::Error) {
     } else {
         "io"
     };
-    metrics::counter!("tps_api_connections_closed_total", "why" => why).increment(1);
+    metrics().connections_closed.get(why).inc();
     tracing::debug!(error = %e, why, "connection closed");
 }
 

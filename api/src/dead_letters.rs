@@ -25,6 +25,7 @@ use tps_contract::subject::{
 use tps_contract::{OrderCommand, SignupCommand};
 
 use crate::error::ApiError;
+use crate::telemetry::metrics;
 
 /// How much of the payload a listing shows.
 pub const PREVIEW_CHARS: usize = 256;
@@ -200,7 +201,7 @@ pub async fn replay(
     if let Err(e) = stream.delete_message(id).await {
         tracing::warn!(id, error = %e, "replayed dead letter not deleted");
     }
-    metrics::counter!("tps_api_dead_letters_replayed_total").increment(1);
+    metrics().dead_letters_replayed.inc();
     tracing::info!(id, subject = %letter.original_subject, sequence = ack.sequence, "dead letter replayed");
     Ok((letter.original_subject, ack.sequence))
 }

@@ -11,6 +11,7 @@ use std::time::Duration;
 use async_nats::jetstream;
 use tps_contract::subject::{DEAD_LETTER_STREAM, ORDERS_STREAM, StreamNames};
 
+use crate::telemetry::{gauge_value, metrics};
 use crate::tickets::TicketCache;
 
 /// How often the gauges are refreshed; a JetStream API request per shard each time.
@@ -23,7 +24,7 @@ pub async fn poll_forever(
     tickets: Arc<TicketCache>,
     shards: u32,
 ) {
-    metrics::gauge!("tps_shards_configured").set(f64::from(shards));
+    metrics().shards_configured.set(i64::from(shards));
     let mut tick = tokio::time::interval(POLL_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -36,9 +37,10 @@ pub async fn poll_forever(
 
 fn sample_stock(tickets: &TicketCache) {
     let stock = tickets.stock();
-    metrics::gauge!("tps_tickets_available").set(stock.available as f64);
-    metrics::gauge!("tps_tickets_sold_out").set(stock.sold_out as f64);
-    metrics::gauge!("tps_tickets_known").set(stock.tickets as f64);
+    let m = metrics();
+    m.tickets_available.set(stock.available);
+    m.tickets_sold_out.set(gauge_value(stock.sold_out));
+    m.tickets_known.set(gauge_value(stock.tickets));
 }
 
 /// Backlog = commands not yet delivered plus delivered but not acknowledged:
@@ -51,10 +53,9 @@ async fn sample_backlog(js: &jetstream::Context, names: &StreamNames, shards: u3
         let label = shard.to_string();
         match stream.consumer_info(names.consumer(ORDERS_STREAM, shard)).await {
             Ok(info) => {
-                metrics::gauge!("tps_orders_backlog_messages", "shard" => label.clone())
-                    .set(info.num_pending as f64);
-                metrics::gauge!("tps_orders_unacked_messages", "shard" => label)
-                    .set(info.num_ack_pending as f64);
+                let m = metrics();
+                m.orders_backlog.with_label_values(&[&label]).set(gauge_value(info.num_pending));
+                m.orders_unacked.with_label_values(&[&label]).set(gauge_value(info.num_ack_pending));
             }
             // No consumer yet: no worker has started; the gauge stays absent.
             Err(e) => tracing::debug!(shard, error = %e, "consumer info unavailable"),
@@ -66,6 +67,6 @@ async fn sample_dead_letters(js: &jetstream::Context, names: &StreamNames) {
     if let Ok(mut stream) = js.get_stream(names.stream(DEAD_LETTER_STREAM)).await
         && let Ok(info) = stream.info().await
     {
-        metrics::gauge!("tps_dead_letters_stored_messages").set(info.state.messages as f64);
+        metrics().dead_letters_stored.set(gauge_value(info.state.messages));
     }
 }

@@ -8,6 +8,8 @@ use std::time::{Duration, Instant};
 use async_nats::HeaderMap;
 use async_nats::jetstream::{self, publish::PublishAck};
 
+use crate::telemetry::metrics;
+
 /// The command was not stored.
 #[derive(Debug, thiserror::Error)]
 pub enum PublishError {
@@ -41,10 +43,10 @@ pub async fn store(
         Ok(result) => result,
         Err(_) => Err(PublishError::Timeout(timeout)),
     };
-    metrics::histogram!("tps_api_publish_duration_seconds", "stream" => stream)
-        .record(started.elapsed().as_secs_f64());
+    let m = metrics();
+    m.publish_duration.get(stream).observe(started.elapsed().as_secs_f64());
     if result.is_err() {
-        metrics::counter!("tps_api_publish_failures_total", "stream" => stream).increment(1);
+        m.publish_failures.get(stream).inc();
     }
     result
 }

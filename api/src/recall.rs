@@ -33,6 +33,7 @@ use uuid::Uuid;
 
 use crate::claim::Record;
 use crate::protect::db_health::DbHealth;
+use crate::telemetry::metrics;
 
 /// Lookups asked in one statement at most.
 pub const MAX_BATCH: usize = 512;
@@ -90,7 +91,7 @@ impl<V: Clone + Send + 'static> Batcher<V> {
                 }
                 let (db, query) = (db.clone(), query.clone());
                 tokio::spawn(async move {
-                    metrics::histogram!("tps_api_recall_batch_size").record(asks.len() as f64);
+                    metrics().recall_batch_size.observe(asks.len() as f64);
                     let ids: Vec<Uuid> = asks.iter().map(|(id, _)| *id).collect();
                     let found = query(db, ids).await;
                     drop(slot);
@@ -170,5 +171,5 @@ pub async fn signups(db: PgPool, ids: Vec<Uuid>) -> Result<HashMap<Uuid, Record>
 
 /// What Postgres said about a key, for the metric.
 pub fn count(kind: &'static str, outcome: &'static str) {
-    metrics::counter!("tps_api_idempotency_recalls_total", "kind" => kind, "outcome" => outcome).increment(1);
+    metrics().idempotency_recalls.with_label_values(&[kind, outcome]).inc();
 }

@@ -4,7 +4,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::jetstream;
-use metrics_exporter_prometheus::PrometheusHandle;
 use sqlx::PgPool;
 use tokio::task::JoinHandle;
 use tps_contract::streams::{StreamLimits, ensure_named_streams, expect_named_streams};
@@ -18,7 +17,7 @@ use crate::gauges;
 use crate::protect::{Protection, backlog};
 use crate::recall::{self, Batcher};
 use crate::redis_link::RedisLink;
-use crate::telemetry;
+use crate::telemetry::{self, ApiMetrics};
 use crate::tickets::{SearchCache, TicketCache, refresh};
 
 /// Settings the handlers read, fixed at start.
@@ -68,8 +67,8 @@ pub struct Shared {
     pub events: Arc<Hub>,
     /// Fixed settings.
     pub settings: Arc<Settings>,
-    /// Renders `/metrics`.
-    pub metrics: PrometheusHandle,
+    /// The metrics `/metrics` renders (the process's one catalogue).
+    pub metrics: &'static ApiMetrics,
     /// Rate limits, the in-flight bound and the consumer lag.
     pub protection: Arc<Protection>,
     /// Settled orders by id, looked up in micro-batches (a key's answer outlives Redis).
@@ -129,7 +128,7 @@ impl AppState {
             config.auth_jwt_audience.as_deref(),
             config.auth_jwt_issuer.as_deref(),
         )?;
-        let metrics = telemetry::handle();
+        let metrics = telemetry::metrics();
 
         let db =
             tps_contract::db::connect(config.common.database_url.expose(), config.db_max_connections).await?;
@@ -204,7 +203,7 @@ impl AppState {
                 jetstream.clone(),
                 names.clone(),
                 ORDERS_STREAM,
-                "tps_api_order_consumer_lag",
+                &metrics.order_consumer_lag,
                 config.common.shards,
                 lag_every,
             )),
@@ -213,14 +212,13 @@ impl AppState {
                 jetstream.clone(),
                 names.clone(),
                 USERS_STREAM,
-                "tps_api_signup_consumer_lag",
+                &metrics.signup_consumer_lag,
                 config.common.shards,
                 lag_every,
             )),
             redis_task,
             tokio::spawn(events::pump::run(order_events, ticket_events, tickets.clone(), hub.clone())),
             tokio::spawn(refresh::poll_forever(tickets.clone(), db.clone(), every, watermark)),
-            tokio::spawn(telemetry::upkeep_forever(metrics.clone())),
             tokio::spawn(gauges::poll_forever(
                 jetstream.clone(),
                 names.clone(),

@@ -4,7 +4,7 @@ mod common;
 
 use common::{TestApi, problem};
 use serde_json::{Value, json};
-use tps_testkit::token;
+use tps_testkit::{Scrape, token};
 
 #[tokio::test]
 async fn tickets_are_created_read_paged_and_searched() {
@@ -122,6 +122,8 @@ async fn probes_metrics_openapi_and_unknown_routes() {
 
     let ticket = api.ticket(0, 1).await;
     api.order("ivy", "k", json!({"ticketId": ticket, "quantity": 1})).await;
+    let stocked = api.ticket(5, 1).await;
+    assert_eq!(api.order("ivy", "k2", json!({"ticketId": stocked, "quantity": 1})).await.status(), 202);
 
     let doc: Value = api.get("/openapi.json").send().await.unwrap().json().await.unwrap();
     assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
@@ -140,15 +142,60 @@ async fn probes_metrics_openapi_and_unknown_routes() {
     assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
 
     for url in [format!("{}/metrics", api.url), api.metrics_url.clone()] {
-        let text = api.http.get(&url).send().await.unwrap().text().await.unwrap();
+        let resp = api.http.get(&url).send().await.unwrap();
+        assert_eq!(resp.headers()["content-type"], "text/plain; version=0.0.4", "{url}");
+        let text = resp.text().await.unwrap();
         assert!(text.contains("http_requests_total"), "{text}");
         assert!(text.contains(r#"route="/v1/orders""#), "route templates as labels");
         assert!(text.contains("api_sold_out_rejections_total"));
         assert!(!text.contains(&ticket.to_string()), "no ids in labels");
+        prometheus_text_of_the_catalogue(&Scrape::parse(&text));
     }
 
     problem(api.get("/nope").send().await.unwrap(), 404).await;
     problem(api.http.delete(format!("{}/v1/orders", api.url)).send().await.unwrap(), 405).await;
+}
+
+/// `/metrics` after an accepted and a sold-out order: the `prometheus` crate's text exposition of the api's
+/// catalogue, with the names, types, help texts and buckets that dashboards and alerts use.
+fn prometheus_text_of_the_catalogue(page: &Scrape) {
+    for (name, kind) in [
+        ("tps_http_requests_total", "counter"),
+        ("tps_http_request_duration_seconds", "histogram"),
+        ("tps_api_publish_duration_seconds", "histogram"),
+        ("tps_api_publish_failures_total", "counter"),
+        ("tps_api_orders_accepted_total", "counter"),
+        ("tps_api_sold_out_rejections_total", "counter"),
+        ("tps_api_recall_batch_size", "histogram"),
+        ("tps_api_open_connections", "gauge"),
+        ("tps_ws_clients", "gauge"),
+        ("tps_tickets_available", "gauge"),
+        ("tps_shards_configured", "gauge"),
+    ] {
+        assert_eq!(page.types.get(name).map(String::as_str), Some(kind), "{name}");
+        assert!(page.help.contains_key(name), "{name} has no help text");
+    }
+    assert_eq!(
+        page.help["tps_http_requests_total"],
+        "HTTP requests by matched route template, method and status class."
+    );
+    let latency = [
+        "0.0005", "0.001", "0.002", "0.005", "0.01", "0.02", "0.05", "0.1", "0.25", "0.5", "1", "2.5", "5",
+        "+Inf",
+    ];
+    let orders = [("route", "/v1/orders"), ("method", "POST"), ("status", "2xx")];
+    assert_eq!(page.buckets("tps_http_request_duration_seconds", &orders), latency);
+    assert_eq!(page.buckets("tps_api_publish_duration_seconds", &[("stream", "orders")]), latency);
+    assert_eq!(
+        page.buckets("tps_api_recall_batch_size", &[]),
+        ["1", "2", "5", "10", "25", "50", "100", "250", "512", "+Inf"]
+    );
+    assert!(page.sum("tps_http_requests_total", &orders) >= Some(1.0));
+    assert!(page.sum("tps_api_orders_accepted_total", &[]) >= Some(1.0));
+    assert!(page.sum("tps_api_sold_out_rejections_total", &[]) >= Some(1.0));
+    // Registered at zero, before any failure.
+    assert_eq!(page.sum("tps_api_publish_failures_total", &[("stream", "users")]), Some(0.0));
+    assert_eq!(page.sum("tps_api_signups_accepted_total", &[]), Some(0.0));
 }
 
 #[tokio::test]

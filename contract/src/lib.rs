@@ -20,6 +20,8 @@ pub mod config;
 pub mod db;
 #[cfg(feature = "runtime")]
 pub mod limits;
+#[cfg(feature = "metrics")]
+pub mod metrics;
 #[cfg(feature = "otlp")]
 pub mod otlp;
 #[cfg(feature = "runtime")]

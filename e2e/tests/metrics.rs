@@ -28,6 +28,18 @@ async fn metrics_after_a_small_flash_sale_match_what_was_sent() {
     let (api_page, worker_page) = wait_for_calm(&api, &worker).await;
     check_api(&api_page, &outcome);
     check_worker(&worker_page, &outcome);
+    for url in [api.metrics_url(), worker.metrics_url()] {
+        let resp = reqwest::get(url).await.unwrap();
+        assert_eq!(resp.headers()["content-type"], "text/plain; version=0.0.4", "{url}");
+    }
+}
+
+/// Each metric has a `# HELP` line and this `# TYPE`.
+fn check_types(page: &Scrape, expected: &[(&str, &str)]) {
+    for (name, kind) in expected {
+        assert_eq!(page.types.get(*name).map(String::as_str), Some(*kind), "{name}");
+        assert!(page.help.contains_key(*name), "{name} has no help text");
+    }
 }
 
 /// An undecodable command on shard 0, which the worker must dead-letter.
@@ -124,6 +136,28 @@ fn check_api(page: &Scrape, outcome: &Outcome) {
     assert_eq!(page.sum("tps_shards_configured", &[]), Some(f64::from(SHARDS)));
     assert_eq!(page.sum("tps_tickets_sold_out", &[]), Some(1.0));
     assert_eq!(page.find("tps_orders_backlog_messages", &[]).count(), SHARDS as usize);
+
+    check_types(
+        page,
+        &[
+            ("tps_http_requests_total", "counter"),
+            ("tps_http_request_duration_seconds", "histogram"),
+            ("tps_api_publish_duration_seconds", "histogram"),
+            ("tps_api_orders_accepted_total", "counter"),
+            ("tps_api_idempotent_replays_total", "counter"),
+            ("tps_orders_backlog_messages", "gauge"),
+            ("tps_orders_unacked_messages", "gauge"),
+            ("tps_dead_letters_stored_messages", "gauge"),
+            ("tps_tickets_available", "gauge"),
+            ("tps_shards_configured", "gauge"),
+        ],
+    );
+    let latency = [
+        "0.0005", "0.001", "0.002", "0.005", "0.01", "0.02", "0.05", "0.1", "0.25", "0.5", "1", "2.5", "5",
+        "+Inf",
+    ];
+    assert_eq!(page.buckets("tps_http_request_duration_seconds", &orders), latency);
+    assert_eq!(page.buckets("tps_api_publish_duration_seconds", &[("stream", "orders")]), latency);
 }
 
 fn check_worker(page: &Scrape, outcome: &Outcome) {
@@ -159,5 +193,36 @@ fn check_worker(page: &Scrape, outcome: &Outcome) {
     assert_eq!(
         page.sum("tps_worker_dead_letters_total", &[orders[0], ("kind", "max_deliveries")]),
         Some(0.0)
+    );
+
+    check_types(
+        page,
+        &[
+            ("tps_worker_batch_size", "histogram"),
+            ("tps_worker_settle_seconds", "histogram"),
+            ("tps_worker_settle_lag_seconds", "histogram"),
+            ("tps_worker_settled_total", "counter"),
+            ("tps_worker_dead_letters_total", "counter"),
+            ("tps_worker_recovered_total", "counter"),
+            ("tps_worker_lease_acquisitions_total", "counter"),
+            ("tps_worker_lease_losses_total", "counter"),
+            ("tps_worker_shards_owned", "gauge"),
+            ("tps_worker_shard_owned", "gauge"),
+        ],
+    );
+    assert_eq!(
+        page.buckets("tps_worker_batch_size", &orders),
+        ["1", "5", "10", "25", "50", "100", "250", "500", "1000", "+Inf"]
+    );
+    assert_eq!(
+        page.buckets("tps_worker_settle_seconds", &orders),
+        ["0.001", "0.0025", "0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5", "1", "2.5", "5", "+Inf"]
+    );
+    assert_eq!(
+        page.buckets("tps_worker_settle_lag_seconds", &orders),
+        [
+            "0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5", "1", "2.5", "5", "10", "30", "60", "300",
+            "+Inf"
+        ]
     );
 }

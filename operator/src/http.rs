@@ -5,15 +5,16 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use axum::Router;
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use metrics_exporter_prometheus::PrometheusHandle;
+use prometheus::Registry;
 
 /// What the endpoints read.
 #[derive(Clone)]
 pub struct Health {
-    /// Renders the Prometheus text.
-    pub metrics: PrometheusHandle,
+    /// The metrics `/metrics` renders (the operator's: [`crate::metrics::metrics`]).
+    pub metrics: Registry,
     /// Set once the CRD was found and the controller (or the leader wait) started.
     pub ready: Arc<AtomicBool>,
 }
@@ -21,7 +22,7 @@ pub struct Health {
 /// The router of the operator's endpoints.
 pub fn router(health: Health) -> Router {
     Router::new()
-        .route("/metrics", get(|State(h): State<Health>| async move { h.metrics.render() }))
+        .route("/metrics", get(render))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .with_state(health)
@@ -35,11 +36,15 @@ async fn readyz(State(h): State<Health>) -> (StatusCode, &'static str) {
     }
 }
 
-/// Describes the operator's metrics once, so `/metrics` documents them.
-pub fn describe_metrics() {
-    metrics::describe_counter!("tps_operator_reconciles_total", "Reconciles started.");
-    metrics::describe_counter!("tps_operator_reconcile_errors_total", "Reconciles failed, by error kind.");
-    metrics::describe_histogram!("tps_operator_reconcile_duration_seconds", "Time spent in one reconcile.");
+/// The Prometheus text exposition.
+async fn render(State(h): State<Health>) -> Response {
+    match tps_contract::metrics::render(&h.metrics) {
+        Ok(text) => ([(header::CONTENT_TYPE, tps_contract::metrics::CONTENT_TYPE)], text).into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "metrics not rendered");
+            StatusCode::INTERNAL_SERVER_ERROR.into_response()
+        }
+    }
 }
 
 #[cfg(test)]
@@ -50,28 +55,46 @@ mod tests {
 
     use super::*;
 
-    async fn get(app: &Router, path: &str) -> (StatusCode, String) {
+    async fn get(app: &Router, path: &str) -> (StatusCode, String, Option<String>) {
         let response = app.clone().oneshot(Request::get(path).body(Body::empty()).unwrap()).await.unwrap();
         let status = response.status();
+        let content_type =
+            response.headers().get(header::CONTENT_TYPE).map(|v| v.to_str().unwrap().to_owned());
         let body = axum::body::to_bytes(response.into_body(), 1 << 20).await.unwrap();
-        (status, String::from_utf8_lossy(&body).into_owned())
+        (status, String::from_utf8_lossy(&body).into_owned(), content_type)
     }
 
     #[tokio::test]
     async fn health_readiness_and_metrics_are_served() {
-        let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
-        let handle = recorder.handle();
-        metrics::with_local_recorder(&recorder, || {
-            metrics::counter!("tps_operator_reconciles_total").increment(3)
-        });
+        // A catalogue of its own, so the count is this test's whatever else runs in the process.
+        let metrics = crate::metrics::OperatorMetrics::new();
+        metrics.reconciles.inc_by(3);
+        metrics.reconcile_errors.with_label_values(&["kube"]).inc();
+        metrics.reconcile_duration.observe(0.2);
         let ready = Arc::new(AtomicBool::new(false));
-        let app = router(Health { metrics: handle, ready: ready.clone() });
+        let app = router(Health { metrics: metrics.registry().clone(), ready: ready.clone() });
         assert_eq!(get(&app, "/healthz").await.0, StatusCode::OK);
         assert_eq!(get(&app, "/readyz").await.0, StatusCode::SERVICE_UNAVAILABLE);
         ready.store(true, Ordering::Relaxed);
         assert_eq!(get(&app, "/readyz").await.0, StatusCode::OK);
-        let (status, text) = get(&app, "/metrics").await;
+        let (status, text, content_type) = get(&app, "/metrics").await;
         assert_eq!(status, StatusCode::OK);
-        assert!(text.contains("tps_operator_reconciles_total 3"), "{text}");
+        assert_eq!(content_type.as_deref(), Some("text/plain; version=0.0.4"));
+        for line in [
+            "# HELP tps_operator_reconciles_total Reconciles started.",
+            "# TYPE tps_operator_reconciles_total counter",
+            "tps_operator_reconciles_total 3",
+            "# TYPE tps_operator_reconcile_errors_total counter",
+            "tps_operator_reconcile_errors_total{error=\"kube\"} 1",
+            "# HELP tps_operator_reconcile_duration_seconds Time spent in one reconcile.",
+            "# TYPE tps_operator_reconcile_duration_seconds histogram",
+            "tps_operator_reconcile_duration_seconds_bucket{le=\"0.1\"} 0",
+            "tps_operator_reconcile_duration_seconds_bucket{le=\"0.25\"} 1",
+            "tps_operator_reconcile_duration_seconds_bucket{le=\"30\"} 1",
+            "tps_operator_reconcile_duration_seconds_bucket{le=\"+Inf\"} 1",
+            "tps_operator_reconcile_duration_seconds_count 1",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line:?} missing from\n{text}");
+        }
     }
 }

@@ -16,6 +16,7 @@ pub mod events;
 pub mod failpoint;
 pub mod http;
 pub mod leader;
+pub mod metrics;
 pub mod prune;
 pub mod reconcile;
 pub mod resource;

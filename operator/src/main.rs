@@ -8,11 +8,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use anyhow::Context as _;
 use clap::Parser;
 use kube::Client;
-use metrics_exporter_prometheus::PrometheusBuilder;
 use tokio_util::sync::CancellationToken;
 use tps_operator::Context;
 use tps_operator::controller::{ensure_crd_installed, run, scoped_api};
-use tps_operator::http::{Health, describe_metrics, router};
+use tps_operator::http::{Health, router};
 use tps_operator::leader::{self, LeaderElection};
 use tps_operator::streams::JetStreamProvisioner;
 
@@ -53,16 +52,7 @@ async fn main() -> anyhow::Result<()> {
     } else {
         logs.json().init()
     }
-    // Buckets make the duration a histogram (aggregatable over replicas), not a summary.
-    let metrics = PrometheusBuilder::new()
-        .set_buckets_for_metric(
-            metrics_exporter_prometheus::Matcher::Full("tps_operator_reconcile_duration_seconds".into()),
-            &[0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0],
-        )
-        .context("reconcile duration buckets")?
-        .install_recorder()
-        .context("installing the metrics recorder")?;
-    describe_metrics();
+    let metrics = tps_operator::metrics::metrics().registry().clone();
 
     let client =
         Client::try_default().await.context("no Kubernetes configuration (in-cluster or kubeconfig)")?;

@@ -18,6 +18,7 @@ use crate::context::Context;
 use crate::dereference::{Referenced, dereference};
 use crate::error::{Error, Result};
 use crate::events::{ADOPTION_REFUSED, publish, transitions};
+use crate::metrics::metrics;
 use crate::prune::prune;
 use crate::resource::{DeletionPolicy, ThroughputService, ThroughputServiceSpec, ThroughputServiceStatus};
 use crate::streams::{Credentials, StreamPlan, StreamsError};
@@ -33,7 +34,7 @@ pub const STREAMS_RETRY: Duration = Duration::from_secs(30);
 /// Reconciles one resource; counted and timed in the metrics.
 pub async fn reconcile(tps: Arc<ThroughputService>, ctx: Arc<Context>) -> Result<Action> {
     let started = Instant::now();
-    metrics::counter!("tps_operator_reconciles_total").increment(1);
+    metrics().reconciles.inc();
     let api: Api<ThroughputService> =
         Api::namespaced(ctx.client.clone(), &tps.namespace().unwrap_or_default());
     let key = backoff_key(&tps);
@@ -45,7 +46,7 @@ pub async fn reconcile(tps: Arc<ThroughputService>, ctx: Arc<Context>) -> Result
     })
     .await
     .map_err(Error::from);
-    metrics::histogram!("tps_operator_reconcile_duration_seconds").record(started.elapsed().as_secs_f64());
+    metrics().reconcile_duration.observe(started.elapsed().as_secs_f64());
     if result.is_ok() {
         ctx.backoff.reset(&key);
     }
@@ -54,7 +55,7 @@ pub async fn reconcile(tps: Arc<ThroughputService>, ctx: Arc<Context>) -> Result
 
 /// An invalid spec waits for a change; anything else retries with backoff.
 pub fn error_policy(tps: Arc<ThroughputService>, error: &Error, ctx: Arc<Context>) -> Action {
-    metrics::counter!("tps_operator_reconcile_errors_total", "error" => error.metric_label()).increment(1);
+    metrics().reconcile_errors.with_label_values(&[error.metric_label()]).inc();
     if !error.is_transient() {
         tracing::info!(name = %tps.name_any(), %error, "waiting for a change");
         return Action::await_change();

@@ -35,6 +35,10 @@ pub fn parse(text: &str) -> Vec<Sample> {
 pub struct Scrape {
     /// Every sample, in page order.
     pub samples: Vec<Sample>,
+    /// The type of each metric family (`counter`, `gauge`, `histogram`, …) from its `# TYPE` line.
+    pub types: BTreeMap<String, String>,
+    /// The help text of each metric family that has a `# HELP` line, as written (escapes kept).
+    pub help: BTreeMap<String, String>,
 }
 
 impl Scrape {
@@ -44,9 +48,33 @@ impl Scrape {
         Ok(Self::parse(&text))
     }
 
-    /// Parses a page (see [`parse`]).
+    /// Parses a page (see [`parse`]), and its `# TYPE` and `# HELP` lines.
     pub fn parse(text: &str) -> Self {
-        Self { samples: parse(text) }
+        let (mut types, mut help) = (BTreeMap::new(), BTreeMap::new());
+        for line in text.lines().map(str::trim) {
+            let comment = |tag| line.strip_prefix(tag)?.split_once(' ');
+            if let Some((name, kind)) = comment("# TYPE ") {
+                types.insert(name.to_owned(), kind.trim().to_owned());
+            } else if let Some((name, text)) = comment("# HELP ") {
+                help.insert(name.to_owned(), text.to_owned());
+            }
+        }
+        Self { samples: parse(text), types, help }
+    }
+
+    /// The `le` bounds of the histogram `name`'s buckets in the first series whose labels
+    /// include every pair of `labels`, in page order (`+Inf` last).
+    pub fn buckets(&self, name: &str, labels: &[(&str, &str)]) -> Vec<String> {
+        let bucket = format!("{name}_bucket");
+        let mut first: Option<BTreeMap<String, String>> = None;
+        self.find(&bucket, labels)
+            .filter(|s| {
+                let mut series = s.labels.clone();
+                series.remove("le");
+                first.get_or_insert_with(|| series.clone()) == &series
+            })
+            .map(|s| s.label("le").to_owned())
+            .collect()
     }
 
     /// Samples named `name` whose labels include every pair of `labels`.
@@ -66,6 +94,26 @@ impl Scrape {
         found.peek()?;
         Some(found.map(|s| s.value).sum())
     }
+}
+
+/// The metrics documented in the tables of a Markdown page (docs/observability.md)
+/// under the `## ` headings named in `sections`: name to type, from rows that start
+/// `` | `tps_name` | type | ``.
+pub fn documented(markdown: &str, sections: &[&str]) -> BTreeMap<String, String> {
+    let mut documented = BTreeMap::new();
+    let mut inside = false;
+    for line in markdown.lines() {
+        if let Some(heading) = line.strip_prefix("## ") {
+            inside = sections.contains(&heading.trim());
+        } else if inside
+            && let Some(row) = line.strip_prefix("| `")
+            && let Some((name, rest)) = row.split_once("` | ")
+            && let Some((kind, _)) = rest.split_once(" |")
+        {
+            documented.insert(name.to_owned(), kind.trim().to_owned());
+        }
+    }
+    documented
 }
 
 fn parse_line(line: &str) -> Option<Sample> {
@@ -110,5 +158,30 @@ mod tests {
         assert_eq!(s.sum("b", &[]), Some(1.5));
         assert_eq!(s.sum("c_bucket", &[("le", "+Inf")]), Some(2.0));
         assert_eq!(s.sum("missing", &[]), None);
+        assert_eq!(s.types.get("a").map(String::as_str), Some("counter"));
+        assert_eq!(s.help.get("x").map(String::as_str), Some("y"));
+    }
+
+    #[test]
+    fn reads_the_documented_metrics_of_some_sections() {
+        let doc = "# T\n\n## api\n\n| name | type |\n|---|---|\n| `a_total` | counter | — | A. |\n\
+                   | `b` | gauge | `x` | B. |\n\n## worker\n\n| `c` | histogram | — | C. |\n## other\n| `d` | gauge |\n";
+        let api = documented(doc, &["api"]);
+        assert_eq!(api.len(), 2);
+        assert_eq!(api["a_total"], "counter");
+        assert_eq!(api["b"], "gauge");
+        assert_eq!(documented(doc, &["worker", "other"]).keys().collect::<Vec<_>>(), ["c", "d"]);
+    }
+
+    #[test]
+    fn reads_the_buckets_of_one_series_of_a_histogram() {
+        let page = "# TYPE d histogram\n\
+                    d_bucket{s=\"a\",le=\"0.5\"} 1\nd_bucket{s=\"a\",le=\"1\"} 2\nd_bucket{s=\"a\",le=\"+Inf\"} 2\n\
+                    d_bucket{s=\"b\",le=\"0.5\"} 0\nd_bucket{s=\"b\",le=\"+Inf\"} 0\nd_sum{s=\"a\"} 1.2\n";
+        let s = Scrape::parse(page);
+        assert_eq!(s.types.get("d").map(String::as_str), Some("histogram"));
+        assert_eq!(s.buckets("d", &[]), ["0.5", "1", "+Inf"]);
+        assert_eq!(s.buckets("d", &[("s", "b")]), ["0.5", "+Inf"]);
+        assert!(s.buckets("missing", &[]).is_empty());
     }
 }

@@ -7,24 +7,37 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use axum::Router;
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use metrics_exporter_prometheus::PrometheusHandle;
+use prometheus::Registry;
 use tokio_util::sync::CancellationToken;
 
 #[derive(Clone)]
 struct Probe {
     ready: Arc<AtomicBool>,
-    metrics: PrometheusHandle,
+    metrics: Registry,
 }
 
-/// The router: liveness, readiness (`ready` is true while Redis answers), and metrics.
-pub fn router(ready: Arc<AtomicBool>, metrics: PrometheusHandle) -> Router {
+/// The router: liveness, readiness (`ready` is true while Redis answers), and the
+/// metrics of `metrics` (the worker's: [`crate::metrics::metrics`]).
+pub fn router(ready: Arc<AtomicBool>, metrics: Registry) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
-        .route("/metrics", get(|State(p): State<Probe>| async move { p.metrics.render() }))
+        .route("/metrics", get(render))
         .with_state(Probe { ready, metrics })
+}
+
+/// The Prometheus text exposition.
+async fn render(State(p): State<Probe>) -> Response {
+    match tps_contract::metrics::render(&p.metrics) {
+        Ok(text) => ([(header::CONTENT_TYPE, tps_contract::metrics::CONTENT_TYPE)], text).into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "metrics not rendered");
+            StatusCode::INTERNAL_SERVER_ERROR.into_response()
+        }
+    }
 }
 
 async fn readyz(State(p): State<Probe>) -> (StatusCode, &'static str) {

@@ -72,7 +72,7 @@ pub async fn run(config: WorkerConfig, shutdown: CancellationToken) -> Result<()
             .map_err(|e| WorkerError::Config(e.to_string()))?,
     );
     let ready = Arc::new(AtomicBool::new(false));
-    let app = http::router(ready.clone(), metrics::handle());
+    let app = http::router(ready.clone(), metrics::metrics().registry().clone());
     let (addr, http_task) = http::serve(config.common.metrics_listen, app, shutdown.clone())
         .await
         .map_err(WorkerError::Listen)?;

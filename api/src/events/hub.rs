@@ -15,6 +15,8 @@ use axum::extract::ws::Utf8Bytes;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use crate::telemetry::metrics;
+
 /// One queue item: the JSON texts of one or more client events, shared by every
 /// connection that receives them (a ticket flush reaches everyone as one item).
 pub type Batch = Arc<[Utf8Bytes]>;
@@ -101,7 +103,7 @@ impl Subscription {
 impl Drop for Subscription {
     fn drop(&mut self) {
         self.hub.remove(&self.user, self.id);
-        metrics::gauge!("tps_ws_clients").decrement(1.0);
+        metrics().ws_clients.dec();
     }
 }
 
@@ -141,7 +143,7 @@ impl Hub {
         if let Some(refused) = refused {
             drop(users);
             let by = if refused == Refused::User { "user" } else { "pod" };
-            metrics::counter!("tps_api_events_refused_total", "by" => by).increment(1);
+            metrics().events_refused.get(by).inc();
             return Err(refused);
         }
         let user: Arc<str> = match users.get_key_value(user) {
@@ -151,7 +153,7 @@ impl Hub {
         users.entry(user.clone()).or_default().push(slot);
         self.open.fetch_add(1, Ordering::Relaxed);
         drop(users);
-        metrics::gauge!("tps_ws_clients").increment(1.0);
+        metrics().ws_clients.inc();
         Ok(Subscription { hub: self.clone(), user, id, queue: rx, cancel })
     }
 
@@ -164,7 +166,7 @@ impl Hub {
         let slot = Slot { id, queue: tx, cancel: cancel.clone() };
         self.write().entry(user.clone()).or_default().push(slot);
         self.open.fetch_add(1, Ordering::Relaxed);
-        metrics::gauge!("tps_ws_clients").increment(1.0);
+        metrics().ws_clients.inc();
         Subscription { hub: self.clone(), user, id, queue: rx, cancel }
     }
 
@@ -211,7 +213,7 @@ impl Hub {
     fn drop_slow(&self, user: &str, id: u64) {
         if let Some(slot) = self.remove(user, id) {
             slot.cancel.cancel();
-            metrics::counter!("tps_api_events_dropped_clients_total", "reason" => "slow").increment(1);
+            metrics().events_dropped_clients.get("slow").inc();
         }
     }
 

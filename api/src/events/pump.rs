@@ -20,6 +20,7 @@ use tps_contract::{OrderUpdated, TicketUpdated};
 use uuid::Uuid;
 
 use super::hub::{Batch, Hub};
+use crate::telemetry::metrics;
 use crate::tickets::TicketCache;
 
 /// Shortest gap between two ticket flushes (see [`ticket_flush_gap`]). The first
@@ -71,7 +72,7 @@ pub async fn run(
 }
 
 fn parse<T: serde::de::DeserializeOwned>(payload: &[u8], kind: &'static str) -> Option<T> {
-    metrics::counter!("tps_api_events_received_total", "type" => kind).increment(1);
+    metrics().events_received.get(kind).inc();
     serde_json::from_slice(payload)
         .map_err(|e| tracing::debug!(error = %e, kind, "ignoring a malformed event"))
         .ok()

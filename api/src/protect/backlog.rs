@@ -13,7 +13,10 @@ use std::time::Duration;
 
 use async_nats::jetstream;
 use async_nats::jetstream::context::ConsumerInfoErrorKind;
+use prometheus::IntGauge;
 use tps_contract::subject::StreamNames;
+
+use crate::telemetry::{gauge_value, metrics};
 
 /// The last measured lag of one stream's consumers (orders, or sign-ups).
 #[derive(Debug, Default)]
@@ -41,23 +44,29 @@ impl Backlog {
     }
 }
 
-/// Measures the lag of every shard of `stream` every `every`, forever, exported as `gauge`.
+/// Measures the lag of every shard of `stream` every `every`, forever, exported as `gauge`
+/// (on `/metrics` from the first measurement, so never while the bound is off).
 pub async fn watch_forever(
     backlog: Arc<Backlog>,
     js: jetstream::Context,
     names: StreamNames,
     stream: &'static str,
-    gauge: &'static str,
+    gauge: &'static IntGauge,
     shards: u32,
     every: Duration,
 ) {
     if backlog.bound == 0 {
         return;
     }
+    let mut shown = false;
     loop {
         if let Some(lag) = measure(&js, &names, stream, shards).await {
             backlog.lag.store(lag, Ordering::Relaxed);
-            metrics::gauge!(gauge).set(lag as f64);
+            gauge.set(gauge_value(lag));
+            if !shown {
+                metrics().expose(gauge);
+                shown = true;
+            }
         }
         tokio::time::sleep(every).await;
     }

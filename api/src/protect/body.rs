@@ -14,6 +14,7 @@ use http_body_util::{BodyExt, Limited};
 
 use crate::error::ApiError;
 use crate::routes::MAX_BODY_BYTES;
+use crate::telemetry::metrics;
 
 /// `request` with its body read into memory; 408 when it does not arrive within
 /// `deadline`, 413 when it is over the limit, 400 when the client breaks it off.
@@ -27,7 +28,7 @@ pub async fn read(request: Request, deadline: Duration) -> Result<Request, ApiEr
         Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => Err(ApiError::PayloadTooLarge),
         Ok(Err(_)) => Err(ApiError::BadRequest("the request body could not be read".into())),
         Err(_) => {
-            metrics::counter!("tps_api_shed_total", "why" => "body_deadline").increment(1);
+            metrics().shed.get("body_deadline").inc();
             Err(ApiError::RequestTimeout(deadline.as_millis() as u64))
         }
     }

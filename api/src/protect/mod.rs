@@ -26,6 +26,7 @@ use tokio::sync::Semaphore;
 
 use crate::config::Limits;
 use crate::error::ApiError;
+use crate::telemetry::metrics;
 pub use backlog::Backlog;
 pub use client_ip::TrustedProxies;
 pub use db_health::DbHealth;
@@ -93,7 +94,7 @@ impl Protection {
 }
 
 fn too_many(whom: &'static str, wait: Duration) -> ApiError {
-    metrics::counter!("tps_api_rate_limited_total", "by" => whom).increment(1);
+    metrics().rate_limited.get(whom).inc();
     ApiError::TooManyRequests { whom, retry_after_secs: wait.as_secs() + 1 }
 }
 
@@ -180,11 +181,11 @@ async fn guard(State(Guard { protection, policy }): State<Guard>, request: Reque
             Err(_) => {
                 match tokio::time::timeout(protection.queue_timeout, slots.clone().acquire_owned()).await {
                     Ok(Ok(permit)) => {
-                        metrics::counter!("tps_api_queued_total").increment(1);
+                        metrics().queued.inc();
                         Some(permit)
                     }
                     _ => {
-                        metrics::counter!("tps_api_shed_total", "why" => "in_flight").increment(1);
+                        metrics().shed.get("in_flight").inc();
                         return ApiError::Unavailable("too many requests in flight; retry shortly".into())
                             .into_response();
                     }
@@ -194,7 +195,7 @@ async fn guard(State(Guard { protection, policy }): State<Guard>, request: Reque
         None => None,
     };
     if policy.needs_postgres && !protection.db.is_up() {
-        metrics::counter!("tps_api_shed_total", "why" => "postgres_down").increment(1);
+        metrics().shed.get("postgres_down").inc();
         return ApiError::Unavailable("the database is unavailable; retry shortly".into()).into_response();
     }
     if let Some(stream) = policy.backlog {
@@ -203,7 +204,7 @@ async fn guard(State(Guard { protection, policy }): State<Guard>, request: Reque
             Stream::Users => (&protection.signup_backlog, "sign-ups"),
         };
         if backlog.is_over() {
-            metrics::counter!("tps_api_shed_total", "why" => "consumer_lag").increment(1);
+            metrics().shed.get("consumer_lag").inc();
             let detail = format!("{what} are backlogged ({} unsettled); retry shortly", backlog.lag());
             return ApiError::Unavailable(detail).into_response();
         }
@@ -211,7 +212,7 @@ async fn guard(State(Guard { protection, policy }): State<Guard>, request: Reque
     match tokio::time::timeout(protection.request_timeout, next.run(request)).await {
         Ok(response) => response,
         Err(_) => {
-            metrics::counter!("tps_api_shed_total", "why" => "deadline").increment(1);
+            metrics().shed.get("deadline").inc();
             ApiError::Unavailable("the request ran out of time; retry shortly".into()).into_response()
         }
     }

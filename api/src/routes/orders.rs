@@ -30,6 +30,7 @@ use crate::orders::{claim, order_key, pending, publish, store, user_orders_key};
 use crate::protect::{Policy, Protection, Stream, guarded};
 use crate::recall::RecallError;
 use crate::state::AppState;
+use crate::telemetry::metrics;
 
 /// The order routes: signed in; reads need Postgres, new orders never do but are shed
 /// while the order consumers lag.
@@ -293,16 +294,16 @@ impl Acceptable for OrderRequest<'_> {
     }
 
     fn refusal(&self) -> Response {
-        metrics::counter!("tps_api_sold_out_rejections_total").increment(1);
+        metrics().sold_out_rejections.inc();
         let body = SoldOut { status: "REJECTED", reason: "SOLD_OUT", ticket_id: self.ticket_id };
         (StatusCode::CONFLICT, axum::Json(body)).into_response()
     }
 
     fn count(replayed: bool) {
         if replayed {
-            metrics::counter!("tps_api_idempotent_replays_total").increment(1);
+            metrics().idempotent_replays.inc();
         } else {
-            metrics::counter!("tps_api_orders_accepted_total").increment(1);
+            metrics().orders_accepted.inc();
         }
     }
 }

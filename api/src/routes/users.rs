@@ -28,6 +28,7 @@ use crate::jetstream::PublishError;
 use crate::protect::{Policy, Protection, Stream, guarded};
 use crate::recall::RecallError;
 use crate::state::AppState;
+use crate::telemetry::metrics;
 use crate::users::{claim, publish, signup_key, store};
 
 /// The sign-up routes: anonymous; reads need Postgres, new sign-ups never do but are shed
@@ -176,9 +177,9 @@ impl Acceptable for SignupRequest {
 
     fn count(replayed: bool) {
         if replayed {
-            metrics::counter!("tps_api_signup_replays_total").increment(1);
+            metrics().signup_replays.inc();
         } else {
-            metrics::counter!("tps_api_signups_accepted_total").increment(1);
+            metrics().signups_accepted.inc();
         }
     }
 }

@@ -20,6 +20,8 @@ use uuid::Uuid;
 use super::query::{Filter, Position, Sort};
 use super::{Ticket, store};
 
+use crate::telemetry::{gauge_value, metrics};
+
 /// How long an id that Postgres did not know is answered 404 without asking again.
 const NEGATIVE_TTL: Duration = Duration::from_secs(1);
 
@@ -162,19 +164,19 @@ impl TicketCache {
             return Ok(Some(t));
         }
         if self.recently_unknown(id) {
-            metrics::counter!("tps_api_ticket_misses_total", "answer" => "remembered").increment(1);
+            metrics().ticket_misses.get("remembered").inc();
             return Ok(None);
         }
         let Ok(Ok(_permit)) = tokio::time::timeout(MISS_WAIT, self.misses.acquire()).await else {
             // Every lookup slot is busy: a flood. The cache is at most one poll behind.
-            metrics::counter!("tps_api_ticket_misses_total", "answer" => "shed").increment(1);
+            metrics().ticket_misses.get("shed").inc();
             return Ok(self.get(id));
         };
         // It may have arrived while this one waited.
         if let Some(t) = self.get(id) {
             return Ok(Some(t));
         }
-        metrics::counter!("tps_api_ticket_misses_total", "answer" => "postgres").increment(1);
+        metrics().ticket_misses.get("postgres").inc();
         match store::get(db, id).await? {
             Some(t) => Ok(Some(self.upsert(t))),
             None => {
@@ -195,7 +197,7 @@ impl TicketCache {
             }
         }
         unknown.insert(id, Instant::now());
-        metrics::gauge!("tps_api_ticket_unknown_ids").set(unknown.len() as f64);
+        metrics().ticket_unknown_ids.set(gauge_value(unknown.len()));
     }
 
     /// Unknown ids remembered now (never more than the cap).
