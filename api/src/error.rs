@@ -178,15 +178,27 @@ fn problem_json(problem: &Problem) -> String {
 
 impl From<sqlx::Error> for ApiError {
     fn from(e: sqlx::Error) -> Self {
-        match e {
+        let transient = match &e {
             // Postgres unreachable or saturated: transient, so the client may retry.
-            sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => {
-                tracing::warn!(error = %e, "postgres unavailable");
-                Self::Unavailable("the database is unavailable; retry shortly".into())
-            }
-            other => Self::Database(other),
+            sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => true,
+            // Or Postgres said so: its connection ended (a restart, a failover, a terminated
+            // backend), or it takes no connections now.
+            sqlx::Error::Database(db) => db.code().is_some_and(|code| is_transient_sqlstate(&code)),
+            _ => false,
+        };
+        if transient {
+            tracing::warn!(error = %e, "postgres unavailable");
+            return Self::Unavailable("the database is unavailable; retry shortly".into());
         }
+        Self::Database(e)
     }
+}
+
+/// SQLSTATEs that mean "not now" rather than "wrong": class 08 (connection exception),
+/// 57P01–57P03 (admin shutdown, crash shutdown, cannot connect now) and 53300 (too many
+/// connections). A request that met one is answered 503 + `Retry-After`, not 500.
+pub fn is_transient_sqlstate(code: &str) -> bool {
+    code.starts_with("08") || matches!(code, "57P01" | "57P02" | "57P03" | "53300")
 }
 
 impl From<JsonRejection> for ApiError {
