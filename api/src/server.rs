@@ -7,7 +7,8 @@ use tokio::net::{TcpListener, TcpSocket};
 use crate::config::Config;
 use crate::connections;
 use crate::routes;
-use crate::state::{AppState, StartError};
+use crate::startup::{self, StartError};
+use crate::state::AppState;
 
 /// A started api: state built, both listeners bound, not yet serving.
 pub struct Server {
@@ -23,7 +24,7 @@ impl Server {
             Ok(limit) => tracing::info!(limit, "open-file limit"),
             Err(e) => tracing::warn!(error = %e, "could not raise the open-file limit"),
         }
-        let state = AppState::connect(config).await?;
+        let state = startup::connect(config).await?;
         let api = listen(config.common.api_listen, config.listen_backlog, config.reuse_port)?;
         let metrics = TcpListener::bind(config.common.metrics_listen).await?;
         Ok(Self { state, api, metrics })
