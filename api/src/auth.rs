@@ -4,7 +4,7 @@ use axum::extract::FromRequestParts;
 use axum::http::HeaderMap;
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
-use tps_contract::auth::{Claims, Verifier};
+use tps_runtime::auth::{Claims, Verifier};
 
 use crate::error::ApiError;
 use crate::state::AppState;

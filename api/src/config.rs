@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use tps_contract::config::{CommonConfig, Secret};
+use tps_runtime::config::{CommonConfig, Secret};
 
 use crate::protect::TrustedProxies;
 
@@ -106,11 +106,11 @@ pub struct TokenCommand {
 impl TokenCommand {
     /// The signed token.
     pub fn mint(&self) -> String {
-        let options = tps_contract::auth::MintOptions {
+        let options = tps_runtime::auth::MintOptions {
             audience: self.audience.as_deref(),
             issuer: self.issuer.as_deref(),
         };
-        tps_contract::auth::mint_with(
+        tps_runtime::auth::mint_with(
             self.auth_jwt_secret.expose().as_bytes(),
             &self.user,
             self.admin,

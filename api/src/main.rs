@@ -17,9 +17,9 @@ async fn main() -> anyhow::Result<()> {
         return Ok(());
     }
     let config = Config::parse();
-    tps_contract::telemetry::init(&config.common.rust_log);
+    tps_runtime::telemetry::init(&config.common.rust_log);
     // OTLP span export (the `otlp` feature and OTEL_EXPORTER_OTLP_ENDPOINT); a no-op otherwise.
-    let spans = tps_contract::spans::install("tps-api");
+    let spans = tps_runtime::spans::install("tps-api");
     let served = run(config, shutdown_signal()).await;
     spans.shutdown().await;
     served?;

@@ -50,7 +50,7 @@ impl RedisLink {
         ca_cert: Option<&std::path::Path>,
         timeout: Duration,
     ) -> Result<(Self, tokio::task::JoinHandle<()>), redis::RedisError> {
-        let client = tps_contract::redis_tls::client(url, ca_cert)?;
+        let client = tps_runtime::redis_tls::client(url, ca_cert)?;
         let link = Self {
             inner: Arc::new(Inner {
                 conn: OnceLock::new(),

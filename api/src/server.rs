@@ -20,7 +20,7 @@ pub struct Server {
 impl Server {
     /// Builds the state and binds `API_LISTEN` and `METRICS_LISTEN` (port 0 picks a free port).
     pub async fn bind(config: &Config) -> Result<Self, StartError> {
-        match tps_contract::limits::raise_nofile(config.max_open_files) {
+        match tps_runtime::limits::raise_nofile(config.max_open_files) {
             Ok(limit) => tracing::info!(limit, "open-file limit"),
             Err(e) => tracing::warn!(error = %e, "could not raise the open-file limit"),
         }

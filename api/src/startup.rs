@@ -27,7 +27,7 @@ pub enum StartError {
     MissingJwtSecret,
     /// AUTH_JWT_SECRET is too short to resist brute force.
     #[error(transparent)]
-    WeakJwtSecret(#[from] tps_contract::auth::WeakSecret),
+    WeakJwtSecret(#[from] tps_runtime::auth::WeakSecret),
     /// Postgres could not be reached or queried.
     #[error("postgres: {0}")]
     Database(#[from] sqlx::Error),
@@ -52,16 +52,15 @@ pub enum StartError {
 /// events, loads the ticket cache and starts its refresh and the other background tasks.
 pub async fn connect(config: &Config) -> Result<AppState, StartError> {
     let secret = config.jwt_secret().ok_or(StartError::MissingJwtSecret)?.expose();
-    let tokens = tps_contract::auth::Verifier::new(
+    let tokens = tps_runtime::auth::Verifier::new(
         secret.as_bytes(),
         config.auth_jwt_audience.as_deref(),
         config.auth_jwt_issuer.as_deref(),
     )?;
     let metrics = telemetry::metrics();
 
-    let db =
-        tps_contract::db::connect(config.common.database_url.expose(), config.db_max_connections).await?;
-    tps_contract::db::migrate(&db).await?;
+    let db = tps_runtime::db::connect(config.common.database_url.expose(), config.db_max_connections).await?;
+    tps_runtime::db::migrate(&db).await?;
 
     let nats = config
         .common

@@ -21,7 +21,7 @@ use crate::tickets::{SearchCache, TicketCache};
 #[derive(Debug)]
 pub struct Settings {
     /// Checks bearer tokens: the HS256 key, and the audience and issuer when configured.
-    pub tokens: tps_contract::auth::Verifier,
+    pub tokens: tps_runtime::auth::Verifier,
     /// Shards of the ORDERS stream.
     pub shards: u32,
     /// The names of the streams and subjects (`NATS_STREAM_PREFIX`).

@@ -11,7 +11,7 @@ use axum::extract::{MatchedPath, Request};
 use axum::middleware::Next;
 use axum::response::Response;
 use prometheus::{Histogram, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Registry};
-use tps_contract::metrics::{
+use tps_runtime::metrics::{
     Children, counter, counter_vec, expose, gauge, gauge_vec, histogram, histogram_vec, unregistered_gauge,
 };
 
@@ -402,7 +402,7 @@ mod tests {
         m.orders_unacked.with_label_values(&["0"]).set(1);
         m.expose(&m.order_consumer_lag);
         m.expose(&m.signup_consumer_lag);
-        let page = Scrape::parse(&tps_contract::metrics::render(m.registry()).unwrap());
+        let page = Scrape::parse(&tps_runtime::metrics::render(m.registry()).unwrap());
         let docs = documented(include_str!("../../docs/observability.md"), &["api", "Live updates"]);
         assert_eq!(page.types, docs, "registered vs docs/observability.md");
         assert_eq!(page.help.keys().collect::<Vec<_>>(), docs.keys().collect::<Vec<_>>(), "help texts");
@@ -417,7 +417,7 @@ mod tests {
     fn a_second_catalogue_is_independent_of_the_first() {
         let (a, b) = (ApiMetrics::new(), ApiMetrics::new());
         a.orders_accepted.inc();
-        let text = tps_contract::metrics::render(b.registry()).unwrap();
+        let text = tps_runtime::metrics::render(b.registry()).unwrap();
         assert!(text.lines().any(|l| l == "tps_api_orders_accepted_total 0"), "{text}");
     }
 }

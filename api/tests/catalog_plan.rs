@@ -14,7 +14,7 @@ async fn every_search_shape_uses_the_indexes_on_100k_tickets() {
     let pg = Postgres::start().await.unwrap();
     let url = pg.create_database().await.unwrap();
     let pool = sqlx::PgPool::connect(&url).await.unwrap();
-    tps_contract::db::migrate(&pool).await.unwrap();
+    tps_runtime::db::migrate(&pool).await.unwrap();
     // One statement seeds the catalog; the names are varied (a hash and a city),
     // and a handful of real names are what the searches look for.
     sqlx::query(

@@ -171,7 +171,7 @@ async fn bad_tokens_get_401_and_non_admins_403() {
     assert_eq!(none.headers()["www-authenticate"], "Bearer");
     problem(none, 401).await;
 
-    let forged = tps_contract::auth::mint(b"not-the-secret", "alice", true, 3600);
+    let forged = tps_runtime::auth::mint(b"not-the-secret", "alice", true, 3600);
     let resp =
         api.post("/v1/orders").bearer_auth(forged).header("Idempotency-Key", "k").json(&body).send().await;
     problem(resp.unwrap(), 401).await;
@@ -193,7 +193,7 @@ async fn bad_tokens_get_401_and_non_admins_403() {
 
 fn expired_token(user: &str) -> String {
     use jsonwebtoken::{EncodingKey, Header, encode};
-    let claims = tps_contract::auth::Claims { sub: user.into(), exp: 1_000_000, scope: None };
+    let claims = tps_runtime::auth::Claims { sub: user.into(), exp: 1_000_000, scope: None };
     encode(&Header::default(), &claims, &EncodingKey::from_secret(tps_testkit::TEST_JWT_SECRET.as_bytes()))
         .unwrap()
 }

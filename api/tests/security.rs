@@ -159,7 +159,7 @@ async fn forged_expired_unsigned_and_wrong_algorithm_tokens_get_401() {
     let api = TestApi::start_with(&NO_LIMITS).await;
     let admin = json!({"sub": "mallory", "exp": 4_000_000_000u64, "scope": "admin"});
     let tokens = [
-        ("forged", tps_contract::auth::mint(b"guessed-secret", "mallory", true, 3600)),
+        ("forged", tps_runtime::auth::mint(b"guessed-secret", "mallory", true, 3600)),
         ("expired", signed(Algorithm::HS256, &json!({"sub": "mallory", "exp": 1_000_000, "scope": "admin"}))),
         ("no exp", signed(Algorithm::HS256, &json!({"sub": "mallory", "scope": "admin"}))),
         ("no sub", signed(Algorithm::HS256, &json!({"exp": 4_000_000_000u64, "scope": "admin"}))),

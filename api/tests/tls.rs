@@ -32,11 +32,11 @@ async fn an_api_on_tls_postgres_and_tls_redis_serves_and_plaintext_is_refused() 
 
     // Redis: the TLS port answers a client that trusts the CA, and not one that does not.
     let ca = stack.redis.tls().unwrap().ca_cert.clone();
-    let client = tps_contract::redis_tls::client(&stack.redis.url(), Some(&ca)).unwrap();
+    let client = tps_runtime::redis_tls::client(&stack.redis.url(), Some(&ca)).unwrap();
     let mut conn = client.get_multiplexed_async_connection().await.expect("TLS to redis");
     let pong: String = redis::cmd("PING").query_async(&mut conn).await.unwrap();
     assert_eq!(pong, "PONG");
-    let untrusting = tps_contract::redis_tls::client(&stack.redis.url(), Some(&other_ca.ca_cert)).unwrap();
+    let untrusting = tps_runtime::redis_tls::client(&stack.redis.url(), Some(&other_ca.ca_cert)).unwrap();
     assert!(untrusting.get_multiplexed_async_connection().await.is_err(), "an unknown CA is refused");
 
     let ca_arg = ca.display().to_string();

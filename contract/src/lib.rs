@@ -2,36 +2,22 @@
 //!
 //! Everything that crosses a process boundary is defined here exactly once: the
 //! commands published to JetStream, the events pushed to clients, the subject and
-//! stream names, and the shard function that maps a ticket or a user to a shard.
+//! stream names, the W3C trace context carried on messages, the shard function that
+//! maps a ticket or a user to a shard, and (behind `streams`) the JetStream stream
+//! and consumer configs. What a binary needs to run (config, Postgres and the
+//! migrations, auth, limits, logging, spans, metrics) is `tps-runtime`.
 
 pub mod command;
 pub mod event;
 pub mod shard;
-pub mod spans;
 pub mod status;
 pub mod subject;
 pub mod trace;
 
-#[cfg(feature = "runtime")]
-pub mod auth;
-#[cfg(feature = "runtime")]
-pub mod config;
-#[cfg(feature = "runtime")]
-pub mod db;
-#[cfg(feature = "runtime")]
-pub mod limits;
-#[cfg(feature = "metrics")]
-pub mod metrics;
-#[cfg(feature = "otlp")]
-pub mod otlp;
-#[cfg(feature = "runtime")]
-pub mod redis_tls;
 #[cfg(feature = "streams")]
 pub mod stream_migration;
 #[cfg(feature = "streams")]
 pub mod streams;
-#[cfg(feature = "runtime")]
-pub mod telemetry;
 
 pub use command::{OrderCommand, SignupCommand};
 pub use event::{OrderUpdated, TicketUpdated};

@@ -182,7 +182,7 @@ struct Planned {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn ten_thousand_concurrent_signups_with_duplicates_settle_exactly_once() {
     const N: u64 = 10_000;
-    tps_contract::limits::raise_nofile(4 * N).unwrap();
+    tps_runtime::limits::raise_nofile(4 * N).unwrap();
     let stack = Stack::start().await.unwrap();
     // The default in-flight bound (4,096): the rest of the storm waits its turn, it is not shed.
     // Redis gets 2 s per round trip instead of 250 ms: under this storm (debug build) a slow
@@ -304,7 +304,7 @@ async fn ten_thousand_concurrent_signups_with_duplicates_settle_exactly_once() {
     assert_eq!(rejected, N as usize - emails.len());
 
     // Postgres agrees: one row per accepted id, no email twice among created users.
-    let pool = tps_contract::db::connect(&stack.database_url, 2).await.unwrap();
+    let pool = tps_runtime::db::connect(&stack.database_url, 2).await.unwrap();
     let q = |sql: &'static str| {
         let pool = pool.clone();
         async move { sqlx::query_scalar::<_, i64>(sql).fetch_one(&pool).await.unwrap() }

@@ -1,7 +1,7 @@
 //! The open-file limit (raised so that a burst of 100,000 connections fits) and
 //! the loopback source addresses that spread those connections over port ranges.
 
-pub use tps_contract::limits::raise_nofile;
+pub use tps_runtime::limits::raise_nofile;
 
 /// Source addresses 127.0.0.1 … 127.0.0.n for `connections` loopback
 /// connections, one per ~25,000 so each stays within the ephemeral port range.

@@ -38,8 +38,8 @@ async fn readyz(State(h): State<Health>) -> (StatusCode, &'static str) {
 
 /// The Prometheus text exposition.
 async fn render(State(h): State<Health>) -> Response {
-    match tps_contract::metrics::render(&h.metrics) {
-        Ok(text) => ([(header::CONTENT_TYPE, tps_contract::metrics::CONTENT_TYPE)], text).into_response(),
+    match tps_runtime::metrics::render(&h.metrics) {
+        Ok(text) => ([(header::CONTENT_TYPE, tps_runtime::metrics::CONTENT_TYPE)], text).into_response(),
         Err(e) => {
             tracing::error!(error = %e, "metrics not rendered");
             StatusCode::INTERNAL_SERVER_ERROR.into_response()

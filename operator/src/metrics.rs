@@ -4,7 +4,7 @@
 use std::sync::LazyLock;
 
 use prometheus::{Histogram, IntCounter, IntCounterVec, Registry};
-use tps_contract::metrics::{counter, counter_vec, histogram};
+use tps_runtime::metrics::{counter, counter_vec, histogram};
 
 /// Buckets make the duration a histogram (aggregatable over replicas), not a summary.
 const RECONCILE_BUCKETS: &[f64] = &[0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
@@ -71,7 +71,7 @@ mod tests {
     fn the_catalogue_is_the_documented_one_with_its_types_and_help() {
         let m = OperatorMetrics::new();
         m.reconcile_errors.with_label_values(&["kube"]).inc();
-        let page = Scrape::parse(&tps_contract::metrics::render(m.registry()).unwrap());
+        let page = Scrape::parse(&tps_runtime::metrics::render(m.registry()).unwrap());
         let docs = documented(include_str!("../../docs/observability.md"), &["operator"]);
         assert_eq!(page.types, docs, "registered vs docs/observability.md");
         assert_eq!(page.help.keys().collect::<Vec<_>>(), docs.keys().collect::<Vec<_>>(), "help texts");

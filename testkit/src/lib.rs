@@ -36,5 +36,5 @@ pub use tls::TlsFiles;
 
 /// Signs a test token for `user` (admin scope when asked), valid for an hour.
 pub fn token(user: &str, admin: bool) -> String {
-    tps_contract::auth::mint(TEST_JWT_SECRET.as_bytes(), user, admin, 3600)
+    tps_runtime::auth::mint(TEST_JWT_SECRET.as_bytes(), user, admin, 3600)
 }

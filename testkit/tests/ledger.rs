@@ -9,8 +9,8 @@ use uuid::Uuid;
 
 async fn fresh_db(pg: &tps_testkit::Postgres) -> PgPool {
     let url = pg.create_database().await.unwrap();
-    let pool = tps_contract::db::connect(&url, 4).await.unwrap();
-    tps_contract::db::migrate(&pool).await.unwrap();
+    let pool = tps_runtime::db::connect(&url, 4).await.unwrap();
+    tps_runtime::db::migrate(&pool).await.unwrap();
     pool
 }
 

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use tps_contract::config::CommonConfig;
+use tps_runtime::config::CommonConfig;
 
 /// Everything a worker needs, from flags or environment.
 #[derive(Debug, Clone, clap::Parser)]

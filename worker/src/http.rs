@@ -31,8 +31,8 @@ pub fn router(ready: Arc<AtomicBool>, metrics: Registry) -> Router {
 
 /// The Prometheus text exposition.
 async fn render(State(p): State<Probe>) -> Response {
-    match tps_contract::metrics::render(&p.metrics) {
-        Ok(text) => ([(header::CONTENT_TYPE, tps_contract::metrics::CONTENT_TYPE)], text).into_response(),
+    match tps_runtime::metrics::render(&p.metrics) {
+        Ok(text) => ([(header::CONTENT_TYPE, tps_runtime::metrics::CONTENT_TYPE)], text).into_response(),
         Err(e) => {
             tracing::error!(error = %e, "metrics not rendered");
             StatusCode::INTERNAL_SERVER_ERROR.into_response()

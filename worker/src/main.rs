@@ -12,9 +12,9 @@ use tps_worker::{CancellationToken, WorkerConfig};
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let config = WorkerConfig::parse();
-    tps_contract::telemetry::init(&config.common.rust_log);
+    tps_runtime::telemetry::init(&config.common.rust_log);
     // OTLP span export (the `otlp` feature and OTEL_EXPORTER_OTLP_ENDPOINT); a no-op otherwise.
-    let spans = tps_contract::spans::install("tps-worker");
+    let spans = tps_runtime::spans::install("tps-worker");
     let shutdown = CancellationToken::new();
     let mut term = signal(SignalKind::terminate())?;
     let trigger = shutdown.clone();

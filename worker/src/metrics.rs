@@ -5,8 +5,8 @@ use std::sync::LazyLock;
 use std::time::Duration;
 
 use prometheus::{Histogram, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Registry};
-use tps_contract::metrics::{Children, counter_vec, gauge_vec, histogram_vec};
 use tps_contract::subject::{ORDERS_STREAM, USERS_STREAM};
+use tps_runtime::metrics::{Children, counter_vec, gauge_vec, histogram_vec};
 
 /// The streams every stream-labelled series is cached for.
 const STREAMS: [&str; 2] = [ORDERS_STREAM, USERS_STREAM];
@@ -257,7 +257,7 @@ mod tests {
         m.transient_errors.get(USERS_STREAM).inc();
         m.shards_owned.get(ORDERS_STREAM).set(2);
         m.shard_owned.with_label_values(&[ORDERS_STREAM, "0"]).set(1);
-        let page = Scrape::parse(&tps_contract::metrics::render(m.registry()).unwrap());
+        let page = Scrape::parse(&tps_runtime::metrics::render(m.registry()).unwrap());
         let docs = documented(include_str!("../../docs/observability.md"), &["worker"]);
         assert_eq!(page.types, docs, "registered vs docs/observability.md");
         assert_eq!(page.help.keys().collect::<Vec<_>>(), docs.keys().collect::<Vec<_>>(), "help texts");
@@ -269,7 +269,7 @@ mod tests {
     #[test]
     fn the_counters_alerts_use_are_at_zero_for_both_streams_from_the_start() {
         let m = WorkerMetrics::new();
-        let page = Scrape::parse(&tps_contract::metrics::render(m.registry()).unwrap());
+        let page = Scrape::parse(&tps_runtime::metrics::render(m.registry()).unwrap());
         for stream in STREAMS {
             for name in [
                 "tps_worker_lease_acquisitions_total",
@@ -291,7 +291,7 @@ mod tests {
         let m = WorkerMetrics::new();
         per_stream(&m.settled, &m.settled_by_outcome, "OTHER", "CONFIRMED").inc_by(2);
         per_stream(&m.settled, &m.settled_by_outcome, ORDERS_STREAM, "NEW_OUTCOME").inc();
-        let page = Scrape::parse(&tps_contract::metrics::render(m.registry()).unwrap());
+        let page = Scrape::parse(&tps_runtime::metrics::render(m.registry()).unwrap());
         let settled = |stream, outcome| {
             page.sum("tps_worker_settled_total", &[("stream", stream), ("outcome", outcome)])
         };

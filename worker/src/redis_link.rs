@@ -29,7 +29,7 @@ impl From<redis::RedisError> for RedisError {
 impl RedisLink {
     /// Parses the URL (and reads the CA file of a `rediss://` one); no connection is made yet.
     pub fn new(url: &str, ca_cert: Option<&std::path::Path>) -> Result<Self, RedisError> {
-        Ok(Self { client: tps_contract::redis_tls::client(url, ca_cert)?, conn: Mutex::new(None) })
+        Ok(Self { client: tps_runtime::redis_tls::client(url, ca_cert)?, conn: Mutex::new(None) })
     }
 
     /// A connection, made on first use (Redis may be down when the worker starts).

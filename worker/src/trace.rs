@@ -3,12 +3,12 @@
 //! with target `tps_worker::trace` at debug level, so that following one order
 //! costs nothing unless asked for (`RUST_LOG=info,tps_worker::trace=debug`), and
 //! exported as an OTLP `settle` span (kind consumer, parent: the api's span) when
-//! the `otlp` feature is built in and an endpoint is set (`tps_contract::spans`).
+//! the `otlp` feature is built in and an endpoint is set (`tps_runtime::spans`).
 
 use std::time::{Instant, SystemTime};
 
-use tps_contract::spans::{self, Span, SpanKind};
 use tps_contract::trace::{TRACEPARENT_HEADER, TraceContext};
+use tps_runtime::spans::{self, Span, SpanKind};
 
 use crate::settling::command_kind::Delivery;
 

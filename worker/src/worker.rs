@@ -30,13 +30,13 @@ use crate::{WorkerError, http, metrics};
 pub async fn run(config: WorkerConfig, shutdown: CancellationToken) -> Result<(), WorkerError> {
     let failpoint = Failpoint::from_env();
     let Some(pool) = retry("postgres", &shutdown, || {
-        tps_contract::db::connect(config.common.database_url.expose(), config.db_pool_size)
+        tps_runtime::db::connect(config.common.database_url.expose(), config.db_pool_size)
     })
     .await
     else {
         return Ok(());
     };
-    tps_contract::db::migrate(&pool).await.map_err(|e| WorkerError::Migrate(e.to_string()))?;
+    tps_runtime::db::migrate(&pool).await.map_err(|e| WorkerError::Migrate(e.to_string()))?;
     // Email keys that migration 0003 computed in SQL, confirmed by the one Rust function.
     let rekeyed =
         crate::users::rekey_pending(&pool).await.map_err(|e| WorkerError::Migrate(e.to_string()))?;

@@ -1,5 +1,5 @@
 //! Statements keep up with a growing table: a pool whose plans were made on a small table
-//! must not keep the sequential-scan plan it made then (see `tps_contract::db::connect`).
+//! must not keep the sequential-scan plan it made then (see `tps_runtime::db::connect`).
 
 use sqlx::Row;
 use tps_testkit::Stack;
@@ -9,8 +9,8 @@ use uuid::Uuid;
 async fn an_id_lookup_planned_on_a_small_table_uses_the_primary_key_once_it_grows() {
     let stack = Stack::start().await.unwrap();
     // One connection, so that every statement below runs on the one that cached its plan.
-    let pool = tps_contract::db::connect(&stack.database_url, 1).await.unwrap();
-    tps_contract::db::migrate(&pool).await.unwrap();
+    let pool = tps_runtime::db::connect(&stack.database_url, 1).await.unwrap();
+    tps_runtime::db::migrate(&pool).await.unwrap();
     let lookup = "SELECT id, user_id, ticket_id, quantity, created_at FROM orders WHERE id = ANY($1)";
     let ids = |n: usize| (0..n).map(|_| Uuid::new_v4()).collect::<Vec<_>>();
     let ticket = Uuid::new_v4();

@@ -281,10 +281,10 @@ async fn migration_0003_keys_existing_rows_keeps_created_twins_and_the_rust_key_
 
     use sqlx::migrate::Migrator;
     use tps_contract::command::email_key;
-    use tps_contract::db::MIGRATOR;
+    use tps_runtime::db::MIGRATOR;
 
     let stack = tps_testkit::Stack::start().await.unwrap();
-    let pool = tps_contract::db::connect(&stack.database_url, 3).await.unwrap();
+    let pool = tps_runtime::db::connect(&stack.database_url, 3).await.unwrap();
     // The schema before 0003, with rows the old index let through.
     let before = Migrator {
         migrations: Cow::Owned(MIGRATOR.migrations.iter().filter(|m| m.version < 3).cloned().collect()),
@@ -365,10 +365,10 @@ async fn migration_0006_moves_projects_and_logs_into_the_user_row_in_order() {
     use std::borrow::Cow;
 
     use sqlx::migrate::Migrator;
-    use tps_contract::db::MIGRATOR;
+    use tps_runtime::db::MIGRATOR;
 
     let stack = tps_testkit::Stack::start().await.unwrap();
-    let pool = tps_contract::db::connect(&stack.database_url, 3).await.unwrap();
+    let pool = tps_runtime::db::connect(&stack.database_url, 3).await.unwrap();
     let before = Migrator {
         migrations: Cow::Owned(MIGRATOR.migrations.iter().filter(|m| m.version < 6).cloned().collect()),
         ..Migrator::DEFAULT

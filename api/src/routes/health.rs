@@ -71,8 +71,8 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
 /// Prometheus text exposition.
 #[utoipa::path(get, path = "/metrics", tag = "ops", responses((status = 200, description = "Prometheus text format", body = String)))]
 pub async fn metrics(State(state): State<AppState>) -> Response {
-    match tps_contract::metrics::render(state.metrics.registry()) {
-        Ok(text) => ([(header::CONTENT_TYPE, tps_contract::metrics::CONTENT_TYPE)], text).into_response(),
+    match tps_runtime::metrics::render(state.metrics.registry()) {
+        Ok(text) => ([(header::CONTENT_TYPE, tps_runtime::metrics::CONTENT_TYPE)], text).into_response(),
         Err(e) => {
             tracing::error!(error = %e, "metrics not rendered");
             StatusCode::INTERNAL_SERVER_ERROR.into_response()

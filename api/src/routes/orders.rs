@@ -13,9 +13,9 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use tps_contract::OrderCommand;
 use tps_contract::event::OrderView;
-use tps_contract::spans::{self, Span, SpanKind};
 use tps_contract::subject::ORDERS_STREAM;
 use tps_contract::trace::{TRACEPARENT_HEADER, TraceContext};
+use tps_runtime::spans::{self, Span, SpanKind};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
@@ -310,7 +310,7 @@ impl Acceptable for OrderRequest<'_> {
 
 /// The OTLP span of an accepted order: our own trace context (the one echoed and
 /// put on the message, so the worker's settle span is its child), the caller's
-/// span as parent. Queued without waiting (`tps_contract::spans`).
+/// span as parent. Queued without waiting (`tps_runtime::spans`).
 fn export_span(
     trace: &TraceContext,
     parent_span_id: Option<String>,

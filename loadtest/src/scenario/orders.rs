@@ -189,7 +189,7 @@ async fn postgres<N>(
     demand: &[u64],
     outcome: &mut Outcome,
 ) {
-    let pool = match tps_contract::db::connect(url, 2).await {
+    let pool = match tps_runtime::db::connect(url, 2).await {
         Ok(p) => p,
         Err(e) => {
             outcome.verdicts.push(crate::verify::Verdict {

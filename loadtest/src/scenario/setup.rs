@@ -28,7 +28,7 @@ pub fn users(secret: &str, run_id: &str, n: u64) -> Vec<User> {
     (0..n)
         .map(|i| {
             let id = format!("lt-{run_id}-u{i}");
-            let token = tps_contract::auth::mint(secret.as_bytes(), &id, false, TOKEN_TTL_SECS);
+            let token = tps_runtime::auth::mint(secret.as_bytes(), &id, false, TOKEN_TTL_SECS);
             User { auth: bearer(&token), id, token }
         })
         .collect()
@@ -36,7 +36,7 @@ pub fn users(secret: &str, run_id: &str, n: u64) -> Vec<User> {
 
 /// An admin's `Authorization` value.
 pub fn admin(secret: &str, run_id: &str) -> HeaderValue {
-    bearer(&tps_contract::auth::mint(secret.as_bytes(), &format!("lt-{run_id}-admin"), true, TOKEN_TTL_SECS))
+    bearer(&tps_runtime::auth::mint(secret.as_bytes(), &format!("lt-{run_id}-admin"), true, TOKEN_TTL_SECS))
 }
 
 #[derive(Deserialize)]
@@ -92,7 +92,7 @@ mod tests {
     fn minted_users_verify() {
         let u = &users("k", "r", 2)[1];
         assert_eq!(u.id, "lt-r-u1");
-        assert_eq!(tps_contract::auth::verify(b"k", &u.token).unwrap().sub, "lt-r-u1");
+        assert_eq!(tps_runtime::auth::verify(b"k", &u.token).unwrap().sub, "lt-r-u1");
         assert!(u.auth.to_str().unwrap().starts_with("Bearer "));
     }
 }

@@ -175,7 +175,7 @@ async fn verify(ctx: &Context, signups: &Signups, run: &crate::load::PhaseRun<u6
     outcome.facts = serde_json::json!({ "accepted": accepted.len(), "outcomes": by_outcome, "unanswered": run.unanswered.len() });
     if let Some(url) = &ctx.common.database_url {
         let ids: Vec<Uuid> = accepted.iter().map(|i| signups.id(*i)).collect();
-        let read = match tps_contract::db::connect(url, 2).await {
+        let read = match tps_runtime::db::connect(url, 2).await {
             Ok(pool) => user_tally(&pool, &ids, &created_ids).await,
             Err(e) => Err(e),
         };

@@ -1,6 +1,6 @@
 //! The SQL of settling sign-ups: each statement is one round trip over arrays (`UNNEST`).
 //! A sign-up is one row: its team's projects and its log are JSON arrays in it
-//! (`contract/migrations/0006_user_documents.sql`).
+//! (`runtime/migrations/0006_user_documents.sql`).
 
 use std::collections::{HashMap, HashSet};
 

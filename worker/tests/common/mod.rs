@@ -38,8 +38,8 @@ impl Harness {
     /// As [`Harness::start`], with the shard consumers' `ack_wait` given.
     pub async fn start_with_ack_wait(shards: u32, ack_wait: Duration) -> Self {
         let stack = Stack::start().await.unwrap();
-        let pool = tps_contract::db::connect(&stack.database_url, 5).await.unwrap();
-        tps_contract::db::migrate(&pool).await.unwrap();
+        let pool = tps_runtime::db::connect(&stack.database_url, 5).await.unwrap();
+        tps_runtime::db::migrate(&pool).await.unwrap();
         let js = jetstream::new(async_nats::connect(stack.nats.url()).await.unwrap());
         ensure_streams(&js, &StreamLimits::default()).await.unwrap();
         // Consumers as the contract defines them, but with a short ack_wait (the

@@ -47,7 +47,7 @@ use opentelemetry_sdk::trace::{
     BatchConfig, BatchConfigBuilder, SpanData, SpanEvents, SpanExporter as _, SpanLinks, SpanProcessor as _,
 };
 
-use crate::spans::{AttributeValue, Span, SpanKind};
+use super::{AttributeValue, Span, SpanKind};
 
 /// How long [`crate::spans::Installed::shutdown`] waits for the last export.
 pub const FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
@@ -341,7 +341,7 @@ mod tests {
 
     use super::*;
     use crate::spans;
-    use crate::trace::{TRACEPARENT_HEADER, TraceContext};
+    use tps_contract::trace::{TRACEPARENT_HEADER, TraceContext};
 
     fn vars(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
         let map: HashMap<String, String> =

@@ -5,7 +5,7 @@
 //! to [`export`]. With the `otlp` cargo feature and `OTEL_EXPORTER_OTLP_ENDPOINT`
 //! (or `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`) set, [`install`] starts the
 //! OpenTelemetry SDK's batch span processor, whose background task sends them to
-//! the collector in batches (`crate::otlp`). Otherwise
+//! the collector in batches ([`otlp`]). Otherwise
 //! nothing is installed and [`enabled`] is false; without the feature it is the
 //! constant `false`, so the code that builds spans behind `if enabled()` is
 //! compiled away.
@@ -14,7 +14,7 @@
 //! # async fn serve() {}
 //! # async fn demo() {
 //! use std::time::SystemTime;
-//! use tps_contract::spans::{self, Span, SpanKind};
+//! use tps_runtime::spans::{self, Span, SpanKind};
 //! use tps_contract::trace::TraceContext;
 //!
 //! let installed = spans::install("tps-api");
@@ -39,7 +39,10 @@
 use std::borrow::Cow;
 use std::time::SystemTime;
 
-use crate::trace::TraceContext;
+use tps_contract::trace::TraceContext;
+
+#[cfg(feature = "otlp")]
+pub mod otlp;
 
 /// What a span stands for, as OTLP names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -134,7 +137,7 @@ pub struct Span {
 pub fn enabled() -> bool {
     #[cfg(feature = "otlp")]
     {
-        crate::otlp::enabled()
+        otlp::enabled()
     }
     #[cfg(not(feature = "otlp"))]
     {
@@ -148,7 +151,7 @@ pub fn enabled() -> bool {
 #[inline]
 pub fn export(span: Span) {
     #[cfg(feature = "otlp")]
-    crate::otlp::export(span);
+    otlp::export(span);
     #[cfg(not(feature = "otlp"))]
     drop(span);
 }
@@ -161,13 +164,12 @@ pub fn export(span: Span) {
 pub fn install(default_service_name: &str) -> Installed {
     #[cfg(feature = "otlp")]
     {
-        Installed { active: crate::otlp::install_from_env(default_service_name) }
+        Installed { active: otlp::install_from_env(default_service_name) }
     }
     #[cfg(not(feature = "otlp"))]
     {
         let _ = default_service_name;
         // Say why a configured collector receives nothing.
-        #[cfg(feature = "runtime")]
         for name in ["OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"] {
             if std::env::var_os(name).is_some_and(|v| !v.is_empty()) {
                 tracing::warn!("{name} is set, but this build has no `otlp` feature: no spans are exported");
@@ -191,7 +193,7 @@ impl Installed {
     pub async fn shutdown(self) {
         #[cfg(feature = "otlp")]
         if self.active {
-            crate::otlp::shutdown(crate::otlp::FLUSH_TIMEOUT).await;
+            otlp::shutdown(otlp::FLUSH_TIMEOUT).await;
         }
     }
 }

@@ -60,7 +60,7 @@ pub struct CommonConfig {
     /// one NATS (the operator sets `<namespace>_<name>`). Empty: the contract names
     /// (ORDERS, USERS, DEAD_LETTERS; `orders.<shard>`…).
     #[arg(long, env = "NATS_STREAM_PREFIX", default_value = "", value_parser = parse_stream_names)]
-    pub nats_stream_prefix: crate::subject::StreamNames,
+    pub nats_stream_prefix: tps_contract::subject::StreamNames,
     /// A NATS credentials file (`.creds`: user JWT and NKey seed), for a NATS that wants
     /// them; the operator mounts `nats.credentialsSecretRef` and sets this.
     #[arg(long, env = "NATS_CREDS")]
@@ -116,8 +116,10 @@ impl CommonConfig {
     }
 }
 
-fn parse_stream_names(prefix: &str) -> Result<crate::subject::StreamNames, crate::subject::InvalidPrefix> {
-    crate::subject::StreamNames::with_prefix(prefix)
+fn parse_stream_names(
+    prefix: &str,
+) -> Result<tps_contract::subject::StreamNames, tps_contract::subject::InvalidPrefix> {
+    tps_contract::subject::StreamNames::with_prefix(prefix)
 }
 
 /// Splits a comma-separated list of NATS URLs (blank entries ignored).
