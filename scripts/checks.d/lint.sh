@@ -1,6 +1,20 @@
 #!/usr/bin/env bash
-# The code gates: rustfmt (rustfmt.toml) and clippy with every warning an error.
+# The code gates: rustfmt (rustfmt.toml), clippy with every warning an error, and one copy
+# each of the HTTP and WebSocket stacks in every shipped binary (issue 15: two tower-http or
+# tungstenite versions would compile, and be patched, twice).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
+
+single=(tower-http tungstenite tokio-tungstenite axum hyper tower)
+shipped=(-p tps-api -p tps-worker -p tps-operator -p tps-loadtest)
+tree=$(cargo tree --locked -q -e normal,build "${shipped[@]}" --prefix none)
+for name in "${single[@]}"; do
+  versions=$(grep -oE "^$name v[0-9][^ ]*" <<<"$tree" | sed "s/^$name //" | sort -u | tr '\n' ' ' || true)
+  if [ "$(wc -w <<<"$versions")" -gt 1 ]; then
+    echo "lint: the api, worker, operator and loadtest link more than one $name: $versions" >&2
+    exit 1
+  fi
+done
+echo "lint: one copy each of ${single[*]} across the api, worker, operator and loadtest"

@@ -12,29 +12,47 @@
 //! ([`ledger`]), the Prometheus text parser ([`metrics`]) and a fake OTLP
 //! collector ([`collector`]).
 
-mod app;
-pub mod collector;
 pub mod ledger;
 pub mod metrics;
-mod nats;
-mod postgres;
-mod process;
-mod redis;
-mod stack;
-mod tls;
 pub mod verdict;
 
+#[cfg(feature = "servers")]
+mod app;
+#[cfg(feature = "servers")]
+pub mod collector;
+#[cfg(feature = "servers")]
+mod nats;
+#[cfg(feature = "servers")]
+mod postgres;
+#[cfg(feature = "servers")]
+mod process;
+#[cfg(feature = "servers")]
+mod redis;
+#[cfg(feature = "servers")]
+mod stack;
+#[cfg(feature = "servers")]
+mod tls;
+
+#[cfg(feature = "servers")]
 pub use app::{AppProcess, binary};
+#[cfg(feature = "servers")]
 pub use collector::{CollectedSpan, FakeCollector};
 pub use metrics::Scrape;
+#[cfg(feature = "servers")]
 pub use nats::Nats;
+#[cfg(feature = "servers")]
 pub use postgres::Postgres;
+#[cfg(feature = "servers")]
 pub use process::{ChildProcess, free_port};
+#[cfg(feature = "servers")]
 pub use redis::Redis;
+#[cfg(feature = "servers")]
 pub use stack::{Stack, TEST_JWT_SECRET};
+#[cfg(feature = "servers")]
 pub use tls::TlsFiles;
 
 /// Signs a test token for `user` (admin scope when asked), valid for an hour.
+#[cfg(feature = "servers")]
 pub fn token(user: &str, admin: bool) -> String {
     tps_runtime::auth::mint(TEST_JWT_SECRET.as_bytes(), user, admin, 3600)
 }

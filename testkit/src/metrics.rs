@@ -43,6 +43,7 @@ pub struct Scrape {
 
 impl Scrape {
     /// GETs `url` and parses the page.
+    #[cfg(feature = "servers")]
     pub async fn fetch(url: &str) -> anyhow::Result<Self> {
         let text = reqwest::get(url).await?.error_for_status()?.text().await?;
         Ok(Self::parse(&text))
