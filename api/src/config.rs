@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use tps_runtime::config::{CommonConfig, Secret};
 
-use crate::protect::TrustedProxies;
+use crate::client_ip::TrustedProxies;
 
 /// Flags and environment of the `api` server.
 #[derive(Debug, Clone, clap::Parser)]

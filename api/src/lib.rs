@@ -12,6 +12,7 @@ pub mod accept;
 pub mod auth;
 pub mod claim;
 pub mod claims_watch;
+pub mod client_ip;
 pub mod conditional;
 pub mod config;
 pub mod connections;

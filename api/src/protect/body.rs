@@ -13,7 +13,9 @@ use axum::extract::Request;
 use http_body_util::{BodyExt, Limited};
 
 use crate::error::ApiError;
-use crate::routes::MAX_BODY_BYTES;
+
+/// Largest accepted request body (413 beyond).
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
 use crate::telemetry::metrics;
 
 /// `request` with its body read into memory; 408 when it does not arrive within

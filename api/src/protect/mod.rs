@@ -10,7 +10,6 @@
 
 pub mod backlog;
 pub mod body;
-pub mod client_ip;
 pub mod db_health;
 pub mod rate_limit;
 
@@ -24,11 +23,11 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use tokio::sync::Semaphore;
 
+use crate::client_ip::{self, TrustedProxies};
 use crate::config::Limits;
 use crate::error::ApiError;
 use crate::telemetry::metrics;
 pub use backlog::Backlog;
-pub use client_ip::TrustedProxies;
 pub use db_health::DbHealth;
 pub use rate_limit::RateLimiter;
 

@@ -17,8 +17,7 @@ use axum::response::{IntoResponse, Response};
 use crate::error::ApiError;
 use crate::state::AppState;
 
-/// Largest accepted request body.
-pub const MAX_BODY_BYTES: usize = 64 * 1024;
+pub use crate::protect::body::MAX_BODY_BYTES;
 
 /// A 202 for a command stored in JetStream: `body`, `Location: location`, and
 /// `Idempotent-Replayed: true` when it repeats an earlier request.
