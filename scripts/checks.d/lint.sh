@@ -1,11 +1,18 @@
 #!/usr/bin/env bash
-# The code gates: rustfmt (rustfmt.toml), clippy with every warning an error, and one copy
+# The code gates: rustfmt (rustfmt.toml), clippy with every warning an error, no unused
+# dependencies (cargo-machete), and one copy
 # each of the HTTP and WebSocket stacks in every shipped binary (issue 15: two tower-http or
 # tungstenite versions would compile, and be patched, twice).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
+
+# No dependency a crate does not use (installed once per machine, like cargo-nextest).
+if ! cargo machete --version >/dev/null 2>&1; then
+  cargo install --locked cargo-machete --version 0.9.2 >/dev/null
+fi
+cargo machete
 
 single=(tower-http tungstenite tokio-tungstenite axum hyper tower)
 shipped=(-p tps-api -p tps-worker -p tps-operator -p tps-loadtest)
