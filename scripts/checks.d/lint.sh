@@ -1,8 +1,7 @@
 #!/usr/bin/env bash
 # The code gates: rustfmt (rustfmt.toml), clippy with every warning an error, no unused
-# dependencies (cargo-machete), and one copy
-# each of the HTTP and WebSocket stacks in every shipped binary (issue 15: two tower-http or
-# tungstenite versions would compile, and be patched, twice).
+# dependencies (cargo-machete), and one copy each of the HTTP and WebSocket stacks in every
+# shipped binary (two tower-http or tungstenite versions would compile, and be patched, twice).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 cargo fmt --all --check
