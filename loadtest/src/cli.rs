@@ -159,6 +159,14 @@ pub struct SignupArgs {
     /// Share of sign-ups that reuse an earlier email (in another case); each must be REJECTED, never CREATED twice.
     #[arg(long, default_value_t = 0.0)]
     pub duplicate_share: f64,
+    /// `signup-burst`: the most connections one load process holds (0: as many as its
+    /// open-file limit allows); more are spread over several processes.
+    #[arg(long, default_value_t = 0)]
+    pub connections_per_process: u64,
+    /// Internal: run only this part of a burst spread over processes (`crate::parts`).
+    #[arg(long, hide = true)]
+    #[serde(skip)]
+    pub part: Option<crate::parts::Part>,
 }
 
 /// `read-mix` options.

@@ -50,6 +50,9 @@ pub enum Error {
     /// A file or socket operation failed.
     #[error("io: {0}")]
     Io(#[from] std::io::Error),
+    /// A part of a phase spread over processes failed (`crate::parts`).
+    #[error("{0}")]
+    Part(String),
     /// The target did not answer as the scenario needs before it starts.
     #[error("setup: {0}")]
     Setup(String),

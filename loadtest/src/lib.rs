@@ -12,6 +12,7 @@ pub mod schedule;
 pub use error::{Error, Result};
 pub mod cli;
 pub mod nofile;
+pub mod parts;
 pub mod procstat;
 pub mod report;
 pub mod scenario;

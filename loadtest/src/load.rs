@@ -7,13 +7,15 @@
 //! worker sleeps until the index's intended time; a busy worker simply takes
 //! its next index late, and that lateness is part of the latency.
 
+use std::future::Future;
 use std::net::IpAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
 use indicatif::ProgressBar;
-use tokio::sync::{Barrier, Semaphore};
+use tokio::sync::{Barrier, OnceCell, Semaphore};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
@@ -32,7 +34,7 @@ pub trait Workload: Send + Sync + 'static {
 }
 
 /// How one phase offers its load.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Plan {
     /// Requests in the phase.
     pub requests: u64,
@@ -46,7 +48,13 @@ pub struct Plan {
     pub source_ips: Vec<IpAddr>,
     /// Connections being opened at once before the start.
     pub connect_concurrency: usize,
+    /// Awaited once every connection is open, before the clock starts: how one part of a
+    /// phase spread over several processes waits for the others (`crate::parts`).
+    pub gate: Option<Gate>,
 }
+
+/// See [`Plan::gate`].
+pub type Gate = Arc<dyn Fn() -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;
 
 /// Everything one phase measured.
 #[derive(Debug)]
@@ -89,7 +97,7 @@ struct Shared<W> {
     next: AtomicU64,
     barrier: Barrier,
     connecting: Semaphore,
-    start: std::sync::OnceLock<(Instant, SystemTime)>,
+    start: OnceCell<(Instant, SystemTime)>,
     progress: ProgressBar,
 }
 
@@ -107,7 +115,7 @@ pub async fn run<W: Workload>(
         next: AtomicU64::new(0),
         barrier: Barrier::new(connections),
         connecting: Semaphore::new(plan.connect_concurrency.max(1)),
-        start: std::sync::OnceLock::new(),
+        start: OnceCell::new(),
         progress,
         plan,
     });
@@ -147,7 +155,15 @@ async fn worker<W: Workload>(shared: Arc<Shared<W>>, w: usize) -> WorkerRun<W::N
     let mut conn = open(&shared, source).await;
     let connect_failed = conn.is_none();
     shared.barrier.wait().await;
-    let (start, _) = *shared.start.get_or_init(|| (Instant::now(), SystemTime::now()));
+    let (start, _) = *shared
+        .start
+        .get_or_init(|| async {
+            if let Some(gate) = &shared.plan.gate {
+                gate().await;
+            }
+            (Instant::now(), SystemTime::now())
+        })
+        .await;
     let schedule = Schedule::new(start, shared.plan.model);
     let mut run = WorkerRun {
         samples: Vec::new(),

@@ -1,6 +1,7 @@
 //! What every scenario shares: the target, the plan, progress bars, phases
 //! measured with the /proc sampler, and the final report.
 
+use std::future::Future;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -54,6 +55,7 @@ impl Context {
             request_timeout: self.common.request_timeout,
             source_ips: self.sources(connections, first_source),
             connect_concurrency: self.common.connect_concurrency,
+            gate: None,
         }
     }
 
@@ -87,6 +89,26 @@ impl Context {
         bar.finish_and_clear();
         let report = PhaseReport::of(name, &run, routes, processes);
         (run, report)
+    }
+
+    /// Like [`Context::measure`], for a phase that `phase` runs elsewhere (in parts, see
+    /// `crate::parts`): samples the servers meanwhile and reports what it returns.
+    pub async fn measure_with(
+        &self,
+        name: &str,
+        requests: u64,
+        routes: &[&str],
+        phase: impl Future<Output = Result<PhaseRun<u64>>>,
+    ) -> Result<(PhaseRun<u64>, PhaseReport)> {
+        let bar = bar(requests, name);
+        bar.enable_steady_tick(Duration::from_millis(500));
+        let sampler = Sampler::start(self.selector(), Duration::from_millis(500));
+        let run = phase.await;
+        let processes = sampler.stop().await;
+        bar.finish_and_clear();
+        let run = run?;
+        let report = PhaseReport::of(name, &run, routes, processes);
+        Ok((run, report))
     }
 
     fn selector(&self) -> Selector {

@@ -18,6 +18,7 @@ use crate::cli::SignupArgs;
 use crate::error::Result;
 use crate::http::{Answer, Call};
 use crate::load::Workload;
+use crate::parts::{self, Part, PartRun};
 use crate::report::{Report, Settle};
 use crate::scenario::context::{Context, Outcome, bar, secs_between};
 use crate::scenario::{noop, setup};
@@ -109,9 +110,22 @@ pub async fn run(args: SignupArgs, mode: Mode) -> Result<Report> {
     };
     let requests = args.requests.unwrap_or(if mode == Mode::Burst { 100_000 } else { 1_000_000 });
     let connections = if mode == Mode::Burst { requests as usize } else { ctx.common.connections };
+    let workload = Arc::new(Signups {
+        run_id: ctx.run_id.clone(),
+        duplicate_share: args.duplicate_share.clamp(0.0, 1.0),
+    });
+    if let Some(part) = args.part {
+        return run_part(&ctx, workload, requests, part).await;
+    }
     let limit = crate::nofile::raise_nofile(connections as u64 + 4096)?;
     let mut notes = Vec::new();
-    if limit < connections as u64 + 64 {
+    // More connections than this process may hold: a burst runs as parts, one process each.
+    let parts = if mode == Mode::Burst {
+        parts::needed(connections as u64, limit, args.connections_per_process)
+    } else {
+        1
+    };
+    if parts == 1 && limit < connections as u64 + 64 {
         notes.push(format!("open-file limit is {limit}, below the {connections} connections asked for"));
     }
     let (mut main_plan, mut noop_plan) =
@@ -119,16 +133,40 @@ pub async fn run(args: SignupArgs, mode: Mode) -> Result<Report> {
     if mode == Mode::Burst {
         (main_plan.model, noop_plan.model) = (Model::Closed, Model::Closed);
     }
-    let baseline = noop::baseline(&ctx, noop_plan).await;
-    let workload = Arc::new(Signups {
-        run_id: ctx.run_id.clone(),
-        duplicate_share: args.duplicate_share.clamp(0.0, 1.0),
-    });
-    let (run, main) = ctx.measure(name, main_plan, workload.clone(), &["signups"]).await;
+    let (baseline, (run, main)) = if parts > 1 {
+        notes.push(format!(
+            "{connections} connections over {parts} processes (open-file limit {limit} each), \
+             from 127.0.0.11 up; no no-op baseline"
+        ));
+        let args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
+        let measured = ctx
+            .measure_with(name, requests, &["signups"], parts::run_children(&args, parts, &ctx.run_id))
+            .await?;
+        (None, measured)
+    } else {
+        let baseline = noop::baseline(&ctx, noop_plan).await;
+        (baseline, ctx.measure(name, main_plan, workload.clone(), &["signups"]).await)
+    };
     let mut outcome = verify(&ctx, &workload, &run).await;
     outcome.notes.extend(notes);
     let phases = baseline.into_iter().chain([main]).collect();
     Ok(ctx.report(name, serde_json::to_value(&args)?, phases, outcome))
+}
+
+/// One part of a burst spread over processes: its share of the connections, started with the
+/// others, its measurements printed for the parent; then the process ends (the parent
+/// verifies and reports the whole run).
+async fn run_part(ctx: &Context, workload: Arc<Signups>, requests: u64, part: Part) -> Result<Report> {
+    let share = part.requests(requests);
+    crate::nofile::raise_nofile(share + 4096)?;
+    let mut plan = ctx.plan(share, share as usize, 11);
+    plan.model = Model::Closed;
+    plan.source_ips = vec![part.source()];
+    plan.gate = Some(parts::stdin_gate());
+    let strided = Arc::new(parts::Strided::new(workload, part));
+    let run = crate::load::run(ctx.target.clone(), plan, strided, indicatif::ProgressBar::hidden()).await;
+    PartRun::of(run, part).emit().await?;
+    std::process::exit(0)
 }
 
 async fn verify(ctx: &Context, signups: &Signups, run: &crate::load::PhaseRun<u64>) -> Outcome {
