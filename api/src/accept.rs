@@ -16,26 +16,27 @@
 //! A kind ([`Acceptable`]) says only what differs: its key and body, its command and
 //! stream, its lookups and its answers.
 
-use std::future::Future;
 use std::time::Duration;
 
 use async_nats::jetstream::publish::PublishAck;
 use axum::response::Response;
 use chrono::Utc;
+use serde::Serialize;
 use serde::de::DeserializeOwned;
+use tps_contract::subject::{MSG_ID_HEADER, StreamNames};
 use uuid::Uuid;
 
 use crate::claim::{self, Body, Outcome, Record};
 use crate::error::ApiError;
 use crate::jetstream::PublishError;
-use crate::recall::{self, RecallError};
+use crate::recall::{self, Batcher, RecallError};
 use crate::state::AppState;
 use crate::telemetry::metrics;
 
 /// A request that carries one command of a kind through [`accept`].
 pub trait Acceptable: Sync {
     /// The command as published (and as read back from the stream).
-    type Command: DeserializeOwned + Send + Sync;
+    type Command: Serialize + DeserializeOwned + Send + Sync;
 
     /// The kind, as the recall metric labels it (`order`, `signup`).
     const KIND: &'static str;
@@ -43,6 +44,8 @@ pub trait Acceptable: Sync {
     const NOUN: &'static str;
     /// The stream (without the prefix) its commands are stored in.
     const STREAM: &'static str;
+    /// The stream's label on the publish metrics (`orders`, `users`).
+    const STREAM_LABEL: &'static str;
     /// Why a new key is refused, for the 503 while that cannot be final yet.
     const REFUSED: &'static str = "new keys are refused";
 
@@ -66,18 +69,12 @@ pub trait Acceptable: Sync {
     fn command_id(command: &Self::Command) -> Uuid;
     /// The claim a command read back from the stream stands for.
     fn command_record(command: Self::Command) -> Record;
-    /// Stores `command` in JetStream and waits for the PubAck.
-    fn publish(
-        &self,
-        state: &AppState,
-        command: &Self::Command,
-    ) -> impl Future<Output = Result<PublishAck, PublishError>> + Send;
-    /// What Postgres holds of a settled command with this id, within `bound`.
-    fn recall(
-        state: &AppState,
-        id: Uuid,
-        bound: Duration,
-    ) -> impl Future<Output = Result<Option<Record>, RecallError>> + Send;
+    /// The subject `command` is published on (its shard's).
+    fn subject(command: &Self::Command, names: &StreamNames, shards: u32) -> String;
+    /// Headers beside `Nats-Msg-Id` (an order carries its `traceparent`).
+    fn headers(&self, _headers: &mut async_nats::HeaderMap) {}
+    /// Settled commands of this kind by id, looked up in micro-batches.
+    fn settled(state: &AppState) -> &Batcher<Record>;
     /// The answer for a key used before with another body.
     fn conflict() -> ApiError;
     /// The 202, first or replayed.
@@ -157,7 +154,7 @@ pub async fn accept<K: Acceptable>(state: &AppState, request: &K) -> Result<Answ
     };
     // The original time on a replay, so a re-published command is identical.
     let command = request.command(created_ms);
-    let publish = request.publish(state, &command);
+    let publish = publish(state, request, &command);
     let stored = match basis {
         Basis::Replay => {
             publish.await.map_err(|e| not_stored::<K>(&e))?;
@@ -168,7 +165,7 @@ pub async fn accept<K: Acceptable>(state: &AppState, request: &K) -> Result<Answ
             // the command. A second publish of a known key is harmless: JetStream drops the
             // same Nats-Msg-Id within its window, and after it the worker skips an id that
             // is already settled (and Postgres, which we asked, had it settled).
-            let recall = K::recall(state, request.id(), settings.publish_timeout);
+            let recall = K::settled(state).get(request.id(), settings.publish_timeout);
             let (published, recalled) = tokio::join!(publish, recall);
             let fresh = Fresh { key: &key, body: &body, claimed, created_ms };
             if let Some(response) = known_answer(state, request, &fresh, recalled, published).await? {
@@ -179,6 +176,23 @@ pub async fn accept<K: Acceptable>(state: &AppState, request: &K) -> Result<Answ
     };
     K::count(stored.replayed);
     Ok(Answer { response: request.accepted(stored.replayed), stored: Some(stored) })
+}
+
+/// Stores `command` in JetStream with `Nats-Msg-Id` = its id (JetStream drops a second one
+/// within its window), and waits for the PubAck.
+async fn publish<K: Acceptable>(
+    state: &AppState,
+    request: &K,
+    command: &K::Command,
+) -> Result<PublishAck, PublishError> {
+    let settings = &state.settings;
+    let subject = K::subject(command, &settings.names, settings.shards);
+    let payload = serde_json::to_vec(command).map_err(|e| PublishError::Refused(e.to_string()))?;
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert(MSG_ID_HEADER, K::command_id(command).to_string().as_str());
+    request.headers(&mut headers);
+    let timeout = settings.publish_timeout;
+    crate::jetstream::store(&state.jetstream, subject, headers, payload, timeout, K::STREAM_LABEL).await
 }
 
 /// A request whose key had no claim.
@@ -249,7 +263,7 @@ async fn known_answer<K: Acceptable>(
     let earlier = match stored.filter(|c| K::command_id(c) == id) {
         Some(command) => Some(K::command_record(command)),
         // Gone from the stream: settled meanwhile (or expired); ask Postgres once more.
-        None => K::recall(state, id, bound).await.ok().flatten(),
+        None => K::settled(state).get(id, bound).await.ok().flatten(),
     };
     if earlier.as_ref().is_some_and(|e| fresh.own(e)) {
         recall::count(K::KIND, "none");
@@ -307,7 +321,7 @@ async fn refused_unless_known<K: Acceptable>(
     // Nothing runs beside this lookup, and without its answer the request gets 503: wait for it
     // as long as for a pool connection (a fresh pool on a loaded host may need a second to connect).
     let bound = state.settings.publish_timeout.max(REFUSAL_LOOKUP_BOUND);
-    match K::recall(state, request.id(), bound).await {
+    match K::settled(state).get(request.id(), bound).await {
         Ok(Some(settled)) => {
             let body = request.body();
             let fresh = Fresh { key, body: &body, claimed: false, created_ms: 0 };

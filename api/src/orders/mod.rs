@@ -3,7 +3,6 @@
 
 pub mod claim;
 pub mod pending;
-pub mod publish;
 pub mod store;
 
 /// Redis key of an order's PENDING record and idempotency claim.

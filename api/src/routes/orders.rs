@@ -1,9 +1,8 @@
 //! `POST /v1/orders` (the hot path), `GET /v1/orders/{id}` and `GET /v1/orders`.
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
-use async_nats::jetstream::publish::PublishAck;
 use axum::Router;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
@@ -13,7 +12,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use tps_contract::OrderCommand;
 use tps_contract::event::OrderView;
-use tps_contract::subject::ORDERS_STREAM;
+use tps_contract::subject::{ORDERS_STREAM, StreamNames};
 use tps_contract::trace::{TRACEPARENT_HEADER, TraceContext};
 use tps_runtime::spans::{self, Span, SpanKind};
 use utoipa::{IntoParams, ToSchema};
@@ -25,10 +24,9 @@ use crate::claim::{Body, Record};
 use crate::cursor::{Cursor, page_limit};
 use crate::error::{ApiError, Problem};
 use crate::extract::{IdempotencyKey, Json, Path, Query};
-use crate::jetstream::PublishError;
-use crate::orders::{claim, order_key, pending, publish, store, user_orders_key};
+use crate::orders::{claim, order_key, pending, store, user_orders_key};
 use crate::protect::{Policy, Protection, Stream, guarded};
-use crate::recall::RecallError;
+use crate::recall::Batcher;
 use crate::state::AppState;
 use crate::telemetry::metrics;
 
@@ -224,6 +222,7 @@ impl Acceptable for OrderRequest<'_> {
     const KIND: &'static str = "order";
     const NOUN: &'static str = "order";
     const STREAM: &'static str = ORDERS_STREAM;
+    const STREAM_LABEL: &'static str = "orders";
     const REFUSED: &'static str = "the ticket is sold out";
 
     fn id(&self) -> Uuid {
@@ -266,21 +265,17 @@ impl Acceptable for OrderRequest<'_> {
         claim::record(&command.user_id, &command.ticket_id, command.quantity, created_ms)
     }
 
-    async fn publish(&self, state: &AppState, command: &OrderCommand) -> Result<PublishAck, PublishError> {
-        let settings = &state.settings;
-        publish::publish(
-            &state.jetstream,
-            command,
-            &settings.names,
-            settings.shards,
-            settings.publish_timeout,
-            self.trace,
-        )
-        .await
+    fn subject(command: &OrderCommand, names: &StreamNames, shards: u32) -> String {
+        names.order_subject(tps_contract::shard_for(&command.ticket_id, shards))
     }
 
-    async fn recall(state: &AppState, id: Uuid, bound: Duration) -> Result<Option<Record>, RecallError> {
-        state.settled_orders.get(id, bound).await
+    fn headers(&self, headers: &mut async_nats::HeaderMap) {
+        // The worker's settle continues this trace (W3C traceparent on the message).
+        headers.insert(TRACEPARENT_HEADER, self.trace.header().as_str());
+    }
+
+    fn settled(state: &AppState) -> &Batcher<Record> {
+        &state.settled_orders
     }
 
     fn conflict() -> ApiError {

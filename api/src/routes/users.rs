@@ -5,9 +5,7 @@
 //! sign-up as CREATED, or REJECTED with `DUPLICATE_EMAIL`.
 
 use std::sync::Arc;
-use std::time::Duration;
 
-use async_nats::jetstream::publish::PublishAck;
 use axum::Router;
 use axum::extract::State;
 use axum::response::Response;
@@ -15,7 +13,7 @@ use axum::routing::{get, post};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use tps_contract::command::Signup;
-use tps_contract::subject::USERS_STREAM;
+use tps_contract::subject::{StreamNames, USERS_STREAM};
 use tps_contract::{SignupCommand, UserReason, UserStatus};
 use utoipa::ToSchema;
 use uuid::Uuid;
@@ -24,12 +22,11 @@ use crate::accept::{self, Acceptable};
 use crate::claim::{Body, Record};
 use crate::error::{ApiError, Problem};
 use crate::extract::{Json, Path};
-use crate::jetstream::PublishError;
 use crate::protect::{Policy, Protection, Stream, guarded};
-use crate::recall::RecallError;
+use crate::recall::Batcher;
 use crate::state::AppState;
 use crate::telemetry::metrics;
-use crate::users::{claim, publish, signup_key, store};
+use crate::users::{claim, signup_key, store};
 
 /// The sign-up routes: anonymous; reads need Postgres, new sign-ups never do but are shed
 /// while the sign-up consumers lag.
@@ -120,6 +117,7 @@ impl Acceptable for SignupRequest {
     const KIND: &'static str = "signup";
     const NOUN: &'static str = "sign-up";
     const STREAM: &'static str = USERS_STREAM;
+    const STREAM_LABEL: &'static str = "users";
 
     fn id(&self) -> Uuid {
         self.signup.id
@@ -146,20 +144,12 @@ impl Acceptable for SignupRequest {
         claim::record(command.user.fingerprint(), command.accepted_at.timestamp_millis())
     }
 
-    async fn publish(&self, state: &AppState, command: &SignupCommand) -> Result<PublishAck, PublishError> {
-        let settings = &state.settings;
-        publish::publish(
-            &state.jetstream,
-            command,
-            &settings.names,
-            settings.shards,
-            settings.publish_timeout,
-        )
-        .await
+    fn subject(command: &SignupCommand, names: &StreamNames, shards: u32) -> String {
+        names.user_subject(tps_contract::shard_for(&command.user.id, shards))
     }
 
-    async fn recall(state: &AppState, id: Uuid, bound: Duration) -> Result<Option<Record>, RecallError> {
-        state.settled_signups.get(id, bound).await
+    fn settled(state: &AppState) -> &Batcher<Record> {
+        &state.settled_signups
     }
 
     fn conflict() -> ApiError {

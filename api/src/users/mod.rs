@@ -2,7 +2,6 @@
 //! settled users in Postgres.
 
 pub mod claim;
-pub mod publish;
 pub mod store;
 
 /// Redis key of a sign-up's claim and PENDING record.
