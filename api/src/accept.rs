@@ -19,7 +19,7 @@
 use std::time::Duration;
 
 use async_nats::jetstream::publish::PublishAck;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use chrono::Utc;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -79,8 +79,12 @@ pub trait Acceptable: Sync {
     fn conflict() -> ApiError;
     /// The 202, first or replayed.
     fn accepted(&self, replayed: bool) -> Response;
-    /// The final refusal of a new key, when [`Acceptable::refuse_new`] holds.
-    fn refusal(&self) -> Response;
+    /// The final refusal of a new key, when [`Acceptable::refuse_new`] holds. A kind that never
+    /// refuses keeps this default (a 503, never reached).
+    fn refusal(&self) -> Response {
+        ApiError::Unavailable(format!("this {} cannot be taken now; retry shortly", Self::NOUN))
+            .into_response()
+    }
     /// Counts an accepted (or replayed) command.
     fn count(replayed: bool);
 }
@@ -291,8 +295,9 @@ async fn answer_from<K: Acceptable>(
 ) -> Result<Response, ApiError> {
     let same = *fresh.body == known.body;
     recall::count(K::KIND, if same { "same" } else { "other" });
-    if !(fresh.claimed && same) {
-        // A claim was just written with another body, or none is there: write the known one.
+    if !(fresh.claimed && same && known.created_ms == fresh.created_ms) {
+        // A claim was just written with another body or time, or none is there: write the known
+        // one, so that a replay re-publishes the first command exactly (its `acceptedAt` too).
         claim::remember(&state.redis, fresh.key.to_owned(), known, state.settings.pending_ttl_secs).await;
     }
     if !same {

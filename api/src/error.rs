@@ -194,11 +194,12 @@ impl From<sqlx::Error> for ApiError {
     }
 }
 
-/// SQLSTATEs that mean "not now" rather than "wrong": class 08 (connection exception),
-/// 57P01–57P03 (admin shutdown, crash shutdown, cannot connect now) and 53300 (too many
-/// connections). A request that met one is answered 503 + `Retry-After`, not 500.
+/// SQLSTATEs that mean "not now" rather than "wrong": class 08 (connection exception) but
+/// 08P01 (a protocol violation is a bug), 57P01–57P03 (admin shutdown, crash shutdown, cannot
+/// connect now) and 53300 (too many connections). A request that met one is answered 503 +
+/// `Retry-After`, not 500.
 pub fn is_transient_sqlstate(code: &str) -> bool {
-    code.starts_with("08") || matches!(code, "57P01" | "57P02" | "57P03" | "53300")
+    (code.starts_with("08") && code != "08P01") || matches!(code, "57P01" | "57P02" | "57P03" | "53300")
 }
 
 impl From<JsonRejection> for ApiError {

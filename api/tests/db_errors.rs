@@ -7,10 +7,10 @@ use tps_api::error::is_transient_sqlstate;
 
 #[test]
 fn connection_and_shutdown_sqlstates_are_transient_and_others_not() {
-    for code in ["08000", "08006", "08P01", "57P01", "57P02", "57P03", "53300"] {
+    for code in ["08000", "08006", "08001", "57P01", "57P02", "57P03", "53300"] {
         assert!(is_transient_sqlstate(code), "{code}");
     }
-    for code in ["23505", "42P01", "22P02", "40001", "57014"] {
+    for code in ["23505", "42P01", "22P02", "40001", "57014", "08P01"] {
         assert!(!is_transient_sqlstate(code), "{code}");
     }
 }

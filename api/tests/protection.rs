@@ -54,6 +54,9 @@ async fn a_client_ip_over_its_rate_gets_429_but_probes_still_answer() {
     assert!(limited.headers().contains_key("retry-after"));
     let body = problem(limited, 429).await;
     assert!(body["detail"].as_str().unwrap().contains("ip"), "{body}");
+    // Unknown routes and wrong methods are anonymous too: no free flood past the limit.
+    problem(api.get("/no-such-route").send().await.unwrap(), 429).await;
+    problem(api.delete("/v1/tickets").send().await.unwrap(), 429).await;
     for probe in ["/healthz", "/readyz", "/metrics"] {
         assert_eq!(api.get(probe).send().await.unwrap().status(), 200, "{probe} is never limited");
     }

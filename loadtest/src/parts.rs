@@ -67,9 +67,20 @@ impl Part {
         j * u64::from(self.count) + u64::from(self.index)
     }
 
-    /// The loopback source address of this part (127.0.0.11, .12, …).
-    pub fn source(&self) -> IpAddr {
-        IpAddr::V4(Ipv4Addr::new(127, 0, 0, 11u8.saturating_add(self.index as u8)))
+    /// The loopback source addresses of this part for `connections` of its own: one per
+    /// 25,000 (each address has about 28,000 ephemeral ports towards one server port), in a
+    /// range of its own from 127.0.0.11, so that no two parts compete for ports. Empty when the
+    /// target is not IPv4 loopback (the system then picks the source).
+    pub fn sources(&self, connections: u64, loopback_v4: bool) -> Vec<IpAddr> {
+        if !loopback_v4 {
+            return Vec::new();
+        }
+        let per_part = connections.div_ceil(25_000).max(1);
+        let first = 11 + u64::from(self.index) * per_part;
+        (first..first + per_part)
+            .filter(|last| *last <= 254)
+            .map(|i| IpAddr::V4(Ipv4Addr::new(127, 0, 0, i as u8)))
+            .collect()
     }
 }
 
@@ -115,6 +126,10 @@ pub fn stdin_gate() -> Gate {
             let _ = out.flush().await;
             let mut line = String::new();
             let _ = BufReader::new(tokio::io::stdin()).read_line(&mut line).await;
+            // Anything but `go` (the parent died: stdin closed) ends the part unsent.
+            if line.trim() != "go" {
+                std::process::exit(3);
+            }
         })
     })
 }
@@ -214,8 +229,15 @@ pub fn child_args(args: &[OsString], part: Part, run_id: &str) -> Vec<OsString> 
 }
 
 /// In the parent: runs `count` parts (this binary with `args`, see [`child_args`]), starts
-/// them together once all are ready, and merges what they measured.
-pub async fn run_children(args: &[OsString], count: u32, run_id: &str) -> Result<PhaseRun<u64>> {
+/// them together once all are ready, and merges what they measured. A part that is not ready
+/// within 3 minutes, or has no result within `request_timeout` plus a minute after `go`,
+/// fails the run (and every part is killed).
+pub async fn run_children(
+    args: &[OsString],
+    count: u32,
+    run_id: &str,
+    request_timeout: Duration,
+) -> Result<PhaseRun<u64>> {
     // The binary itself, unless embedded (the library in a test): then `LOADTEST_EXE`.
     let exe = match std::env::var_os("LOADTEST_EXE") {
         Some(exe) => exe.into(),
@@ -248,8 +270,12 @@ pub async fn run_children(args: &[OsString], count: u32, run_id: &str) -> Result
         stdin.flush().await.map_err(|e| part_failed(*part, e.to_string()))?;
     }
     let mut runs = Vec::new();
+    let deadline = tokio::time::Instant::now() + request_timeout + Duration::from_secs(60);
     for (part, mut child, _, mut stdout) in children {
-        let line = stdout.next_line().await?.ok_or_else(|| part_failed(part, "no result".into()))?;
+        let line = tokio::time::timeout_at(deadline, stdout.next_line())
+            .await
+            .map_err(|_| part_failed(part, "no result in time".into()))??
+            .ok_or_else(|| part_failed(part, "no result".into()))?;
         runs.push(serde_json::from_str::<PartRun>(&line)?);
         let status = child.wait().await?;
         if !status.success() {
@@ -297,7 +323,14 @@ mod tests {
         assert_eq!(needed(100_000, 20_000, 50_000), 6, "never more than the limit allows");
         assert_eq!("2/6".parse::<Part>().unwrap(), Part { index: 2, count: 6 });
         assert!("6/6".parse::<Part>().is_err());
-        assert_ne!(Part { index: 0, count: 2 }.source(), Part { index: 1, count: 2 }.source());
+        let (a, b) = (Part { index: 0, count: 2 }, Part { index: 1, count: 2 });
+        assert_eq!(a.sources(16_000, true), [IpAddr::V4(Ipv4Addr::new(127, 0, 0, 11))]);
+        assert_eq!(b.sources(16_000, true), [IpAddr::V4(Ipv4Addr::new(127, 0, 0, 12))]);
+        // 50,000 connections need two addresses each, and the ranges never overlap.
+        let (a, b) = (a.sources(50_000, true), b.sources(50_000, true));
+        assert_eq!((a.len(), b.len()), (2, 2));
+        assert!(a.iter().all(|ip| !b.contains(ip)));
+        assert!(Part { index: 0, count: 1 }.sources(10, false).is_empty(), "not loopback: the system picks");
     }
 
     #[test]

@@ -157,6 +157,20 @@ pub fn guarded<S: Clone + Send + Sync + 'static>(
     routes.route_layer(axum::middleware::from_fn_with_state(guard_state, guard))
 }
 
+/// `router` with its 404 and 405 answers guarded as anonymous routes: they match no route, so
+/// no route's guard reaches them, and a flood of unknown paths is limited per client IP too.
+pub fn guard_fallbacks<S: Clone + Send + Sync + 'static>(
+    router: Router<S>,
+    protection: &Arc<Protection>,
+) -> Router<S> {
+    use axum::handler::Handler;
+    let guard_state = Guard { protection: protection.clone(), policy: Policy::ANONYMOUS };
+    let layer = axum::middleware::from_fn_with_state(guard_state, guard);
+    router
+        .fallback((|| async { ApiError::NotFound("route") }).layer(layer.clone()))
+        .method_not_allowed_fallback((|| async { ApiError::MethodNotAllowed }).layer(layer))
+}
+
 /// The middleware: per-IP limit, body deadline, in-flight bound, Postgres fail-fast,
 /// backpressure on new commands, deadline; as the route's [`Policy`] asks.
 async fn guard(State(Guard { protection, policy }): State<Guard>, request: Request, next: Next) -> Response {

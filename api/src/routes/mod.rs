@@ -14,7 +14,6 @@ use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
-use crate::error::ApiError;
 use crate::state::AppState;
 
 pub use crate::protect::body::MAX_BODY_BYTES;
@@ -46,9 +45,7 @@ pub fn app(state: AppState) -> Router {
         .merge(health::router())
         .merge(admin::router(protection))
         .merge(openapi::router(protection));
-    let router = crate::middleware::wrap(routes)
-        .fallback(|| async { ApiError::NotFound("route") })
-        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+    let router = crate::protect::guard_fallbacks(crate::middleware::wrap(routes), protection)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES));
     crate::request_id::wrap(router).with_state(state)
 }

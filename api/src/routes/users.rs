@@ -161,10 +161,6 @@ impl Acceptable for SignupRequest {
         super::accepted(SignupAccepted { id, status: "PENDING" }, format!("/v1/users/{id}"), replayed)
     }
 
-    fn refusal(&self) -> Response {
-        unreachable!("a sign-up never refuses a new id")
-    }
-
     fn count(replayed: bool) {
         if replayed {
             metrics().signup_replays.inc();

@@ -103,6 +103,10 @@ impl TestApi {
         self.http.post(format!("{}{path}", self.url))
     }
 
+    pub fn delete(&self, path: &str) -> RequestBuilder {
+        self.http.delete(format!("{}{path}", self.url))
+    }
+
     /// Creates a ticket as an admin and returns its JSON.
     pub async fn create_ticket(&self, name: &str, total: i64, max_per_order: i64) -> Value {
         let resp = self

@@ -140,7 +140,12 @@ pub async fn run(args: SignupArgs, mode: Mode) -> Result<Report> {
         ));
         let args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
         let measured = ctx
-            .measure_with(name, requests, &["signups"], parts::run_children(&args, parts, &ctx.run_id))
+            .measure_with(
+                name,
+                requests,
+                &["signups"],
+                parts::run_children(&args, parts, &ctx.run_id, ctx.common.request_timeout),
+            )
             .await?;
         (None, measured)
     } else {
@@ -161,7 +166,8 @@ async fn run_part(ctx: &Context, workload: Arc<Signups>, requests: u64, part: Pa
     crate::nofile::raise_nofile(share + 4096)?;
     let mut plan = ctx.plan(share, share as usize, 11);
     plan.model = Model::Closed;
-    plan.source_ips = vec![part.source()];
+    let loopback_v4 = ctx.target.addr.ip().is_loopback() && ctx.target.addr.is_ipv4();
+    plan.source_ips = part.sources(share, loopback_v4);
     plan.gate = Some(parts::stdin_gate());
     let strided = Arc::new(parts::Strided::new(workload, part));
     let run = crate::load::run(ctx.target.clone(), plan, strided, indicatif::ProgressBar::hidden()).await;
