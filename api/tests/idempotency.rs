@@ -156,6 +156,43 @@ async fn orders_after_a_redis_flush_mid_sale_get_their_answer_and_never_sold_out
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_claim_written_again_after_a_flush_keeps_the_first_accepted_time() {
+    let api = TestApi::start().await;
+    let _worker = AppProcess::worker(&api.stack, SHARDS, &[]).await.unwrap();
+    let pool = PgPool::connect(&api.stack.database_url).await.unwrap();
+    let ticket = api.ticket(100, 2).await;
+    let keys = place(&api, ticket, "again", 2).await;
+    wait_for("2 orders settled", async || count(&pool, "SELECT count(*) FROM orders").await == 2).await;
+    flushall(&api).await;
+    let mut conn = redis(&api).await;
+    for (user, key, quantity) in &keys {
+        // The same body again on a ticket that is not sold out: a new claim is written (with
+        // now), Postgres says the key was used, and the claim is corrected to the first time,
+        // so that a replay re-publishes the first command exactly.
+        let resp = api.order(user, key, json!({"ticketId": ticket, "quantity": quantity})).await;
+        assert_accepted(resp, user, key, ticket, *quantity, true).await;
+        let id = tps_contract::OrderCommand::id_for(user, key);
+        let first: chrono::DateTime<chrono::Utc> =
+            sqlx::query_scalar("SELECT created_at FROM orders WHERE id = $1")
+                .bind(id)
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+        let claimed: i64 = redis::cmd("HGET")
+            .arg(format!("tps:order:{id}"))
+            .arg("created")
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        assert_eq!(
+            claimed,
+            first.timestamp_millis(),
+            "{user}/{key}: the claim keeps the first accepted time"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unsettled_orders_after_a_redis_flush_are_told_apart_by_their_stored_command() {
     // No worker: the orders stay in the stream, unsettled, when Redis loses its claims.
     let api = TestApi::start().await;
