@@ -213,10 +213,13 @@ struct Fresh<'a> {
 
 impl Fresh<'_> {
     /// Whether `known` is this request's own command: the same body and this request's
-    /// `acceptedAt` (a fast worker settled it already, or a concurrent request with the
-    /// same key found this claim and published the same command first).
-    fn own(&self, known: &Record) -> bool {
-        *self.body == known.body && known.created_ms == self.created_ms
+    /// `acceptedAt` (a fast worker settled it already, or a concurrent request with the same
+    /// key found this claim and published the same command first). Without a claim, only if
+    /// this request's own publish was the first (`stored_first`, its PubAck not duplicate):
+    /// a claimless copy sent in the same millisecond publishes an identical command, so only
+    /// JetStream can tell which came first.
+    fn own(&self, known: &Record, stored_first: bool) -> bool {
+        (self.claimed || stored_first) && *self.body == known.body && known.created_ms == self.created_ms
     }
 }
 
@@ -237,7 +240,8 @@ async fn known_answer<K: Acceptable>(
         tracing::debug!(error = %e, %id, kind = K::KIND, "settled commands not consulted");
         None
     });
-    if let Some(settled) = settled.filter(|s| !fresh.own(s)) {
+    let stored_first = matches!(&published, Ok(ack) if !ack.duplicate);
+    if let Some(settled) = settled.filter(|s| !fresh.own(s, stored_first)) {
         // Settled: the stored body decides, whatever the publish did.
         return answer_from(state, request, fresh, &settled).await.map(Some);
     }
@@ -269,7 +273,7 @@ async fn known_answer<K: Acceptable>(
         // Gone from the stream: settled meanwhile (or expired); ask Postgres once more.
         None => K::settled(state).get(id, bound).await.ok().flatten(),
     };
-    if earlier.as_ref().is_some_and(|e| fresh.own(e)) {
+    if earlier.as_ref().is_some_and(|e| fresh.own(e, false)) {
         recall::count(K::KIND, "none");
         return Ok(None);
     }
