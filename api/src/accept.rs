@@ -33,6 +33,12 @@ use crate::recall::{self, Batcher, RecallError};
 use crate::state::AppState;
 use crate::telemetry::metrics;
 
+/// Marks a command published under a Redis claim (a claim's first request, or a replay of
+/// it). A claimless copy of the same key sent in the same millisecond publishes an identical
+/// command without it, so a claim's first request can tell, when its PubAck says duplicate,
+/// whether a replay of its own claim stored the command first or a claimless copy did.
+pub const CLAIMED_HEADER: &str = "Tps-Claimed";
+
 /// A request that carries one command of a kind through [`accept`].
 pub trait Acceptable: Sync {
     /// The command as published (and as read back from the stream).
@@ -158,7 +164,8 @@ pub async fn accept<K: Acceptable>(state: &AppState, request: &K) -> Result<Answ
     };
     // The original time on a replay, so a re-published command is identical.
     let command = request.command(created_ms);
-    let publish = publish(state, request, &command);
+    let claimed = !matches!(basis, Basis::Fresh { claimed: false });
+    let publish = publish(state, request, &command, claimed);
     let stored = match basis {
         Basis::Replay => {
             publish.await.map_err(|e| not_stored::<K>(&e))?;
@@ -188,12 +195,16 @@ async fn publish<K: Acceptable>(
     state: &AppState,
     request: &K,
     command: &K::Command,
+    claimed: bool,
 ) -> Result<PublishAck, PublishError> {
     let settings = &state.settings;
     let subject = K::subject(command, &settings.names, settings.shards);
     let payload = serde_json::to_vec(command).map_err(|e| PublishError::Refused(e.to_string()))?;
     let mut headers = async_nats::HeaderMap::new();
     headers.insert(MSG_ID_HEADER, K::command_id(command).to_string().as_str());
+    if claimed {
+        headers.insert(CLAIMED_HEADER, "1");
+    }
     request.headers(&mut headers);
     let timeout = settings.publish_timeout;
     crate::jetstream::store(&state.jetstream, subject, headers, payload, timeout, K::STREAM_LABEL).await
@@ -261,19 +272,20 @@ async fn known_answer<K: Acceptable>(
     // JetStream already holds this id: the key was used, and its command is not settled yet
     // (or was settled since we asked). The stored command tells its body.
     let bound = state.settings.publish_timeout;
-    let stored: Option<K::Command> = crate::jetstream::stored_command(
+    let stored: Option<(K::Command, async_nats::HeaderMap)> = crate::jetstream::stored_command(
         &state.jetstream,
         &state.settings.names.stream(K::STREAM),
         ack.sequence,
         bound,
     )
     .await;
-    let earlier = match stored.filter(|c| K::command_id(c) == id) {
-        Some(command) => Some(K::command_record(command)),
+    let (earlier, under_claim) = match stored.filter(|(c, _)| K::command_id(c) == id) {
+        // Stored under a claim (this request's, when it matches), or by a claimless copy.
+        Some((command, headers)) => (Some(K::command_record(command)), headers.get(CLAIMED_HEADER).is_some()),
         // Gone from the stream: settled meanwhile (or expired); ask Postgres once more.
-        None => K::settled(state).get(id, bound).await.ok().flatten(),
+        None => (K::settled(state).get(id, bound).await.ok().flatten(), true),
     };
-    if earlier.as_ref().is_some_and(|e| fresh.own(e, false)) {
+    if under_claim && earlier.as_ref().is_some_and(|e| fresh.own(e, false)) {
         recall::count(K::KIND, "none");
         return Ok(None);
     }

@@ -52,18 +52,18 @@ pub async fn store(
 }
 
 /// The command stored at `sequence` of `stream`, when a PubAck said `duplicate`
-/// (JetStream then reports the sequence of the message it kept). `None` when it
-/// is gone (settled and removed, or expired), unreadable, or not answered within `bound`.
+/// (JetStream then reports the sequence of the message it kept), with its headers. `None`
+/// when it is gone (settled and removed, or expired), unreadable, or not answered within `bound`.
 pub async fn stored_command<T: serde::de::DeserializeOwned>(
     js: &jetstream::Context,
     stream: &str,
     sequence: u64,
     bound: Duration,
-) -> Option<T> {
+) -> Option<(T, HeaderMap)> {
     let read = async {
         let stream = js.get_stream_no_info(stream).await.ok()?;
         let message = stream.get_raw_message(sequence).await.ok()?;
-        serde_json::from_slice(&message.payload).ok()
+        Some((serde_json::from_slice(&message.payload).ok()?, message.headers))
     };
     tokio::time::timeout(bound, read).await.ok().flatten()
 }

@@ -367,3 +367,43 @@ async fn exactly_one_first_answer_per_key(api: &TestApi, ticket: Uuid) {
     }
     assert_eq!(metric(api, "tps_api_signups_accepted_total").await, KEYS as f64);
 }
+
+/// A claim whose first request finds its command already stored, by a claimless copy (sent
+/// while Redis was unreachable) with the very same `acceptedAt`: the identical command is not
+/// this request's own, because it lacks the claim's mark (`Tps-Claimed`), so the answer is the
+/// replay; the claimless copy was the first. Set up with a claim written back from the stored
+/// command and then marked failed, the state in which the script answers `New` with that time.
+/// Fails when the first request of a claim takes any identical stored command for its own.
+#[tokio::test]
+async fn a_claim_does_not_own_an_identical_command_stored_by_a_claimless_copy() {
+    let mut api = TestApi::start().await;
+    let ticket = api.ticket(1_000, 5).await;
+    let body = json!({"ticketId": ticket, "quantity": 1});
+    api.stack.redis.kill();
+    let first = api.order("hana", "k1", body.clone()).await;
+    assert_eq!(first.status(), 202);
+    assert!(first.headers().get("idempotent-replayed").is_none(), "the claimless copy came first");
+
+    api.stack.redis.start_again().await.unwrap();
+    wait_for("readyz to recover", async || {
+        api.http.get(format!("{}/readyz", api.url)).send().await.is_ok_and(|r| r.status() == 200)
+    })
+    .await;
+    // A replay once the api's Redis link is back writes the claim back from the stored command.
+    let claim = format!("tps:order:{}", tps_contract::OrderCommand::id_for("hana", "k1"));
+    let mut conn = redis(&api).await;
+    wait_for("the claim written back", async || {
+        let again = api.order("hana", "k1", body.clone()).await;
+        assert_eq!(again.status(), 202);
+        assert_eq!(again.headers()["idempotent-replayed"], "true");
+        redis::cmd("HEXISTS").arg(&claim).arg("fp").query_async::<bool>(&mut conn).await.unwrap()
+    })
+    .await;
+    let written: i64 = redis::cmd("HSET").arg(&claim).arg("failed").arg(1).query_async(&mut conn).await.unwrap();
+    assert_eq!(written, 1, "marked failed");
+
+    let third = api.order("hana", "k1", body).await;
+    assert_eq!(third.status(), 202);
+    assert_eq!(third.headers()["idempotent-replayed"], "true", "the claimless copy was the first");
+    assert_eq!(metric(&api, "tps_api_orders_accepted_total").await, 1.0);
+}
