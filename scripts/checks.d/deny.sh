@@ -5,7 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 if ! command -v cargo-deny >/dev/null; then
   echo "installing cargo-deny" >&2
-  cargo install --locked cargo-deny >/dev/null 2>&1
+  # Its own temporary target dir: the shared one would lose its release dependencies (lib.sh).
+  env -u CARGO_TARGET_DIR cargo install --locked cargo-deny >/dev/null 2>&1
 fi
 
 # cargo-deny reads its database as a git checkout under db-path (deny.toml), in a directory named

@@ -9,7 +9,8 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 
 # No dependency a crate does not use (installed once per machine, like cargo-nextest).
 if ! cargo machete --version >/dev/null 2>&1; then
-  cargo install --locked cargo-machete --version 0.9.2 >/dev/null
+  # Its own temporary target dir: the shared one would lose its release dependencies (lib.sh).
+  env -u CARGO_TARGET_DIR cargo install --locked cargo-machete --version 0.9.2 >/dev/null
 fi
 cargo machete
 
