@@ -69,6 +69,8 @@ pub struct ApiMetrics {
     pub idempotency_recalls: IntCounterVec,
     /// `tps_api_recall_batch_size`.
     pub recall_batch_size: Histogram,
+    /// `tps_api_order_event_delay_seconds`: commit to this pod's fan-out.
+    pub order_event_delay: Histogram,
     /// `tps_api_dead_letters_replayed_total`.
     pub dead_letters_replayed: IntCounter,
     /// `tps_api_open_connections`.
@@ -227,6 +229,13 @@ impl ApiMetrics {
                 "tps_api_recall_batch_size",
                 "Lookups per Postgres statement of the micro-batcher.",
                 RECALL_BATCH_BUCKETS,
+            ),
+            order_event_delay: histogram(
+                &r,
+                "tps_api_order_event_delay_seconds",
+                "From an order's commit (processedAt) to its event reaching this pod's fan-out; the \
+                 rest of commit-to-client is the push to the socket and the network.",
+                BUCKETS,
             ),
             dead_letters_replayed: counter(
                 &r,

@@ -136,6 +136,9 @@ async fn owner_only_and_stock_to_everyone(extra: &[&str]) {
 
     let metrics = api.http.get(&api.metrics_url).send().await.unwrap().text().await.unwrap();
     assert!(metrics.contains("tps_ws_clients 3"), "{metrics}");
+    // The one order event, committed (processedAt) just before it was published, was timed.
+    assert!(metrics.contains("tps_api_order_event_delay_seconds_count 1"), "{metrics}");
+    assert!(metrics.contains("tps_api_order_event_delay_seconds_bucket{le=\"5\"} 1"), "{metrics}");
     bob.close(None).await.unwrap();
 }
 

@@ -2,16 +2,11 @@
 //! order update, the delay from its commit (`processedAt`) to its arrival here
 //! is recorded. Server and runner share a clock on one machine; across machines
 //! the delay includes their clock offset.
-//!
-//! The sockets live on a thread of their own (`ws-sample`), as the browsers they stand
-//! for would: read among the load generator's busy request tasks, an update would wait
-//! for them, and the delay measured would be the runner's own queue.
 
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
-use tokio::runtime::{Builder, Handle, Runtime};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
@@ -23,8 +18,6 @@ pub struct WsSample {
     stop: watch::Sender<bool>,
     readers: JoinSet<Histogram<u64>>,
     clients: u64,
-    /// The sockets' own runtime; `None` if it could not start (then they share the caller's).
-    runtime: Option<Runtime>,
 }
 
 /// What the sample saw.
@@ -62,24 +55,15 @@ impl WsSample {
         let (stop, stopped) = watch::channel(false);
         let clients = tokens.len() as u64;
         let url = target.ws_url("/v1/events");
-        let runtime = Builder::new_multi_thread()
-            .worker_threads(1)
-            .thread_name("ws-sample")
-            .enable_all()
-            .build()
-            .map_err(|e| eprintln!("WebSockets share the load's threads: {e}"))
-            .ok();
-        let here = runtime.as_ref().map_or_else(Handle::current, |r| r.handle().clone());
-        // Connected on their runtime, so that its reactor is the one that wakes their readers.
-        let connect = futures::future::join_all(
+        let opened = futures::future::join_all(
             tokens.into_iter().map(|t| tokio_tungstenite::connect_async(format!("{url}?token={t}"))),
-        );
-        let opened = here.spawn(connect).await.unwrap_or_default();
+        )
+        .await;
         let mut readers = JoinSet::new();
         for (socket, _) in opened.into_iter().flatten() {
-            readers.spawn_on(read_updates(socket, stopped.clone()), &here);
+            readers.spawn(read_updates(socket, stopped.clone()));
         }
-        Self { stop, readers, clients, runtime }
+        Self { stop, readers, clients }
     }
 
     /// Buyers whose WebSocket opened.
@@ -98,15 +82,6 @@ impl WsSample {
             }
         }
         WsReport { clients: self.clients, connected, delay: Percentiles::of(&all) }
-    }
-}
-
-impl Drop for WsSample {
-    fn drop(&mut self) {
-        // Dropping a runtime waits for its thread, which an async context may not do.
-        if let Some(runtime) = self.runtime.take() {
-            runtime.shutdown_background();
-        }
     }
 }
 

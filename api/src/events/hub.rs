@@ -178,15 +178,25 @@ impl Hub {
         }
     }
 
-    /// Queues `batch` on every connection.
-    pub fn to_everyone(&self, batch: &Batch) {
-        let full: Vec<(Arc<str>, u64)> = self
+    /// Queues `batch` on every connection, [`PACE`] connections at a time, yielding between
+    /// them. Each queued connection wakes its task; waking 10,000 at once would put an order
+    /// update woken just after them behind all 10,000 writes, so the connections are woken a
+    /// slice at a time and an order update waits for one slice at most.
+    pub async fn to_everyone(&self, batch: &Batch) {
+        let everyone: Vec<(Arc<str>, u64, mpsc::Sender<Batch>)> = self
             .read()
             .iter()
-            .flat_map(|(user, slots)| offer(slots, batch).into_iter().map(move |id| (user.clone(), id)))
+            .flat_map(|(user, slots)| slots.iter().map(move |s| (user.clone(), s.id, s.queue.clone())))
             .collect();
-        for (user, id) in full {
-            self.drop_slow(&user, id);
+        for (n, slice) in everyone.chunks(PACE).enumerate() {
+            if n > 0 {
+                tokio::task::yield_now().await;
+            }
+            for (user, id, queue) in slice {
+                if let Err(mpsc::error::TrySendError::Full(_)) = queue.try_send(batch.clone()) {
+                    self.drop_slow(user, *id);
+                }
+            }
         }
     }
 
@@ -239,6 +249,9 @@ impl Hub {
     }
 }
 
+/// Connections a broadcast wakes before it lets other tasks run (see [`Hub::to_everyone`]).
+pub const PACE: usize = 256;
+
 /// Tries each slot without waiting; returns the ids of those whose queue is full.
 fn offer(slots: &[Slot], batch: &Batch) -> Vec<u64> {
     slots
@@ -256,15 +269,15 @@ mod tests {
         Arc::new([Utf8Bytes::from(text)])
     }
 
-    #[test]
-    fn order_batches_reach_the_owner_only_and_ticket_batches_everyone() {
+    #[tokio::test]
+    async fn order_batches_reach_the_owner_only_and_ticket_batches_everyone() {
         let hub = Hub::new(8);
         let mut alice = hub.subscribe("alice");
         let mut alice_too = hub.subscribe("alice");
         let mut bob = hub.subscribe("bob");
         hub.to_user("alice", &batch("mine"));
         hub.to_user("carol", &batch("nobody's here"));
-        hub.to_everyone(&batch("stock"));
+        hub.to_everyone(&batch("stock")).await;
         for sub in [&mut alice, &mut alice_too] {
             assert_eq!(sub.queue.try_recv().unwrap()[0], "mine");
             assert_eq!(sub.queue.try_recv().unwrap()[0], "stock");
@@ -273,19 +286,42 @@ mod tests {
         assert!(bob.queue.try_recv().is_err());
     }
 
-    #[test]
-    fn a_full_queue_drops_that_client_and_no_other() {
+    #[tokio::test]
+    async fn a_full_queue_drops_that_client_and_no_other() {
         let hub = Hub::new(2);
         let slow = hub.subscribe("slow");
         let mut fine = hub.subscribe("fine");
         for i in 0..3 {
-            hub.to_everyone(&batch(&i.to_string()));
+            hub.to_everyone(&batch(&i.to_string())).await;
             assert_eq!(fine.queue.try_recv().unwrap()[0], i.to_string().as_str());
         }
         assert_eq!(slow.ended(), Some(Ended::TooSlow));
         assert!(fine.ended().is_none());
         assert!(!hub.has_user("slow"));
         assert_eq!(hub.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_broadcast_to_more_than_a_slice_reaches_everyone_and_yields_between_slices() {
+        let hub = Hub::new(2);
+        let mut subs: Vec<Subscription> = (0..PACE * 3 + 1).map(|i| hub.subscribe(&format!("u{i}"))).collect();
+        // A task queued before the broadcast runs before its second slice is offered.
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let probe = hub.clone();
+        let local = tokio::task::LocalSet::new();
+        local
+            .run_until(async {
+                tokio::task::spawn_local(async move {
+                    let offered = probe.read().values().flatten().filter(|s| s.queue.capacity() < 2).count();
+                    let _ = tx.send(offered);
+                });
+                hub.to_everyone(&batch("stock")).await;
+            })
+            .await;
+        assert_eq!(rx.await.unwrap(), PACE, "the first slice only, then a yield");
+        for sub in &mut subs {
+            assert_eq!(sub.queue.try_recv().unwrap()[0], "stock");
+        }
     }
 
     #[test]

@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use axum::extract::ws::Utf8Bytes;
 use futures::{FutureExt, StreamExt};
+use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tps_contract::event::ClientEvent;
 use tps_contract::{OrderUpdated, TicketUpdated};
@@ -39,36 +40,58 @@ pub fn ticket_flush_gap(clients: usize) -> Duration {
 /// Most order events delivered in one go, so ticket events are never kept waiting long.
 const MAX_ORDER_DRAIN: usize = 1024;
 
-/// Reads both subjects until the NATS client closes.
+/// Reads both subjects until the NATS client closes. Stock goes out from a task of its
+/// own ([`fan_out_stock`]): a broadcast to every connection is paced, and order updates do
+/// not wait for it.
 pub async fn run(
     mut orders: async_nats::Subscriber,
     mut tickets: async_nats::Subscriber,
     cache: Arc<TicketCache>,
     hub: Arc<Hub>,
 ) {
-    let mut pending: HashMap<Uuid, TicketUpdated> = HashMap::new();
-    let mut next_flush = Instant::now();
+    let (stock, changes) = mpsc::unbounded_channel();
+    let fan_out = tokio::spawn(fan_out_stock(changes, hub.clone()));
     loop {
         tokio::select! {
             Some(msg) = orders.next() => deliver_orders(&hub, msg, &mut orders),
             Some(msg) = tickets.next() => {
                 if let Some(event) = parse::<TicketUpdated>(&msg.payload, "ticket") {
                     cache.apply(&event);
-                    pending.insert(event.ticket_id, event);
+                    let _ = stock.send(event);
                 }
-                if Instant::now() >= next_flush {
-                    flush_tickets(&hub, &mut pending);
-                    next_flush = Instant::now() + ticket_flush_gap(hub.len());
-                }
-            }
-            () = tokio::time::sleep_until(next_flush), if !pending.is_empty() => {
-                flush_tickets(&hub, &mut pending);
-                next_flush = Instant::now() + ticket_flush_gap(hub.len());
             }
             else => break,
         }
     }
+    drop(stock);
+    let _ = fan_out.await;
     tracing::warn!("event subscriptions ended; live updates stop");
+}
+
+/// Coalesces stock changes (the latest per ticket) and broadcasts them: the first change
+/// after a quiet spell at once, later ones at most once per [`ticket_flush_gap`]. One
+/// broadcast at a time, so every client sees each ticket's stock in order.
+async fn fan_out_stock(mut changes: mpsc::UnboundedReceiver<TicketUpdated>, hub: Arc<Hub>) {
+    let mut pending: HashMap<Uuid, TicketUpdated> = HashMap::new();
+    let mut next_flush = Instant::now();
+    loop {
+        tokio::select! {
+            change = changes.recv() => match change {
+                Some(event) => {
+                    pending.insert(event.ticket_id, event);
+                    if Instant::now() >= next_flush {
+                        flush_tickets(&hub, &mut pending).await;
+                        next_flush = Instant::now() + ticket_flush_gap(hub.len());
+                    }
+                }
+                None => break,
+            },
+            () = tokio::time::sleep_until(next_flush), if !pending.is_empty() => {
+                flush_tickets(&hub, &mut pending).await;
+                next_flush = Instant::now() + ticket_flush_gap(hub.len());
+            }
+        }
+    }
 }
 
 fn parse<T: serde::de::DeserializeOwned>(payload: &[u8], kind: &'static str) -> Option<T> {
@@ -86,6 +109,10 @@ fn deliver_orders(hub: &Hub, first: async_nats::Message, more: &mut async_nats::
     let waiting = std::iter::from_fn(|| more.next().now_or_never().flatten()).take(MAX_ORDER_DRAIN);
     for msg in std::iter::once(first).chain(waiting) {
         let Some(event) = parse::<OrderUpdated>(&msg.payload, "order") else { continue };
+        if let Some(committed) = event.order.processed_at {
+            let delay = (chrono::Utc::now() - committed).to_std().unwrap_or_default();
+            metrics().order_event_delay.observe(delay.as_secs_f64());
+        }
         if hub.has_user(&event.user_id) {
             by_user
                 .entry(event.user_id)
@@ -98,10 +125,10 @@ fn deliver_orders(hub: &Hub, first: async_nats::Message, more: &mut async_nats::
     }
 }
 
-fn flush_tickets(hub: &Hub, pending: &mut HashMap<Uuid, TicketUpdated>) {
+async fn flush_tickets(hub: &Hub, pending: &mut HashMap<Uuid, TicketUpdated>) {
     let batch: Batch = pending.drain().map(|(_, t)| text(&ClientEvent::from(t))).collect();
     if !batch.is_empty() && !hub.is_empty() {
-        hub.to_everyone(&batch);
+        hub.to_everyone(&batch).await;
     }
 }
 
