@@ -35,11 +35,6 @@ pub struct Config {
     /// falls further behind is disconnected so it cannot slow the others.
     #[arg(long, env = "API_EVENTS_BUFFER", default_value_t = 256)]
     pub events_buffer: usize,
-    /// Threads that deliver live updates (the event pump, its NATS connection and every
-    /// WebSocket), apart from the request threads so a push never queues behind requests;
-    /// 0 runs them on the request threads.
-    #[arg(long, env = "API_PUSH_THREADS", default_value_t = 1)]
-    pub push_threads: usize,
     /// Postgres pool size: reads and admin writes only, so it stays small.
     #[arg(long, env = "API_DB_MAX_CONNECTIONS", default_value_t = 16)]
     pub db_max_connections: u32,

@@ -10,7 +10,7 @@ use tps_contract::subject::{ORDER_EVENTS, ORDERS_STREAM, TICKET_EVENTS, USERS_ST
 
 use crate::claims_watch::{self, ClaimsWatch};
 use crate::config::Config;
-use crate::events::{self, Hub, Lane};
+use crate::events::{self, Hub};
 use crate::gauges;
 use crate::protect::{Protection, backlog};
 use crate::recall::{self, Batcher};
@@ -90,27 +90,9 @@ pub async fn connect(config: &Config) -> Result<AppState, StartError> {
         config.redis_timeout(),
     )?;
 
-    // Live updates run on their own threads, with their own NATS connection, so that a
-    // push never waits behind the requests (events/lane.rs).
-    let push = Arc::new(Lane::start(config.push_threads)?);
-    let events_nats = if push.is_separate() {
-        let options = config
-            .common
-            .nats_options()
-            .await
-            .map_err(|e| StartError::Nats(format!("NATS_CREDS: {e}")))?
-            .name("tps-api-events")
-            .connection_timeout(Duration::from_secs(5));
-        let servers = config.common.nats_servers();
-        push.run(async move { options.connect(servers).await })
-            .await
-            .map_err(|e| StartError::Nats(e.to_string()))?
-    } else {
-        nats.clone()
-    };
     // Subscribe before loading, so no change falls between the load and the stream.
     let subscribe = |subject: &'static str| {
-        let nats = events_nats.clone();
+        let nats = nats.clone();
         let subject = names.subject(subject);
         async move { nats.subscribe(subject).await.map_err(|e| StartError::Nats(e.to_string())) }
     };
@@ -158,7 +140,7 @@ pub async fn connect(config: &Config) -> Result<AppState, StartError> {
             lag_every,
         )),
         redis_task,
-        push.spawn(events::pump::run(order_events, ticket_events, tickets.clone(), hub.clone())),
+        tokio::spawn(events::pump::run(order_events, ticket_events, tickets.clone(), hub.clone())),
         tokio::spawn(refresh::poll_forever(tickets.clone(), db.clone(), every, watermark)),
         tokio::spawn(gauges::poll_forever(
             jetstream.clone(),
@@ -185,7 +167,6 @@ pub async fn connect(config: &Config) -> Result<AppState, StartError> {
         tickets,
         searches: Arc::new(SearchCache::default()),
         events: hub,
-        push,
         settings: Arc::new(settings),
         metrics,
         protection,

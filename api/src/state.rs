@@ -10,7 +10,7 @@ use tps_contract::subject::StreamNames;
 
 use crate::claim::Record;
 use crate::claims_watch::ClaimsWatch;
-use crate::events::{Hub, Lane};
+use crate::events::Hub;
 use crate::protect::Protection;
 use crate::recall::Batcher;
 use crate::redis_link::RedisLink;
@@ -69,8 +69,6 @@ pub struct Shared {
     pub searches: Arc<SearchCache>,
     /// The open `/v1/events` connections of this pod.
     pub events: Arc<Hub>,
-    /// The threads live updates run on: the event pump and every WebSocket connection.
-    pub push: Arc<Lane>,
     /// Fixed settings.
     pub settings: Arc<Settings>,
     /// The metrics `/metrics` renders (the process's one catalogue).

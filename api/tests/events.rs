@@ -97,18 +97,7 @@ async fn a_token_is_required_and_plain_gets_are_refused() {
 
 #[tokio::test]
 async fn order_updates_reach_their_owner_only_and_ticket_updates_everyone() {
-    owner_only_and_stock_to_everyone(&[]).await;
-}
-
-/// `API_PUSH_THREADS=0`: the pump, its subscriptions and the sockets share the request
-/// threads and the api's one NATS connection, and deliver the same.
-#[tokio::test]
-async fn without_a_push_lane_updates_are_delivered_the_same() {
-    owner_only_and_stock_to_everyone(&["--push-threads", "0"]).await;
-}
-
-async fn owner_only_and_stock_to_everyone(extra: &[&str]) {
-    let api = TestApi::start_with(extra).await;
+    let api = TestApi::start().await;
     let nats = async_nats::connect(api.stack.nats.url()).await.unwrap();
     let mut alice_browser = connect(&api, "alice", true).await;
     let mut alice_app = connect(&api, "alice", false).await;

@@ -70,10 +70,7 @@ pub async fn events(
         .write_buffer_size(websocket::WRITE_BUFFER)
         .max_message_size(websocket::MAX_CLIENT_MESSAGE)
         .max_frame_size(websocket::MAX_CLIENT_MESSAGE)
-        .on_upgrade(move |socket| async move {
-            // Served on the push lane, not among the requests (events/lane.rs).
-            state.push.spawn(websocket::serve(socket, sub, lifetime));
-        }))
+        .on_upgrade(move |socket| websocket::serve(socket, sub, lifetime)))
 }
 
 /// Seconds a client refused for a full cap should wait: connections are long-lived.
