@@ -399,7 +399,8 @@ async fn a_claim_does_not_own_an_identical_command_stored_by_a_claimless_copy() 
         redis::cmd("HEXISTS").arg(&claim).arg("fp").query_async::<bool>(&mut conn).await.unwrap()
     })
     .await;
-    let written: i64 = redis::cmd("HSET").arg(&claim).arg("failed").arg(1).query_async(&mut conn).await.unwrap();
+    let written: i64 =
+        redis::cmd("HSET").arg(&claim).arg("failed").arg(1).query_async(&mut conn).await.unwrap();
     assert_eq!(written, 1, "marked failed");
 
     let third = api.order("hana", "k1", body).await;

@@ -26,4 +26,7 @@ if [ -f "$snapshot/SNAPSHOT" ] && [ -d "$snapshot/crates" ]; then
 else
   echo "WARNING: no RustSec snapshot at $snapshot (set TPS_ADVISORY_DB); advisories NOT checked" >&2
 fi
+# cargo-deny reads `cargo metadata` for every platform, offline: fetch the crates of other targets
+# too (wasm-bindgen, android_system_properties, ...), which a build on this host never downloads.
+cargo fetch --locked >/dev/null 2>&1 || cargo fetch --locked
 cargo deny --offline check "${checks[@]}"

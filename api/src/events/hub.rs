@@ -304,7 +304,8 @@ mod tests {
     #[tokio::test]
     async fn a_broadcast_to_more_than_a_slice_reaches_everyone_and_yields_between_slices() {
         let hub = Hub::new(2);
-        let mut subs: Vec<Subscription> = (0..PACE * 3 + 1).map(|i| hub.subscribe(&format!("u{i}"))).collect();
+        let mut subs: Vec<Subscription> =
+            (0..PACE * 3 + 1).map(|i| hub.subscribe(&format!("u{i}"))).collect();
         // A task queued before the broadcast runs before its second slice is offered.
         let (tx, rx) = tokio::sync::oneshot::channel();
         let probe = hub.clone();
