@@ -28,5 +28,5 @@ else
 fi
 # cargo-deny reads `cargo metadata` for every platform, offline: fetch the crates of other targets
 # too (wasm-bindgen, android_system_properties, ...), which a build on this host never downloads.
-cargo fetch --locked >/dev/null 2>&1 || cargo fetch --locked
+cargo fetch --locked --quiet
 cargo deny --offline check "${checks[@]}"
