@@ -101,21 +101,41 @@ async fn place(api: &TestApi, ticket: Uuid, prefix: &str, n: usize) -> Vec<(Stri
     keys
 }
 
-/// Orders for `ticket` until it is sold out and the api's cache knows it.
+/// Orders for `ticket` until it is sold out and the api's cache knows it. On a timeout the
+/// panic says what the drain saw: the answers, the ticket as the api and Postgres show it.
 async fn sell_out(api: &TestApi, ticket: Uuid) {
-    let mut i = 0;
-    wait_for("the ticket to sell out", async || {
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    let mut answers: std::collections::BTreeMap<u16, usize> = Default::default();
+    let mut last = String::new();
+    for i in 0.. {
         if sold_out(api, ticket).await {
-            return true;
+            return;
         }
-        i += 1;
+        if tokio::time::Instant::now() >= deadline {
+            let pool = PgPool::connect(&api.stack.database_url).await.unwrap();
+            let stored: (i32, i64) = sqlx::query_as(
+                "SELECT available, (SELECT count(*) FROM orders WHERE ticket_id = $1) FROM tickets WHERE id = $1",
+            )
+            .bind(ticket)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+            let shown = api.get(&format!("/v1/tickets/{ticket}")).send().await.unwrap().text().await.unwrap();
+            panic!(
+                "timed out waiting for the ticket to sell out: drain answers {answers:?}, last {last}; \
+                 the api shows {shown}; Postgres: (available, orders) {stored:?}; claims in doubt {}",
+                metric(api, "tps_api_claims_in_doubt").await
+            );
+        }
         let resp =
             api.order("drainer", &format!("drain-{i}"), json!({"ticketId": ticket, "quantity": 1})).await;
+        let status = resp.status().as_u16();
+        *answers.entry(status).or_default() += 1;
+        last = resp.text().await.unwrap_or_default();
         // 503 while claims are in doubt on a sold-out ticket: not an answer, a retry.
-        assert!(matches!(resp.status().as_u16(), 202 | 409 | 503), "{}", resp.status());
-        false
-    })
-    .await;
+        assert!(matches!(status, 202 | 409 | 503), "{status}: {last}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -77,6 +77,11 @@ impl Stack {
             ("RUST_LOG".into(), "info".into()),
             // Every test client is on loopback: one "IP" for all of them.
             ("API_RATE_LIMIT_PER_IP".into(), "0".into()),
+            // The 250 ms default bounds a Redis round trip so that a dead Redis costs little;
+            // on a shared CI host a live one is sometimes starved longer than that, and one
+            // timeout opens the breaker, so a contract test would meet the degraded answers
+            // (a 503 for an unknown id). Tests of a dead Redis kill it: refusals are immediate.
+            ("API_REDIS_TIMEOUT_MS".into(), "2000".into()),
         ]
         .into_iter()
         .chain(self.redis.tls().map(|tls| ("REDIS_CA_CERT".into(), tls.ca_cert.display().to_string())))

@@ -49,6 +49,9 @@ pub fn config_with(stack: &Stack, extra: &[&str]) -> Config {
         &SHARDS.to_string(),
         "--publish-timeout-ms",
         "1000",
+        // As in `Stack::env`: a starved CI host must not trip the 250 ms Redis bound.
+        "--redis-timeout-ms",
+        "2000",
         "--rust-log",
         "warn",
     ];
