@@ -22,7 +22,9 @@ pub struct Config {
     /// How long to wait for JetStream's PubAck before answering 503.
     #[arg(long, env = "API_PUBLISH_TIMEOUT_MS", default_value_t = 2_000)]
     pub publish_timeout_ms: u64,
-    /// How long one Redis round trip may take before the request degrades to running without Redis.
+    /// How long one Redis round trip may take before the request degrades to running without
+    /// Redis, when Redis answers nothing meanwhile; while it answers other calls (a busy pod
+    /// reads replies late), a call may wait up to 8 of these.
     #[arg(long, env = "API_REDIS_TIMEOUT_MS", default_value_t = 250)]
     pub redis_timeout_ms: u64,
     /// How long a PENDING order record and its idempotency claim live in Redis.

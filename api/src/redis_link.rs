@@ -5,6 +5,14 @@
 //! The connection is made in the background (the api starts without Redis),
 //! every call is bounded by a short timeout, and after a failure calls are
 //! skipped for a moment instead of each paying the timeout again.
+//!
+//! The bound is there to tell a **silent** Redis (dead, partitioned, paused) from a
+//! live one, not to time a busy pod. When a call passes it while other calls on the
+//! link are being answered, Redis is alive and the delay is this pod's own queueing
+//! (a saturated runtime reads the replies late): the call is given another bound, up
+//! to [`SLOW_CAP`] bounds in all. Failing it would run the request without its
+//! claim, and one such request puts every pod's claims in doubt until the backlog
+//! is settled (`claims_watch.rs`), which turns sold-out answers into 503s.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -12,8 +20,13 @@ use std::time::{Duration, Instant};
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
+use crate::telemetry::metrics;
+
 /// How long calls are skipped after a failure.
 const BREAKER_OPEN_FOR: Duration = Duration::from_millis(500);
+
+/// The most bounds a call may wait in all while Redis keeps answering other calls.
+pub const SLOW_CAP: u32 = 8;
 
 /// Why Redis could not be used for this request.
 #[derive(Debug, thiserror::Error)]
@@ -41,6 +54,8 @@ struct Inner {
     epoch: Instant,
     /// Milliseconds since `epoch` until which calls are skipped.
     open_until_ms: AtomicU64,
+    /// Calls Redis has answered (successfully or with a command error): progress on the link.
+    answers: AtomicU64,
 }
 
 impl RedisLink {
@@ -57,6 +72,7 @@ impl RedisLink {
                 timeout,
                 epoch: Instant::now(),
                 open_until_ms: AtomicU64::new(0),
+                answers: AtomicU64::new(0),
             }),
         };
         let inner = link.inner.clone();
@@ -73,7 +89,10 @@ impl RedisLink {
         self.inner.conn.get().is_some()
     }
 
-    /// Runs `call` on the connection under the timeout and the breaker.
+    /// Runs `call` on the connection under the timeout and the breaker. A call that passes
+    /// the timeout while Redis answered other calls meanwhile waits another timeout, up to
+    /// [`SLOW_CAP`] in all (see the module doc); one that heard nothing fails and opens the
+    /// breaker.
     pub async fn run<T, F, Fut>(&self, call: F) -> Result<T, RedisUnavailable>
     where
         F: FnOnce(ConnectionManager) -> Fut,
@@ -84,14 +103,39 @@ impl RedisLink {
         if inner.now_ms() < inner.open_until_ms.load(Ordering::Relaxed) {
             return Err(RedisUnavailable::Skipped);
         }
-        let result = match tokio::time::timeout(inner.timeout, call(conn.clone())).await {
-            Ok(Ok(value)) => return Ok(value),
-            Ok(Err(e)) if !is_connection_error(&e) => return Err(RedisUnavailable::Failed(e)),
-            Ok(Err(e)) => RedisUnavailable::Failed(e),
-            Err(_) => RedisUnavailable::Timeout,
+        let call = call(conn.clone());
+        tokio::pin!(call);
+        let mut heard = inner.answers.load(Ordering::Relaxed);
+        let mut bounds = 1;
+        let result = loop {
+            match tokio::time::timeout(inner.timeout, &mut call).await {
+                Ok(Ok(value)) => {
+                    inner.answers.fetch_add(1, Ordering::Relaxed);
+                    return Ok(value);
+                }
+                Ok(Err(e)) if !is_connection_error(&e) => {
+                    inner.answers.fetch_add(1, Ordering::Relaxed);
+                    return Err(RedisUnavailable::Failed(e));
+                }
+                Ok(Err(e)) => break RedisUnavailable::Failed(e),
+                Err(_) => {
+                    let now_heard = inner.answers.load(Ordering::Relaxed);
+                    if now_heard == heard || bounds >= SLOW_CAP {
+                        break RedisUnavailable::Timeout;
+                    }
+                    // Redis answers others: it is alive, and this call waits in our queue.
+                    metrics().redis_slow_waits.inc();
+                    (heard, bounds) = (now_heard, bounds + 1);
+                }
+            }
         };
         inner.open_until_ms.store(inner.now_ms() + BREAKER_OPEN_FOR.as_millis() as u64, Ordering::Relaxed);
         Err(result)
+    }
+
+    /// Whether calls are being skipped now (the breaker is open after a failure).
+    pub fn breaker_open(&self) -> bool {
+        self.inner.now_ms() < self.inner.open_until_ms.load(Ordering::Relaxed)
     }
 
     /// A PING under the timeout, ignoring the breaker (for `/readyz`).
@@ -122,7 +166,8 @@ fn is_connection_error(e: &redis::RedisError) -> bool {
 async fn connect_forever(client: redis::Client, inner: Arc<Inner>) {
     let config = ConnectionManagerConfig::new()
         .set_connection_timeout(inner.timeout.max(Duration::from_millis(500)))
-        .set_response_timeout(inner.timeout)
+        // The connection's own bound is the longest a call may wait (see [`SLOW_CAP`]).
+        .set_response_timeout(inner.timeout * SLOW_CAP)
         .set_max_delay(1_000);
     loop {
         match ConnectionManager::new_with_config(client.clone(), config.clone()).await {

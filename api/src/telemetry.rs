@@ -61,6 +61,8 @@ pub struct ApiMetrics {
     pub sold_out_rejections: IntCounter,
     /// `tps_api_redis_degraded_total`.
     pub redis_degraded: IntCounter,
+    /// `tps_api_redis_slow_waits_total`.
+    pub redis_slow_waits: IntCounter,
     /// `tps_api_redis_data_lost_total`.
     pub redis_data_lost: IntCounter,
     /// `tps_api_claims_in_doubt`.
@@ -207,6 +209,11 @@ impl ApiMetrics {
                 &r,
                 "tps_api_redis_degraded_total",
                 "Orders placed without Redis (degraded mode).",
+            ),
+            redis_slow_waits: counter(
+                &r,
+                "tps_api_redis_slow_waits_total",
+                "Redis calls that passed API_REDIS_TIMEOUT_MS while Redis answered other calls, and were given another bound instead of failing.",
             ),
             redis_data_lost: counter(
                 &r,
