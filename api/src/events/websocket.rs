@@ -27,7 +27,7 @@ pub const WRITE_BUFFER: usize = 8 * 1024;
 /// Serves `socket` until it ends; `lifetime` is what is left of the token.
 pub async fn serve(socket: WebSocket, mut sub: Subscription, lifetime: Duration) {
     let (mut sink, mut incoming) = socket.split();
-    let mut ping = tokio::time::interval_at(Instant::now() + PING_EVERY, PING_EVERY);
+    let mut ping = tokio::time::interval_at(Instant::now() + first_ping(PING_EVERY), PING_EVERY);
     let mut heard = Instant::now();
     let expiry = tokio::time::sleep(lifetime);
     tokio::pin!(expiry);
@@ -64,6 +64,13 @@ pub async fn serve(socket: WebSocket, mut sub: Subscription, lifetime: Duration)
     }
 }
 
+/// When a new connection first pings: anywhere from half to one and a half intervals, so
+/// that a crowd that connected together (a sale's opening minute) does not ping all at once
+/// every interval, one write per connection in the same instant, while orders are pushed.
+fn first_ping(every: Duration) -> Duration {
+    every / 2 + every.mul_f64(rand::random::<f64>())
+}
+
 /// Writes every event of `batch`, giving up if the hub cancels meanwhile.
 async fn send(sink: &mut SplitSink<WebSocket, Message>, batch: &Batch, cancel: &CancellationToken) -> bool {
     let write = async {
@@ -86,5 +93,23 @@ async fn send_message(
     tokio::select! {
         written = sink.send(msg) => written.is_ok(),
         () = cancel.cancelled() => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn first_pings_spread_over_an_interval_around_the_period() {
+        let every = Duration::from_secs(20);
+        let firsts: Vec<Duration> = (0..1_000).map(|_| first_ping(every)).collect();
+        assert!(firsts.iter().all(|f| *f >= every / 2 && *f < every * 3 / 2), "within half a period");
+        // 1,000 connections opened together: no tenth of the range holds more than a fifth of them.
+        let mut tenths = [0usize; 10];
+        for f in &firsts {
+            tenths[((f.as_secs_f64() - 10.0) / 2.0) as usize] += 1;
+        }
+        assert!(tenths.iter().all(|n| *n > 0 && *n < 200), "spread: {tenths:?}");
     }
 }
