@@ -3,10 +3,11 @@
 
 mod common;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::{TestApi, problem, stored_order_ids};
 use serde_json::{Value, json};
+use tps_api::telemetry::metrics;
 use tps_testkit::token;
 
 async fn readiness(api: &TestApi) -> (u16, Value) {
@@ -119,6 +120,41 @@ async fn redis_down_degrades_to_jetstream_dedup_and_readyz_says_so() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(claimed, "claims and PENDING records resume once Redis is back");
+}
+
+/// A Redis that answers nothing (SIGSTOP: hung, or cut off) is told from a busy pod's late
+/// replies (`redis_link.rs`): with nothing answered, an order waits one bound (then the
+/// breaker skips Redis), never the longer wait a live Redis gets.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_redis_costs_an_order_one_bound_not_the_wait_a_busy_one_gets() {
+    // The production bound, not the tests' generous one (later flags win).
+    let api = TestApi::start_with(&["--redis-timeout-ms", "250"]).await;
+    let ticket = api.ticket(1_000, 5).await;
+    let body = json!({"ticketId": ticket, "quantity": 1});
+    assert_eq!(api.order("ivy", "k0", body.clone()).await.status(), 202);
+
+    api.stack.redis.pause();
+    let (degraded, waited) = (metrics().redis_degraded.get(), metrics().redis_slow_waits.get());
+    for i in 1..=10 {
+        let started = Instant::now();
+        let resp = api.order("ivy", &format!("k{i}"), body.clone()).await;
+        let took = started.elapsed();
+        assert_eq!(resp.status(), 202, "order {i}");
+        // One bound is 250 ms; the longest wait of a live Redis would be 8 of them (2 s).
+        assert!(took < Duration::from_millis(1_500), "order {i} took {took:?}");
+    }
+    assert!(metrics().redis_degraded.get() >= degraded + 10, "every order ran without its claim");
+    assert_eq!(metrics().redis_slow_waits.get(), waited, "nothing answered, so no call waited longer");
+
+    // Back: a key accepted meanwhile is still one order, answered as a replay.
+    api.stack.redis.resume();
+    let replay = api.order("ivy", "k3", body.clone()).await;
+    assert_eq!(replay.status(), 202);
+    assert_eq!(replay.headers()["idempotent-replayed"], "true");
+    let id = tps_contract::OrderCommand::id_for("ivy", "k3").to_string();
+    let stored: Vec<String> =
+        stored_order_ids(&api.stack.nats.url()).await.iter().map(|id| id.to_string()).collect();
+    assert_eq!(stored.iter().filter(|s| **s == id).count(), 1);
 }
 
 #[tokio::test]

@@ -104,6 +104,17 @@ impl Redis {
         self.process.kill();
     }
 
+    /// SIGSTOP: the server keeps its connections and answers nothing (a hung or
+    /// partitioned Redis) until [`Redis::resume`].
+    pub fn pause(&self) {
+        self.process.signal(Signal::SIGSTOP).expect("SIGSTOP redis");
+    }
+
+    /// SIGCONT after [`Redis::pause`]: it answers what was sent meanwhile, in order.
+    pub fn resume(&self) {
+        self.process.signal(Signal::SIGCONT).expect("SIGCONT redis");
+    }
+
     /// Graceful stop.
     pub fn stop(&mut self) {
         self.process.stop_with(Signal::SIGTERM, Duration::from_secs(10));

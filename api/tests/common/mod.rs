@@ -29,33 +29,27 @@ pub fn config(stack: &Stack) -> Config {
     config_with(stack, &[])
 }
 
-/// [`config`] plus extra flags (later flags win).
+/// [`config`] plus extra flags; a flag given in `extra` replaces the base's.
 pub fn config_with(stack: &Stack, extra: &[&str]) -> Config {
+    let (nats, redis, shards) = (stack.nats.url(), stack.redis.url(), SHARDS.to_string());
     let base = [
-        "api",
-        "--nats-url",
-        &stack.nats.url(),
-        "--database-url",
-        &stack.database_url,
-        "--redis-url",
-        &stack.redis.url(),
-        "--auth-jwt-secret",
-        TEST_JWT_SECRET,
-        "--api-listen",
-        "127.0.0.1:0",
-        "--metrics-listen",
-        "127.0.0.1:0",
-        "--shards",
-        &SHARDS.to_string(),
-        "--publish-timeout-ms",
-        "1000",
+        ("--nats-url", nats.as_str()),
+        ("--database-url", &stack.database_url),
+        ("--redis-url", &redis),
+        ("--auth-jwt-secret", TEST_JWT_SECRET),
+        ("--api-listen", "127.0.0.1:0"),
+        ("--metrics-listen", "127.0.0.1:0"),
+        ("--shards", &shards),
+        ("--publish-timeout-ms", "1000"),
         // As in `Stack::env`: a starved CI host must not trip the 250 ms Redis bound.
-        "--redis-timeout-ms",
-        "2000",
-        "--rust-log",
-        "warn",
+        ("--redis-timeout-ms", "2000"),
+        ("--rust-log", "warn"),
     ];
-    let args = base.iter().map(|s| s.to_string()).chain(extra.iter().map(|s| s.to_string()));
+    let args = std::iter::once("api")
+        .chain(
+            base.iter().filter(|(flag, _)| !extra.contains(flag)).flat_map(|(flag, value)| [*flag, *value]),
+        )
+        .chain(extra.iter().copied());
     Config::try_parse_from(args).expect("test config parses")
 }
 
