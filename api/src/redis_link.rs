@@ -145,7 +145,10 @@ impl RedisLink {
         match tokio::time::timeout(self.inner.timeout, redis::cmd("PING").query_async::<String>(&mut conn))
             .await
         {
-            Ok(Ok(_)) => Ok(()),
+            Ok(Ok(_)) => {
+                self.inner.answers.fetch_add(1, Ordering::Relaxed);
+                Ok(())
+            }
             Ok(Err(e)) => Err(e.into()),
             Err(_) => Err(RedisUnavailable::Timeout),
         }
