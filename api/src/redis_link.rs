@@ -100,7 +100,7 @@ impl RedisLink {
     {
         let inner = &self.inner;
         let Some(conn) = inner.conn.get() else { return Err(RedisUnavailable::Skipped) };
-        if inner.now_ms() < inner.open_until_ms.load(Ordering::Relaxed) {
+        if self.breaker_open() {
             return Err(RedisUnavailable::Skipped);
         }
         let call = call(conn.clone());
