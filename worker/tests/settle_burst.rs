@@ -174,31 +174,3 @@ async fn wait_for_lock_waiters(h: &Harness, n: i64) {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
-
-/// The linger gathers a batch only when the server says more commands wait behind the
-/// first: a lone command is settled at once, a burst still in one go.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_lone_command_is_settled_without_the_linger_and_a_burst_with_it() {
-    const LINGER: Duration = Duration::from_secs(3);
-    let h = Harness::start(1).await;
-    let ticket = h.ticket_on(0, 1_000, 4).await;
-    let worker = InProcess::start(h.config(&[&format!("--batch-wait-ms={}", LINGER.as_millis())]));
-    // The first also waits for the worker to own the shard.
-    h.publish(&[order(ticket, 1)]).await;
-    h.wait_settled(1, Duration::from_secs(30)).await;
-
-    let started = std::time::Instant::now();
-    h.publish(&[order(ticket, 1)]).await;
-    h.wait_settled(2, Duration::from_secs(30)).await;
-    let lone = started.elapsed();
-    assert!(lone < LINGER / 2, "a lone command waited {lone:?} for company");
-
-    let started = std::time::Instant::now();
-    h.publish(&(0..20).map(|_| order(ticket, 1)).collect::<Vec<_>>()).await;
-    h.wait_settled(22, Duration::from_secs(30)).await;
-    let burst = started.elapsed();
-    assert!(burst >= LINGER, "the burst was gathered by the linger: {burst:?}");
-    worker.stop().await;
-    h.assert_exact(ticket, 1_000).await;
-    assert_eq!(h.available(ticket).await, 1_000 - 22);
-}

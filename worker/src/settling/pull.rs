@@ -3,9 +3,8 @@
 //! Every pull is one bounded request that ends before the next begins, so a
 //! worker that stops or loses its lease never has messages pulled on its behalf
 //! that it will not see: nothing waits out `ack_wait`. When idle it waits (up to
-//! a second) for one message; if the server says more are waiting behind it, it
-//! lingers `batch_wait`, then takes what is there without waiting (`no_wait`), and
-//! if none are, the one message is the batch. While busy it takes a whole batch at once.
+//! a second) for one message, lingers `batch_wait`, then takes what is there
+//! without waiting (`no_wait`); while busy it takes a whole batch at once.
 //! A `no_wait` fetch ends as soon as the server has nothing more, so we never
 //! depend on the server's expiry notice, which nats-server 2.9 does not send
 //! for a partly filled request.
@@ -57,9 +56,7 @@ impl Puller {
             self.fetch(self.batch_size, None).await?
         } else {
             let mut first = self.fetch(1, Some(IDLE_WAIT)).await?;
-            // The server says how many more wait behind the first. None: nothing to linger
-            // for, and a lone command is settled at once (the next starts the next batch).
-            if more_waiting(&first) && self.batch_size > 1 {
+            if !first.is_empty() && self.batch_size > 1 {
                 tokio::time::sleep(self.linger).await;
                 first.extend(self.fetch(self.batch_size - 1, None).await.unwrap_or_default());
             }
@@ -93,12 +90,6 @@ impl Puller {
         }
         Ok(got)
     }
-}
-
-/// Whether the server had more messages for the consumer when it delivered the last of
-/// `got` (a message without metadata counts as more: the linger is the safe side).
-fn more_waiting(got: &[jetstream::Message]) -> bool {
-    got.last().is_some_and(|m| m.info().map_or(true, |i| i.pending > 0))
 }
 
 /// Splits a pulled batch into decoded deliveries and undecodable messages.
