@@ -185,10 +185,11 @@ async fn ten_thousand_concurrent_signups_with_duplicates_settle_exactly_once() {
     tps_runtime::limits::raise_nofile(4 * N).unwrap();
     let stack = Stack::start().await.unwrap();
     // The default in-flight bound (4,096): the rest of the storm waits its turn, it is not shed.
-    // Redis gets 2 s per round trip instead of 250 ms: under this storm (debug build) a slow
-    // claim would fall back to running without Redis, where a repeat is recognised only when
-    // JetStream still holds its twin; this test counts replays, so every claim must be made.
-    let api = AppProcess::api(&stack, 4, &[("API_REDIS_TIMEOUT_MS", "2000")]).await.unwrap();
+    // Redis gets the tests' 2 s per round trip (`Stack::env`), not 250 ms: under this storm
+    // (debug build) a slow claim would fall back to running without Redis, where a repeat is
+    // recognised only when JetStream still holds its twin; this test counts replays, so every
+    // claim must be made.
+    let api = AppProcess::api(&stack, 4, &[]).await.unwrap();
     let _workers = [
         AppProcess::worker(&stack, 4, &[]).await.unwrap(),
         AppProcess::worker(&stack, 4, &[]).await.unwrap(),
