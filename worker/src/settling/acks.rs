@@ -1,4 +1,4 @@
-//! Acknowledging a batch: confirmed acks after a commit, naks and progress otherwise.
+//! Acknowledging a batch: acks after a commit, naks and progress otherwise.
 //!
 //! These take plain slices (no iterator adapters) so the futures stay `Send`
 //! for any lifetime, as `tokio::spawn` needs.
@@ -6,22 +6,16 @@
 use std::time::Duration;
 
 use async_nats::jetstream::{self, AckKind};
-use futures::StreamExt;
-use futures::stream::FuturesUnordered;
 
-/// Acks in flight at once; a confirmed ack is a round trip each.
-const ACK_CONCURRENCY: usize = 64;
-
-/// Acks every message and waits for JetStream to confirm each (double ack).
-/// Returns how many were not confirmed: a lost ack only means a redelivery,
-/// which the settled row turns into a no-op.
+/// Acks every message, without waiting for JetStream to confirm them. The acks leave on
+/// the connection in order, ahead of the next pull request, and a lost ack only means a
+/// redelivery, which the settled row turns into a no-op: a confirmation (double ack)
+/// would buy nothing but a reply message per command on the server and a round trip here.
+/// Returns how many could not even be handed to the connection.
 pub async fn ack_all(messages: &[&jetstream::Message]) -> usize {
     let mut failed = 0;
-    for chunk in messages.chunks(ACK_CONCURRENCY) {
-        let mut acks: FuturesUnordered<_> = chunk.iter().map(|m| m.double_ack()).collect();
-        while let Some(result) = acks.next().await {
-            failed += usize::from(result.is_err());
-        }
+    for m in messages {
+        failed += usize::from(m.ack().await.is_err());
     }
     failed
 }

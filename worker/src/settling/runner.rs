@@ -5,8 +5,7 @@
 //! anywhere before the ack only causes a redelivery, which the settled rows turn
 //! into a no-op (announced again: events are states, so a client loses nothing by
 //! a second one); an event is never sent for something not committed. The events go
-//! out before the acks because a batch's confirmed acks are round trips, 64 at a
-//! time: announcing after them delayed every pushed outcome by all of them.
+//! out before the acks, so a pushed outcome never waits behind a batch's acks.
 
 use std::slice;
 use std::sync::Arc;
