@@ -1,5 +1,6 @@
 //! Claiming a command's key in Redis, for every kind of command (orders and
-//! sign-ups): one parameterised script, one round trip.
+//! sign-ups): one parameterised script, one round trip (a plain read when new keys
+//! are refused).
 //!
 //! The claim is a hash holding the body's fingerprint and the accepted time, plus
 //! whatever fields the kind keeps for its PENDING answer. The same key with the same
@@ -70,8 +71,14 @@ return {0, ARGV[2]}
 
 static SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(CLAIM_LUA));
 
-/// Runs the claim script (EVALSHA; the script is loaded on first use).
+/// Claims the key: the claim script (EVALSHA; loaded on first use), or, when new keys are
+/// refused, a plain read first (see [`known_when_refusing`]).
 pub async fn claim(redis: &RedisLink, claim: &Claim<'_>) -> Result<Outcome, RedisUnavailable> {
+    if claim.refuse_new
+        && let Some(outcome) = known_when_refusing(redis, claim).await?
+    {
+        return Ok(outcome);
+    }
     let mut invocation = SCRIPT.prepare_invoke();
     invocation.key(&claim.key);
     if let Some((index, _)) = &claim.index {
@@ -93,6 +100,26 @@ pub async fn claim(redis: &RedisLink, claim: &Claim<'_>) -> Result<Outcome, Redi
         1 => Outcome::Replay { created_ms: created },
         2 => Outcome::Conflict,
         _ => Outcome::Refused,
+    })
+}
+
+/// A claim that refuses new keys writes nothing unless the key's publish failed, so it is
+/// answered with one `HMGET` instead of the script: a new key is refused, another
+/// fingerprint is a conflict, a live claim is a replay. These are most requests of a
+/// sold-out sale, and a read costs Redis a fraction of a script call. A failed or
+/// malformed claim (`None`) is left to the script, which takes it again atomically.
+async fn known_when_refusing(redis: &RedisLink, claim: &Claim<'_>) -> Result<Option<Outcome>, RedisUnavailable> {
+    let key = claim.key.clone();
+    let (fingerprint, created, failed): (Option<String>, Option<String>, Option<String>) = redis
+        .run(|mut conn| async move {
+            redis::cmd("HMGET").arg(&key).arg("fp").arg("created").arg("failed").query_async(&mut conn).await
+        })
+        .await?;
+    Ok(match (fingerprint, created, failed) {
+        (None, _, _) => Some(Outcome::Refused),
+        (Some(fp), _, _) if fp != claim.fingerprint => Some(Outcome::Conflict),
+        (Some(_), Some(created), None) => created.parse().ok().map(|created_ms| Outcome::Replay { created_ms }),
+        _ => None,
     })
 }
 

@@ -22,6 +22,18 @@ async fn hash(link: &RedisLink, key: &str) -> Vec<(String, String)> {
     all
 }
 
+/// How many times Redis ran a script (EVALSHA or EVAL).
+async fn script_calls(link: &RedisLink) -> u64 {
+    let info: String = link
+        .run(|mut c| async move { redis::cmd("INFO").arg("commandstats").query_async(&mut c).await })
+        .await
+        .unwrap();
+    info.lines()
+        .filter(|l| l.starts_with("cmdstat_evalsha:") || l.starts_with("cmdstat_eval:"))
+        .filter_map(|l| l.split(['=', ',']).nth(1)?.parse::<u64>().ok())
+        .sum()
+}
+
 fn order<'a>(
     key: &str,
     fp: &'a str,
@@ -41,7 +53,7 @@ fn order<'a>(
 }
 
 #[tokio::test]
-async fn one_script_claims_replays_conflicts_refuses_and_indexes() {
+async fn one_script_claims_replays_conflicts_and_indexes_and_a_read_refuses() {
     let redis = Redis::start().await.unwrap();
     let link = link(&redis).await;
     let fields = [("user", "alice".to_owned()), ("qty", "2".to_owned())];
@@ -65,6 +77,7 @@ async fn one_script_claims_replays_conflicts_refuses_and_indexes() {
         Outcome::Conflict
     );
     // Refusing new keys (sold out) still answers a known key, and writes nothing for a new one.
+    let scripts = script_calls(&link).await;
     assert_eq!(
         claim::claim(&link, &order("k1", "fp-a", 6_000, true, &fields)).await.unwrap(),
         Outcome::Replay { created_ms: 1_000 }
@@ -74,8 +87,21 @@ async fn one_script_claims_replays_conflicts_refuses_and_indexes() {
         Outcome::Refused
     );
     assert!(hash(&link, "k2").await.is_empty(), "a refused key leaves no claim");
+    assert_eq!(
+        claim::claim(&link, &order("k1", "fp-b", 6_000, true, &fields)).await.unwrap(),
+        Outcome::Conflict
+    );
+    // ...and answers those three with a plain read, not the script.
+    assert_eq!(script_calls(&link).await, scripts, "a refusing claim of a known or new key runs no script");
 
-    // A claim whose publish failed is taken again as new, keeping its accepted time, once.
+    // A claim whose publish failed is taken again as new, keeping its accepted time, once,
+    // even while new keys are refused (by the script: the read leaves a failed claim to it).
+    claim::mark_failed(&link, "k1".to_owned()).await;
+    assert_eq!(
+        claim::claim(&link, &order("k1", "fp-a", 6_500, true, &fields)).await.unwrap(),
+        Outcome::New { created_ms: 1_000 }
+    );
+    assert!(script_calls(&link).await > scripts, "a failed claim is left to the script");
     claim::mark_failed(&link, "k1".to_owned()).await;
     assert_eq!(
         claim::claim(&link, &order("k1", "fp-a", 7_000, false, &fields)).await.unwrap(),
