@@ -4,6 +4,14 @@
 //! present), a non-empty `sub`, and `aud` / `iss` when the api is configured with them
 //! (`AUTH_JWT_AUDIENCE`, `AUTH_JWT_ISSUER`). It refuses secrets shorter than
 //! [`MIN_SECRET_BYTES`]: a short HMAC key can be brute-forced from one captured token.
+//!
+//! A client sends the same token with every request, so a verifier remembers the tokens
+//! it verified ([`VERIFIED_CAPACITY`] at most, by their whole text): a token seen before
+//! costs a lookup and its `exp` check, not the signature, the base64 and the JSON again.
+//! Only tokens that passed every check are kept, and `exp` is checked on every use, so
+//! the answer for any token is the same as without the cache.
+
+use std::sync::Arc;
 
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
@@ -13,6 +21,9 @@ pub const MIN_SECRET_BYTES: usize = 32;
 
 /// Clock skew tolerated on `exp` and `nbf`, in seconds.
 pub const LEEWAY_SECS: u64 = 5;
+
+/// Verified tokens a [`Verifier`] remembers (about 300 bytes each: 20 MiB at most).
+pub const VERIFIED_CAPACITY: usize = 65_536;
 
 /// The claims the api reads.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -53,10 +64,12 @@ pub enum TokenError {
 pub struct WeakSecret(pub usize);
 
 /// Checks tokens against one key and the configured audience and issuer; built once at start.
+/// Clones share the tokens verified so far.
 #[derive(Clone)]
 pub struct Verifier {
     key: DecodingKey,
     validation: Validation,
+    verified: Arc<quick_cache::sync::Cache<Box<str>, Claims>>,
 }
 
 impl std::fmt::Debug for Verifier {
@@ -98,17 +111,37 @@ impl Verifier {
             required.push("iss");
         }
         validation.set_required_spec_claims(&required);
-        Self { key: DecodingKey::from_secret(secret), validation }
+        let verified = Arc::new(quick_cache::sync::Cache::new(VERIFIED_CAPACITY));
+        Self { key: DecodingKey::from_secret(secret), validation, verified }
     }
 
     /// The claims of `token`, or why it is refused.
     pub fn verify(&self, token: &str) -> Result<Claims, TokenError> {
+        if let Some(claims) = self.verified.get(token) {
+            // Everything but `exp` was checked when it was kept, and cannot change since.
+            if claims.exp.saturating_add(LEEWAY_SECS) >= unix_now() {
+                return Ok(claims);
+            }
+            self.verified.remove(token);
+            return Err(TokenError::Invalid(jsonwebtoken::errors::ErrorKind::ExpiredSignature.into()));
+        }
         let claims = jsonwebtoken::decode::<Claims>(token, &self.key, &self.validation)?.claims;
         if claims.sub.trim().is_empty() {
             return Err(TokenError::EmptySubject);
         }
+        self.verified.insert(token.into(), claims.clone());
         Ok(claims)
     }
+
+    /// How many verified tokens are remembered.
+    pub fn remembered(&self) -> usize {
+        self.verified.len()
+    }
+}
+
+/// Seconds since the epoch, as `jsonwebtoken` reads the clock.
+fn unix_now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
 
 /// Verifies with no audience or issuer and no key-length check (tools and tests).
@@ -145,8 +178,7 @@ pub fn mint(secret: &[u8], sub: &str, admin: bool, ttl_secs: u64) -> String {
 
 /// [`mint`] with an audience and an issuer.
 pub fn mint_with(secret: &[u8], sub: &str, admin: bool, ttl_secs: u64, options: &MintOptions<'_>) -> String {
-    let now =
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let now = unix_now();
     let claims = Minted {
         sub,
         exp: now + ttl_secs,
@@ -201,6 +233,36 @@ mod tests {
         // An unsigned token ("alg":"none") must never pass.
         let none = "eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0.eyJzdWIiOiJhIiwiZXhwIjo5OTk5OTk5OTk5fQ.";
         assert!(verify(b"k", none).is_err());
+    }
+
+    #[test]
+    fn a_remembered_token_answers_as_before_and_still_expires() {
+        let v = Verifier::new(KEY, None, None).unwrap();
+        let token = signed(json!({"sub": "alice", "exp": now() + 3600, "scope": "admin"}));
+        let first = v.verify(&token).unwrap();
+        assert_eq!(v.remembered(), 1);
+        // Clones share what was verified; the second use answers the same claims from memory.
+        let clone = v.clone();
+        assert_eq!(clone.verify(&token).unwrap(), first);
+        assert_eq!(v.remembered(), 1);
+
+        // The same header and payload under another signature is not the remembered token.
+        let (signed_part, signature) = token.rsplit_once('.').unwrap();
+        let flipped = if signature.starts_with('A') { "B" } else { "A" };
+        let forged = format!("{signed_part}.{flipped}{}", &signature[1..]);
+        assert!(v.verify(&forged).is_err());
+        assert_eq!(v.remembered(), 1, "a refused token is not remembered");
+
+        // `exp` is checked on every use: a remembered token past it (and the leeway) is refused
+        // and forgotten.
+        let lapsed = signed(json!({"sub": "bob", "exp": now() - LEEWAY_SECS - 10}));
+        v.verified.insert(lapsed.as_str().into(), Claims { sub: "bob".into(), exp: now() - LEEWAY_SECS - 10, scope: None });
+        assert!(matches!(v.verify(&lapsed), Err(TokenError::Invalid(_))));
+        assert_eq!(v.remembered(), 1);
+        // Within the leeway it is still good, as jsonwebtoken has it.
+        let edge = signed(json!({"sub": "carol", "exp": now() - 1}));
+        v.verify(&edge).unwrap();
+        assert_eq!(v.verify(&edge).unwrap().sub, "carol");
     }
 
     #[test]
