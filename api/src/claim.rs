@@ -108,7 +108,10 @@ pub async fn claim(redis: &RedisLink, claim: &Claim<'_>) -> Result<Outcome, Redi
 /// fingerprint is a conflict, a live claim is a replay. These are most requests of a
 /// sold-out sale, and a read costs Redis a fraction of a script call. A failed or
 /// malformed claim (`None`) is left to the script, which takes it again atomically.
-async fn known_when_refusing(redis: &RedisLink, claim: &Claim<'_>) -> Result<Option<Outcome>, RedisUnavailable> {
+async fn known_when_refusing(
+    redis: &RedisLink,
+    claim: &Claim<'_>,
+) -> Result<Option<Outcome>, RedisUnavailable> {
     let key = claim.key.clone();
     let (fingerprint, created, failed): (Option<String>, Option<String>, Option<String>) = redis
         .run(|mut conn| async move {
@@ -118,7 +121,9 @@ async fn known_when_refusing(redis: &RedisLink, claim: &Claim<'_>) -> Result<Opt
     Ok(match (fingerprint, created, failed) {
         (None, _, _) => Some(Outcome::Refused),
         (Some(fp), _, _) if fp != claim.fingerprint => Some(Outcome::Conflict),
-        (Some(_), Some(created), None) => created.parse().ok().map(|created_ms| Outcome::Replay { created_ms }),
+        (Some(_), Some(created), None) => {
+            created.parse().ok().map(|created_ms| Outcome::Replay { created_ms })
+        }
         _ => None,
     })
 }

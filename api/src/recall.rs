@@ -192,14 +192,19 @@ mod tests {
         let db = PgPoolOptions::new().connect_lazy("postgres://nobody@127.0.0.1:1/none").unwrap();
         let statements = Arc::new(Mutex::new(Vec::new()));
         let seen = statements.clone();
-        let (batcher, _task) = Batcher::start(db, Arc::new(DbHealth::default()), move |_db, ids: Vec<Uuid>| {
-            seen.lock().unwrap().push(ids.len());
-            async move {
-                tokio::time::sleep(Duration::from_millis(500)).await;
-                // Every id ending in an even byte is "settled".
-                Ok(ids.into_iter().filter(|id| id.as_bytes()[15] % 2 == 0).map(|id| (id, id.as_u128())).collect())
-            }
-        });
+        let (batcher, _task) =
+            Batcher::start(db, Arc::new(DbHealth::default()), move |_db, ids: Vec<Uuid>| {
+                seen.lock().unwrap().push(ids.len());
+                async move {
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    // Every id ending in an even byte is "settled".
+                    Ok(ids
+                        .into_iter()
+                        .filter(|id| id.as_bytes()[15] % 2 == 0)
+                        .map(|id| (id, id.as_u128()))
+                        .collect())
+                }
+            });
         let batcher = Arc::new(batcher);
         let bound = Duration::from_secs(5);
         let lone = Uuid::from_u128(2);
@@ -221,6 +226,10 @@ mod tests {
             let (n, answer) = ask.await.unwrap();
             assert_eq!(answer.unwrap(), (n % 2 == 0).then_some(n), "each lookup gets its own row");
         }
-        assert_eq!(*statements.lock().unwrap(), [1, 99], "the three waves that came during the first statement, as one");
+        assert_eq!(
+            *statements.lock().unwrap(),
+            [1, 99],
+            "the three waves that came during the first statement, as one"
+        );
     }
 }

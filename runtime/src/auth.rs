@@ -256,7 +256,10 @@ mod tests {
         // `exp` is checked on every use: a remembered token past it (and the leeway) is refused
         // and forgotten.
         let lapsed = signed(json!({"sub": "bob", "exp": now() - LEEWAY_SECS - 10}));
-        v.verified.insert(lapsed.as_str().into(), Claims { sub: "bob".into(), exp: now() - LEEWAY_SECS - 10, scope: None });
+        v.verified.insert(
+            lapsed.as_str().into(),
+            Claims { sub: "bob".into(), exp: now() - LEEWAY_SECS - 10, scope: None },
+        );
         assert!(matches!(v.verify(&lapsed), Err(TokenError::Invalid(_))));
         assert_eq!(v.remembered(), 1);
         // Within the leeway it is still good, as jsonwebtoken has it.

@@ -22,10 +22,15 @@ pub struct AppProcess {
 }
 
 impl AppProcess {
-    /// Starts the `api` binary and waits until `/readyz` answers 200.
+    /// Starts the `api` binary and waits until `/readyz` answers 200 and so does its own
+    /// `/metrics`. With `API_REUSE_PORT` a sibling on the same port may answer `/readyz`
+    /// before this process serves; its metrics port is its own, and the api binds it after
+    /// its api port.
     pub async fn api(stack: &Stack, shards: u32, extra_env: &[(&str, &str)]) -> anyhow::Result<Self> {
         let mut app = Self::spawn("api", stack, shards, extra_env)?;
         app.wait_ready(&format!("{}/readyz", app.api_url)).await?;
+        let metrics = app.metrics_url.clone();
+        app.wait_ready(&metrics).await?;
         Ok(app)
     }
 

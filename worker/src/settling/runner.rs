@@ -541,7 +541,7 @@ impl<K: CommandKind> ShardRunner<K> {
             tracing::warn!(
                 shard = self.shard(),
                 failed,
-                "acks unconfirmed; those messages will be redelivered as no-ops"
+                "acks not sent; those messages will be redelivered as no-ops"
             );
         }
     }
