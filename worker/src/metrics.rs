@@ -41,6 +41,7 @@ pub fn metrics() -> &'static WorkerMetrics {
 pub struct WorkerMetrics {
     registry: Registry,
     batch_size: Children<Histogram, 2>,
+    transaction_shards: Children<Histogram, 2>,
     settle_seconds: Children<Histogram, 2>,
     settle_lag: Children<Histogram, 2>,
     settled: IntCounterVec,
@@ -86,6 +87,16 @@ impl WorkerMetrics {
                     "Commands per committed batch.",
                     &["stream"],
                     &[1.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0],
+                ),
+                STREAMS,
+            ),
+            transaction_shards: Children::new(
+                histogram_vec(
+                    &r,
+                    "tps_worker_transaction_shards",
+                    "Shards whose batches one settling transaction took together.",
+                    &["stream"],
+                    &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0],
                 ),
                 STREAMS,
             ),
@@ -189,6 +200,11 @@ pub fn batch_settled(stream: &'static str, size: usize, took: Duration) {
     m.settle_seconds.get(stream).observe(took.as_secs_f64());
 }
 
+/// A combined settling transaction ([`crate::settling::combine`]) took the batches of `shards` shards.
+pub fn transaction_shards(stream: &'static str, shards: usize) {
+    metrics().transaction_shards.get(stream).observe(shards as f64);
+}
+
 /// A command accepted by the api at some time settled `lag` later: what a
 /// buyer waits between the 202 and a final status (queueing included).
 pub fn settle_lag(stream: &'static str, lag: Duration) {
@@ -251,6 +267,7 @@ mod tests {
         let m = WorkerMetrics::new();
         // A labelled series shows from its first event (unless registered at zero): one of each.
         m.batch_size.get(ORDERS_STREAM).observe(3.0);
+        m.transaction_shards.get(ORDERS_STREAM).observe(2.0);
         m.settle_seconds.get(ORDERS_STREAM).observe(0.01);
         m.settle_lag.get(ORDERS_STREAM).observe(0.2);
         per_stream(&m.settled, &m.settled_by_outcome, ORDERS_STREAM, "CONFIRMED").inc();

@@ -83,19 +83,12 @@ pub async fn run(config: WorkerConfig, shutdown: CancellationToken) -> Result<()
     let orders = ownership(
         &redis,
         &ready,
-        SettleContext {
-            kind: Orders,
-            pool: pool.clone(),
-            nats: nats.clone(),
-            js: js.clone(),
-            config: config.clone(),
-            failpoint,
-        },
+        SettleContext::new(Orders, pool.clone(), nats.clone(), js.clone(), config.clone(), failpoint),
     );
     let users = ownership(
         &redis,
         &ready,
-        SettleContext { kind: Users, pool: pool.clone(), nats: nats.clone(), js, config, failpoint },
+        SettleContext::new(Users, pool.clone(), nats.clone(), js, config, failpoint),
     );
     tokio::join!(orders.run(shutdown.clone()), users.run(shutdown));
 

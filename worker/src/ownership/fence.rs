@@ -6,6 +6,8 @@
 //! an old owner's transaction in flight and every later one of the old owner's
 //! finds 0 rows: a stale owner can never commit.
 
+use std::collections::HashSet;
+
 use sqlx::{PgConnection, PgPool};
 
 /// What a claim found.
@@ -68,4 +70,28 @@ pub async fn still_ours(
             .await?
             .rows_affected();
     Ok(rows == 1)
+}
+
+/// Inside a settling transaction of several shards' batches: the shards of `claims`
+/// (shard, token) that `token` still owns, in one statement. Locks their fence rows until
+/// the transaction ends, as [`still_ours`] does for one.
+pub async fn still_ours_all(
+    tx: &mut PgConnection,
+    stream: &str,
+    claims: &[(u32, i64)],
+) -> Result<HashSet<u32>, sqlx::Error> {
+    let shards: Vec<i32> = claims.iter().map(|(shard, _)| *shard as i32).collect();
+    let tokens: Vec<i64> = claims.iter().map(|(_, token)| *token).collect();
+    let ours: Vec<i32> = sqlx::query_scalar(
+        "UPDATE shard_fences f SET token = f.token
+         FROM UNNEST($2::int[], $3::bigint[]) AS o(shard, token)
+         WHERE f.stream = $1 AND f.shard = o.shard AND f.token = o.token
+         RETURNING f.shard",
+    )
+    .bind(stream)
+    .bind(shards)
+    .bind(tokens)
+    .fetch_all(tx)
+    .await?;
+    Ok(ours.into_iter().map(|shard| shard as u32).collect())
 }

@@ -11,11 +11,11 @@ use crate::ownership::fence;
 use crate::transient::is_transient;
 
 /// What the shard machinery needs from one kind of command.
-pub trait CommandKind: Send + Sync + 'static {
+pub trait CommandKind: Clone + Send + Sync + 'static {
     /// The JetStream stream holding the commands, e.g. `ORDERS`.
     const STREAM: &'static str;
     /// The decoded command.
-    type Command: DeserializeOwned + Send + Sync + 'static;
+    type Command: DeserializeOwned + Clone + Send + Sync + 'static;
     /// What a committed batch produced, to announce after the ack.
     type Settled: Send + 'static;
 
@@ -66,6 +66,14 @@ pub struct Delivery<C> {
     pub delivered: i64,
     /// The command.
     pub command: C,
+}
+
+impl<C: Clone> Delivery<C> {
+    /// A copy of the command and its place in the stream, without the message (which
+    /// stays with the runner that acks it).
+    pub fn detached(&self) -> Self {
+        Self { message: None, seq: self.seq, delivered: self.delivered, command: self.command.clone() }
+    }
 }
 
 /// Why a settling transaction did not commit.

@@ -22,6 +22,7 @@ use crate::metrics;
 use crate::ownership::fence::{self, Claim};
 use crate::ownership::lease::ShardLease;
 use crate::settling::acks::{ack_all, nak_all, progress_all};
+use crate::settling::combine::{Combiner, Reply, Settler};
 use crate::settling::command_kind::{CommandKind, Delivery, SettleError, give_up_once, settle_once};
 use crate::settling::dead_letter::dead_letter;
 use crate::settling::pull::{Puller, decode};
@@ -31,7 +32,7 @@ use crate::transient::backoff;
 const SETTLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(20);
 
 /// What every runner of a worker shares.
-pub struct SettleContext<K> {
+pub struct SettleContext<K: CommandKind> {
     /// The kind of command settled.
     pub kind: K,
     /// Postgres.
@@ -44,9 +45,32 @@ pub struct SettleContext<K> {
     pub config: WorkerConfig,
     /// The armed failpoint, if any.
     pub failpoint: Failpoint,
+    /// Where the runners' batches meet in shared transactions.
+    pub combiner: Combiner<K::Command>,
 }
 
-impl<K> SettleContext<K> {
+impl<K: CommandKind> SettleContext<K> {
+    /// The context of `kind`, with its combiner started (it needs a Tokio runtime). A
+    /// combined transaction takes up to four batches' worth of commands.
+    pub fn new(
+        kind: K,
+        pool: PgPool,
+        nats: async_nats::Client,
+        js: jetstream::Context,
+        config: WorkerConfig,
+        failpoint: Failpoint,
+    ) -> Self {
+        let settler = Settler {
+            kind: kind.clone(),
+            pool: pool.clone(),
+            nats: nats.clone(),
+            names: config.common.nats_stream_prefix.clone(),
+            failpoint,
+        };
+        let combiner = Combiner::spawn(settler, 4 * config.batch_size as usize);
+        Self { kind, pool, nats, js, config, failpoint, combiner }
+    }
+
     /// The stream, subject and consumer names (`NATS_STREAM_PREFIX`).
     pub fn names(&self) -> &StreamNames {
         &self.config.common.nats_stream_prefix
@@ -217,7 +241,7 @@ impl<K: CommandKind> ShardRunner<K> {
             return None;
         }
         self.shared.failpoint.before_settle(deliveries.len()).await;
-        match self.settle(&deliveries).await {
+        match self.settle(&deliveries, false).await {
             Ok(settled) => self.finish(&deliveries, settled).await,
             Err(Halt::Exit(exit)) => {
                 nak_all(&messages(&deliveries), None).await;
@@ -342,9 +366,9 @@ impl<K: CommandKind> ShardRunner<K> {
         if chunk.is_empty() {
             return Ok(());
         }
-        let failed = match self.settle(&chunk).await {
+        let failed = match self.settle(&chunk, false).await {
             Ok(settled) => {
-                self.shared.kind.announce(&self.shared.nats, self.shared.names(), settled).await;
+                self.announce(settled).await;
                 return Ok(());
             }
             Err(Halt::Exit(exit)) => return Err(exit),
@@ -357,10 +381,8 @@ impl<K: CommandKind> ShardRunner<K> {
             "held batch failed; settling one by one"
         );
         for d in &chunk {
-            match self.settle(slice::from_ref(d)).await {
-                Ok(settled) => {
-                    self.shared.kind.announce(&self.shared.nats, self.shared.names(), settled).await
-                }
+            match self.settle(slice::from_ref(d), true).await {
+                Ok(settled) => self.announce(settled).await,
                 Err(Halt::Exit(exit)) => return Err(exit),
                 Err(Halt::Fatal(reason)) => {
                     tracing::warn!(
@@ -382,7 +404,7 @@ impl<K: CommandKind> ShardRunner<K> {
         }
         tracing::warn!(shard = self.shard(), size = deliveries.len(), %reason, "batch failed; settling one by one");
         for (i, d) in deliveries.iter().enumerate() {
-            match self.settle(slice::from_ref(d)).await {
+            match self.settle(slice::from_ref(d), true).await {
                 Ok(settled) => self.finish(slice::from_ref(d), settled).await,
                 Err(Halt::Fatal(reason)) => {
                     if let Some(exit) = self.fail(d, &reason).await {
@@ -487,17 +509,21 @@ impl<K: CommandKind> ShardRunner<K> {
 
     /// Runs the transaction until it commits, retrying transient errors without
     /// burning deliveries (progress acks keep the messages ours meanwhile), in the span
-    /// `settle{batch, first_seq}`.
+    /// `settle{batch, first_seq}`. The batch goes into a combined transaction with other
+    /// shards' batches ([`crate::settling::combine`]) unless `alone`, or unless a combined
+    /// one failed. `Ok(None)`: committed and already announced (by the combined transaction);
+    /// `Ok(Some)`: committed alone, for the caller to announce.
     #[tracing::instrument(name = "settle", skip_all, fields(batch = batch.len(), first_seq = batch.first().map(|d| d.seq)))]
-    async fn settle(&self, batch: &[Delivery<K::Command>]) -> Result<K::Settled, Halt> {
-        let s = &self.shared;
+    async fn settle(&self, batch: &[Delivery<K::Command>], alone: bool) -> Result<Option<K::Settled>, Halt> {
         for attempt in 0.. {
             let started = Instant::now();
             let attempt_result = tokio::select! {
                 biased;
-                // Lease gone: drop the transaction (it rolls back) and stop at once.
+                // Lease gone: stop waiting (a transaction of our own rolls back; a combined
+                // one may still commit the batch, behind our fence, which its redelivery
+                // then finds settled) and stop at once.
                 _ = self.lost.cancelled() => return Err(Halt::Exit(RunnerExit::LeaseLost)),
-                r = tokio::time::timeout(SETTLE_TIMEOUT, settle_once(&s.kind, &s.pool, self.shard(), self.lease.token, batch)) => r,
+                r = tokio::time::timeout(SETTLE_TIMEOUT, self.settle_attempt(batch, alone)) => r,
             };
             let error = match attempt_result {
                 Ok(Ok(settled)) => {
@@ -532,10 +558,37 @@ impl<K: CommandKind> ShardRunner<K> {
         unreachable!("the retry loop only ends by returning")
     }
 
-    /// After the commit: (failpoint), announce, then ack.
-    async fn finish(&self, batch: &[Delivery<K::Command>], settled: K::Settled) {
-        self.shared.failpoint.after_commit();
-        self.shared.kind.announce(&self.shared.nats, self.shared.names(), settled).await;
+    /// One attempt: in the next combined transaction, or alone.
+    async fn settle_attempt(
+        &self,
+        batch: &[Delivery<K::Command>],
+        alone: bool,
+    ) -> Result<Option<K::Settled>, SettleError> {
+        let s = &self.shared;
+        if !alone {
+            match s.combiner.settle(self.shard(), self.lease.token, batch).await {
+                Some(Reply::Settled) => return Ok(None),
+                Some(Reply::Fenced) => return Err(SettleError::Fenced),
+                Some(Reply::Failed(e)) => return Err(e),
+                Some(Reply::Alone) | None => {}
+            }
+        }
+        let settled = settle_once(&s.kind, &s.pool, self.shard(), self.lease.token, batch).await?;
+        s.failpoint.after_commit();
+        Ok(Some(settled))
+    }
+
+    /// Announces what a transaction of our own committed.
+    async fn announce(&self, settled: Option<K::Settled>) {
+        if let Some(settled) = settled {
+            self.shared.kind.announce(&self.shared.nats, self.shared.names(), settled).await;
+        }
+    }
+
+    /// After the commit (and the failpoint): announce, unless the combined transaction
+    /// did, then ack.
+    async fn finish(&self, batch: &[Delivery<K::Command>], settled: Option<K::Settled>) {
+        self.announce(settled).await;
         let failed = ack_all(&messages(batch)).await;
         if failed > 0 {
             tracing::warn!(
