@@ -160,8 +160,8 @@ async fn batches_that_wait_for_a_transaction_share_the_next_one() {
         (15, 1),
         "the three batches that waited committed in one transaction"
     );
-    for s in 1..SHARDS as usize {
-        assert_eq!(h.available(tickets[s]).await, 95);
+    for ticket in &tickets[1..] {
+        assert_eq!(h.available(*ticket).await, 95);
     }
     assert_eq!(h.available(tickets[0]).await, 100 - IN_FLIGHT as i64);
 }
