@@ -117,6 +117,35 @@ async fn a_shard_whose_fence_moved_on_is_left_out_and_the_others_commit() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_order_id_in_two_shards_batches_is_the_earlier_one_in_the_stream() {
+    let h = Harness::start(SHARDS).await;
+    own_all(&h.pool, 2).await;
+    let (t0, t1) = (h.ticket_on(0, 10, 4).await, h.ticket_on(1, 10, 4).await);
+    // The same key sent twice with another ticket (Redis lost the claim, past the
+    // de-duplication window): one order id on two shards, shard 0's earlier in the stream.
+    let earlier = order(t0, 1);
+    let later = OrderCommand { ticket_id: t1, ..earlier.clone() };
+
+    let kept = settler(&h)
+        .await
+        .settle_together(vec![
+            Batch { shard: 1, token: 2, batch: deliveries(std::slice::from_ref(&later), 20) },
+            Batch { shard: 0, token: 2, batch: deliveries(std::slice::from_ref(&earlier), 10) },
+        ])
+        .await
+        .unwrap();
+
+    assert_eq!(kept, [true, true]);
+    let ticket: Uuid = sqlx::query_scalar("SELECT ticket_id FROM orders WHERE id = $1")
+        .bind(earlier.order_id)
+        .fetch_one(&h.pool)
+        .await
+        .unwrap();
+    assert_eq!(ticket, t0, "the first in the stream is the order");
+    assert_eq!((h.available(t0).await, h.available(t1).await), (9, 10));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn batches_that_wait_for_a_transaction_share_the_next_one() {
     let h = Harness::start(SHARDS).await;
     own_all(&h.pool, 3).await;

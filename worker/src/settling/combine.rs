@@ -92,8 +92,11 @@ impl<K: CommandKind> Settler<K> {
         let claims: Vec<(u32, i64)> = batches.iter().map(|b| (b.shard, b.token)).collect();
         let ours: HashSet<u32> = fence::still_ours_all(&mut tx, K::STREAM, &claims).await?;
         let kept: Vec<bool> = batches.iter().map(|b| ours.contains(&b.shard)).collect();
-        let commands: Vec<Delivery<K::Command>> =
+        let mut commands: Vec<Delivery<K::Command>> =
             batches.into_iter().zip(&kept).filter(|(_, kept)| **kept).flat_map(|(b, _)| b.batch).collect();
+        // One batch in stream order, as a shard's own pull is: where two shards' batches hold
+        // the same command id, the earlier in the stream is the one applied.
+        commands.sort_by_key(|d| d.seq);
         if commands.is_empty() {
             return Ok(kept);
         }
