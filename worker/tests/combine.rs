@@ -97,6 +97,8 @@ async fn a_shard_whose_fence_moved_on_is_left_out_and_the_others_commit() {
     let (t0, t1) = (h.ticket_on(0, 10, 4).await, h.ticket_on(1, 10, 4).await);
     let ours: Vec<_> = (0..3).map(|_| order(t0, 1)).collect();
     let stale: Vec<_> = (0..3).map(|_| order(t1, 1)).collect();
+    // A batch of shard 0 still waiting under its runner's older token.
+    let older: Vec<_> = (0..2).map(|_| order(t0, 1)).collect();
     // Shard 1 has a newer owner.
     fence::claim(&h.pool, ORDERS_STREAM, 1, 8, "newer").await.unwrap();
 
@@ -105,11 +107,13 @@ async fn a_shard_whose_fence_moved_on_is_left_out_and_the_others_commit() {
         .settle_together(vec![
             Batch { shard: 0, token: 7, batch: deliveries(&ours, 1) },
             Batch { shard: 1, token: 7, batch: deliveries(&stale, 4) },
+            Batch { shard: 0, token: 6, batch: deliveries(&older, 7) },
         ])
         .await
         .unwrap();
 
-    assert_eq!(kept, [true, false]);
+    assert_eq!(kept, [true, false, false]);
+    assert_eq!(transactions_of(&h.pool, &older).await, (0, 0), "nothing under a token the fence moved past");
     assert_eq!(transactions_of(&h.pool, &ours).await, (3, 1), "shard 0's batch committed");
     assert_eq!(transactions_of(&h.pool, &stale).await, (0, 0), "nothing of the fenced shard");
     assert_eq!(h.available(t0).await, 7);

@@ -72,26 +72,27 @@ pub async fn still_ours(
     Ok(rows == 1)
 }
 
-/// Inside a settling transaction of several shards' batches: the shards of `claims`
-/// (shard, token) that `token` still owns, in one statement. Locks their fence rows until
-/// the transaction ends, as [`still_ours`] does for one.
+/// Inside a settling transaction of several shards' batches: the claims of `claims`
+/// (shard, token) whose token the fence still holds, in one statement. Locks their fence
+/// rows until the transaction ends, as [`still_ours`] does for one. A claim with an older
+/// token of a shard that a newer claim in the same call holds is not returned.
 pub async fn still_ours_all(
     tx: &mut PgConnection,
     stream: &str,
     claims: &[(u32, i64)],
-) -> Result<HashSet<u32>, sqlx::Error> {
+) -> Result<HashSet<(u32, i64)>, sqlx::Error> {
     let shards: Vec<i32> = claims.iter().map(|(shard, _)| *shard as i32).collect();
     let tokens: Vec<i64> = claims.iter().map(|(_, token)| *token).collect();
-    let ours: Vec<i32> = sqlx::query_scalar(
+    let ours: Vec<(i32, i64)> = sqlx::query_as(
         "UPDATE shard_fences f SET token = f.token
          FROM UNNEST($2::int[], $3::bigint[]) AS o(shard, token)
          WHERE f.stream = $1 AND f.shard = o.shard AND f.token = o.token
-         RETURNING f.shard",
+         RETURNING f.shard, f.token",
     )
     .bind(stream)
     .bind(shards)
     .bind(tokens)
     .fetch_all(tx)
     .await?;
-    Ok(ours.into_iter().map(|shard| shard as u32).collect())
+    Ok(ours.into_iter().map(|(shard, token)| (shard as u32, token)).collect())
 }

@@ -90,8 +90,8 @@ impl<K: CommandKind> Settler<K> {
     pub async fn settle_together(&self, batches: Vec<Batch<K::Command>>) -> Result<Vec<bool>, SettleError> {
         let mut tx = self.pool.begin().await?;
         let claims: Vec<(u32, i64)> = batches.iter().map(|b| (b.shard, b.token)).collect();
-        let ours: HashSet<u32> = fence::still_ours_all(&mut tx, K::STREAM, &claims).await?;
-        let kept: Vec<bool> = batches.iter().map(|b| ours.contains(&b.shard)).collect();
+        let ours: HashSet<(u32, i64)> = fence::still_ours_all(&mut tx, K::STREAM, &claims).await?;
+        let kept: Vec<bool> = batches.iter().map(|b| ours.contains(&(b.shard, b.token))).collect();
         let mut commands: Vec<Delivery<K::Command>> =
             batches.into_iter().zip(&kept).filter(|(_, kept)| **kept).flat_map(|(b, _)| b.batch).collect();
         // One batch in stream order, as a shard's own pull is: where two shards' batches hold
