@@ -75,6 +75,31 @@ async fn until_waiting_for_locks(pool: &PgPool, n: i64) {
     }
 }
 
+/// Holds shard 0's fence row, then hands in `batches` (one per transaction slot, all of
+/// shard 0), each once the one before waits at that fence: every slot is then taken, and a
+/// batch handed in next waits for the next transaction. Roll back the returned transaction
+/// to let them all go.
+async fn take_every_slot<'a>(
+    h: &Harness,
+    combiner: &'a Combiner<OrderCommand>,
+    token: i64,
+    batches: &'a [Vec<Delivery<OrderCommand>>],
+) -> (sqlx::Transaction<'static, sqlx::Postgres>, Vec<Pending<'a>>) {
+    assert_eq!(batches.len(), IN_FLIGHT);
+    let mut holder = h.pool.begin().await.unwrap();
+    sqlx::query("SELECT token FROM shard_fences WHERE stream = $1 AND shard = 0 FOR UPDATE")
+        .bind(ORDERS_STREAM)
+        .fetch_one(&mut *holder)
+        .await
+        .unwrap();
+    let mut pending = Vec::new();
+    for (i, batch) in batches.iter().enumerate() {
+        pending.push(hand_in(combiner, 0, token, batch).await);
+        until_waiting_for_locks(&h.pool, i as i64 + 1).await;
+    }
+    (holder, pending)
+}
+
 type Pending<'a> = Pin<Box<dyn Future<Output = Option<Reply>> + Send + 'a>>;
 
 /// Hands a batch to the combiner and returns its pending answer (the batch is queued by
@@ -159,24 +184,14 @@ async fn batches_that_wait_for_a_transaction_share_the_next_one() {
     }
     let combiner = Combiner::spawn(settler(&h).await, 1_000);
 
-    // Hold shard 0's fence, so the transactions that take shard 0's batches wait for it.
-    let mut holder = h.pool.begin().await.unwrap();
-    sqlx::query("SELECT token FROM shard_fences WHERE stream = $1 AND shard = 0 FOR UPDATE")
-        .bind(ORDERS_STREAM)
-        .fetch_one(&mut *holder)
-        .await
-        .unwrap();
     let first: Vec<Vec<_>> = (0..IN_FLIGHT).map(|_| vec![order(tickets[0], 1)]).collect();
     let first_batches: Vec<_> = first.iter().enumerate().map(|(i, o)| deliveries(o, 1 + i as u64)).collect();
     let later: Vec<Vec<_>> =
         (1..SHARDS as usize).map(|s| (0..5).map(|_| order(tickets[s], 1)).collect()).collect();
     let later_batches: Vec<_> =
         later.iter().enumerate().map(|(i, o)| deliveries(o, 100 + 10 * i as u64)).collect();
-    let mut pending = Vec::new();
-    for (i, batch) in first_batches.iter().enumerate() {
-        pending.push(hand_in(&combiner, 0, 3, batch).await);
-        until_waiting_for_locks(&h.pool, i as i64 + 1).await;
-    }
+    // Shard 0's fence held, so the transactions that take shard 0's batches wait for it.
+    let (holder, mut pending) = take_every_slot(&h, &combiner, 3, &first_batches).await;
     // Every transaction slot is now held at the fence: these three wait, together.
     for (i, batch) in later_batches.iter().enumerate() {
         pending.push(hand_in(&combiner, 1 + i as u32, 3, batch).await);
@@ -207,18 +222,8 @@ async fn a_combined_transaction_that_fails_commits_nothing_and_sends_each_batch_
         (h.ticket_on(0, 10, 4).await, h.ticket_on(1, 10, 4).await, h.ticket_on(2, 10, 4).await);
     let combiner = Combiner::spawn(settler(&h).await, 1_000);
 
-    let mut holder = h.pool.begin().await.unwrap();
-    sqlx::query("SELECT token FROM shard_fences WHERE stream = $1 AND shard = 0 FOR UPDATE")
-        .bind(ORDERS_STREAM)
-        .fetch_one(&mut *holder)
-        .await
-        .unwrap();
     let blockers: Vec<_> = (0..IN_FLIGHT).map(|i| deliveries(&[order(t0, 1)], 1 + i as u64)).collect();
-    let mut first = Vec::new();
-    for (i, batch) in blockers.iter().enumerate() {
-        first.push(hand_in(&combiner, 0, 5, batch).await);
-        until_waiting_for_locks(&h.pool, i as i64 + 1).await;
-    }
+    let (holder, first) = take_every_slot(&h, &combiner, 5, &blockers).await;
     // Postgres refuses a NUL in text: this batch fails wherever it is settled.
     let mut cursed = order(t1, 1);
     cursed.user_id = "nul\u{0}user".into();
