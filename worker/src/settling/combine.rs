@@ -85,8 +85,9 @@ pub struct Batch<C> {
 }
 
 impl<K: CommandKind> Settler<K> {
-    /// Settles `batches` in one transaction. Returns, per batch, whether its shard was still
-    /// ours (and so settled), or the error that rolled it all back. Announces what it committed.
+    /// Settles `batches` in one transaction. Returns, per batch, whether the fence still held
+    /// its token (and so it settled), or the error that rolled it all back. Announces what it
+    /// committed.
     pub async fn settle_together(&self, batches: Vec<Batch<K::Command>>) -> Result<Vec<bool>, SettleError> {
         let mut tx = self.pool.begin().await?;
         let claims: Vec<(u32, i64)> = batches.iter().map(|b| (b.shard, b.token)).collect();
