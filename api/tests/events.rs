@@ -131,6 +131,51 @@ async fn order_updates_reach_their_owner_only_and_ticket_updates_everyone() {
     bob.close(None).await.unwrap();
 }
 
+/// A worker announces a settled batch as one message: an array of events.
+#[tokio::test]
+async fn a_message_with_a_batch_of_events_reaches_each_owner_and_every_client() {
+    let api = TestApi::start().await;
+    let nats = async_nats::connect(api.stack.nats.url()).await.unwrap();
+    let mut frank = connect(&api, "frank", true).await;
+    let mut grace = connect(&api, "grace", false).await;
+
+    let franks = [order_event("frank", OrderStatus::Confirmed), order_event("frank", OrderStatus::Rejected)];
+    let graces = order_event("grace", OrderStatus::Confirmed);
+    let nobody = order_event("heidi", OrderStatus::Confirmed);
+    publish(&nats, ORDER_EVENTS, &[&franks[0], &nobody, &graces, &franks[1]]).await;
+    for expected in &franks {
+        let got = next_event(&mut frank).await;
+        assert_eq!(got["type"], "order.updated");
+        assert_eq!(got["order"], serde_json::to_value(&expected.order).unwrap(), "in the batch's order");
+    }
+    let got = next_event(&mut grace).await;
+    assert_eq!(got["order"], serde_json::to_value(&graces.order).unwrap());
+
+    let stock = [
+        TicketUpdated { ticket_id: Uuid::now_v7(), available: 7, sold_out: false },
+        TicketUpdated { ticket_id: Uuid::now_v7(), available: 0, sold_out: true },
+    ];
+    publish(&nats, TICKET_EVENTS, &stock).await;
+    let expected: Vec<Value> = stock
+        .iter()
+        .map(|t| json!({"type": "ticket.updated", "ticketId": t.ticket_id, "available": t.available, "soldOut": t.sold_out}))
+        .collect();
+    for socket in [&mut frank, &mut grace] {
+        let mut got = vec![next_event(socket).await, next_event(socket).await];
+        got.sort_by_key(|e| e["ticketId"].as_str().unwrap().to_owned());
+        let mut want = expected.clone();
+        want.sort_by_key(|e| e["ticketId"].as_str().unwrap().to_owned());
+        assert_eq!(got, want, "both tickets of the batch");
+        assert_silent(socket, Duration::from_millis(300)).await;
+    }
+    let metrics = api.http.get(&api.metrics_url).send().await.unwrap().text().await.unwrap();
+    assert!(
+        metrics.contains("tps_api_events_received_total{type=\"order\"} 4"),
+        "events, not messages: {metrics}"
+    );
+    assert!(metrics.contains("tps_api_events_received_total{type=\"ticket\"} 2"), "{metrics}");
+}
+
 #[tokio::test]
 async fn the_same_stream_is_served_as_sse() {
     let api = TestApi::start().await;

@@ -1,7 +1,14 @@
 //! Events: what workers publish on core NATS after a commit, and what the api
 //! pushes to clients over WebSocket or SSE.
+//!
+//! A message on an event subject holds one event (a JSON object) or several (a JSON
+//! array of them). Workers send one array per settled batch, at most
+//! [`MAX_EVENTS_PER_MESSAGE`] events each, so that NATS and every api pod handle one
+//! message per batch instead of one per order; readers take both shapes
+//! ([`decode_events`]), so a worker of the previous release is still understood.
 
 use chrono::{DateTime, Utc};
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -64,6 +71,18 @@ pub struct UserUpdated {
     pub reason: Option<UserReason>,
 }
 
+/// Most events in one message: about 300 bytes each, so a message stays near 100 KiB,
+/// far below NATS's 1 MiB payload limit.
+pub const MAX_EVENTS_PER_MESSAGE: usize = 256;
+
+/// The events of one message: a JSON object is one event, a JSON array several.
+pub fn decode_events<T: DeserializeOwned>(payload: &[u8]) -> Result<Vec<T>, serde_json::Error> {
+    match payload.iter().find(|b| !b.is_ascii_whitespace()) {
+        Some(b'[') => serde_json::from_slice(payload),
+        _ => serde_json::from_slice(payload).map(|one| vec![one]),
+    }
+}
+
 /// What a client receives on `GET /v1/events`, tagged by `type`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type")]
@@ -95,6 +114,22 @@ impl From<TicketUpdated> for ClientEvent {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_message_holds_one_event_or_an_array_of_them() {
+        let one = TicketUpdated { ticket_id: Uuid::nil(), available: 3, sold_out: false };
+        let two = TicketUpdated { ticket_id: Uuid::max(), available: 0, sold_out: true };
+        let single = serde_json::to_vec(&one).unwrap();
+        assert_eq!(decode_events::<TicketUpdated>(&single).unwrap(), vec![one.clone()]);
+        let array = serde_json::to_vec(&[&one, &two]).unwrap();
+        assert_eq!(decode_events::<TicketUpdated>(&array).unwrap(), vec![one.clone(), two]);
+        let padded = [b" \n".as_slice(), &array].concat();
+        assert_eq!(decode_events::<TicketUpdated>(&padded).unwrap().len(), 2);
+        assert!(decode_events::<TicketUpdated>(b"[]").unwrap().is_empty());
+        assert!(decode_events::<TicketUpdated>(b"[{\"ticketId\": 1}]").is_err(), "a bad element fails");
+        assert!(decode_events::<TicketUpdated>(b"").is_err());
+        assert!(decode_events::<TicketUpdated>(b"{not json").is_err());
+    }
 
     #[test]
     fn client_events_have_the_contract_shape() {

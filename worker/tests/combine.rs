@@ -9,10 +9,11 @@ use std::pin::Pin;
 use std::time::Duration;
 
 use common::{Harness, order};
-use futures::poll;
+use futures::{StreamExt, poll};
 use sqlx::PgPool;
-use tps_contract::OrderCommand;
-use tps_contract::subject::{ORDERS_STREAM, StreamNames};
+use tps_contract::event::{MAX_EVENTS_PER_MESSAGE, decode_events};
+use tps_contract::subject::{ORDER_EVENTS, ORDERS_STREAM, StreamNames, TICKET_EVENTS};
+use tps_contract::{OrderCommand, OrderStatus, OrderUpdated, TicketUpdated};
 use tps_worker::failpoint::Failpoint;
 use tps_worker::orders::Orders;
 use tps_worker::ownership::fence;
@@ -261,4 +262,62 @@ async fn a_combined_transaction_that_fails_commits_nothing_and_sends_each_batch_
         }])
         .await;
     assert!(matches!(cursed_alone, Err(SettleError::Fatal(_))), "{cursed_alone:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transaction_announces_its_orders_and_its_stock_in_a_few_messages_not_one_per_order() {
+    let h = Harness::start(SHARDS).await;
+    own_all(&h.pool, 5).await;
+    let (t0, t1) = (h.ticket_on(0, 1_000, 4).await, h.ticket_on(1, 1_000, 4).await);
+    let on_t0: Vec<_> = (0..200).map(|_| order(t0, 1)).collect();
+    let on_t1: Vec<_> = (0..100).map(|_| order(t1, 2)).collect();
+    let nats = async_nats::connect(h.stack.nats.url()).await.unwrap();
+    let mut order_events = nats.subscribe(ORDER_EVENTS).await.unwrap();
+    let mut ticket_events = nats.subscribe(TICKET_EVENTS).await.unwrap();
+    nats.flush().await.unwrap();
+
+    // Kept alive to the end: the worker's client outlives its announces.
+    let settler = settler(&h).await;
+    let kept = settler
+        .settle_together(vec![
+            Batch { shard: 0, token: 5, batch: deliveries(&on_t0, 1) },
+            Batch { shard: 1, token: 5, batch: deliveries(&on_t1, 1_000) },
+        ])
+        .await
+        .unwrap();
+    assert_eq!(kept, [true, true]);
+
+    // 300 orders: two messages (256 + 44), every order once, each with its outcome.
+    let mut seen = std::collections::HashMap::new();
+    let mut messages = Vec::new();
+    while seen.len() < 300 {
+        let m = tokio::time::timeout(Duration::from_secs(10), order_events.next())
+            .await
+            .unwrap_or_else(|_| panic!("every order announced; {} seen", seen.len()))
+            .unwrap();
+        let events: Vec<OrderUpdated> = decode_events(&m.payload).unwrap();
+        messages.push(events.len());
+        for e in events {
+            assert_eq!(e.order.status, OrderStatus::Confirmed);
+            assert!(seen.insert(e.order.id, e.user_id).is_none(), "announced once");
+        }
+    }
+    assert_eq!(messages, [MAX_EVENTS_PER_MESSAGE, 300 - MAX_EVENTS_PER_MESSAGE]);
+    for o in on_t0.iter().chain(&on_t1) {
+        assert_eq!(seen.get(&o.order_id), Some(&o.user_id), "to its owner");
+    }
+    // Both tickets' stock after the commit, in one message.
+    let m = tokio::time::timeout(Duration::from_secs(10), ticket_events.next()).await.unwrap().unwrap();
+    let mut stock: Vec<TicketUpdated> = decode_events(&m.payload).unwrap();
+    stock.sort_by_key(|t| t.ticket_id);
+    let mut expected = vec![
+        TicketUpdated { ticket_id: t0, available: 800, sold_out: false },
+        TicketUpdated { ticket_id: t1, available: 800, sold_out: false },
+    ];
+    expected.sort_by_key(|t| t.ticket_id);
+    assert_eq!(stock, expected);
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), order_events.next()).await.is_err(),
+        "nothing more"
+    );
 }

@@ -151,8 +151,8 @@ async fn an_order_given_up_on_ends_rejected_once_and_takes_no_stock() {
             .await
             .expect("the rejection is announced")
             .unwrap();
-        let event: serde_json::Value = serde_json::from_slice(&m.payload).unwrap();
-        if event["order"]["id"] == cursed.order_id.to_string() {
+        let batch: Vec<serde_json::Value> = tps_contract::event::decode_events(&m.payload).unwrap();
+        if let Some(event) = batch.iter().find(|e| e["order"]["id"] == cursed.order_id.to_string()) {
             assert_eq!(event["order"]["status"], "REJECTED", "{event}");
             assert_eq!(event["order"]["reason"], "INVALID", "{event}");
             break;

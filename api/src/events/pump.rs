@@ -16,7 +16,7 @@ use axum::extract::ws::Utf8Bytes;
 use futures::{FutureExt, StreamExt};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
-use tps_contract::event::ClientEvent;
+use tps_contract::event::{ClientEvent, decode_events};
 use tps_contract::{OrderUpdated, TicketUpdated};
 use uuid::Uuid;
 
@@ -37,7 +37,8 @@ pub fn ticket_flush_gap(clients: usize) -> Duration {
     TICKET_FLUSH_EVERY * clients.div_ceil(1_000).clamp(1, 10) as u32
 }
 
-/// Most order events delivered in one go, so ticket events are never kept waiting long.
+/// Most order messages (each one event or a worker's batch of them) delivered in one go,
+/// so ticket events are never kept waiting long.
 const MAX_ORDER_DRAIN: usize = 1024;
 
 /// Reads both subjects until the NATS client closes. Stock goes out from a task of its
@@ -55,7 +56,7 @@ pub async fn run(
         tokio::select! {
             Some(msg) = orders.next() => deliver_orders(&hub, msg, &mut orders),
             Some(msg) = tickets.next() => {
-                if let Some(event) = parse::<TicketUpdated>(&msg.payload, "ticket") {
+                for event in parse::<TicketUpdated>(&msg.payload, "ticket") {
                     cache.apply(&event);
                     let _ = stock.send(event);
                 }
@@ -94,11 +95,20 @@ async fn fan_out_stock(mut changes: mpsc::UnboundedReceiver<TicketUpdated>, hub:
     }
 }
 
-fn parse<T: serde::de::DeserializeOwned>(payload: &[u8], kind: &'static str) -> Option<T> {
-    metrics().events_received.get(kind).inc();
-    serde_json::from_slice(payload)
-        .map_err(|e| tracing::debug!(error = %e, kind, "ignoring a malformed event"))
-        .ok()
+/// The events of one message (one, or an array of them; see [`decode_events`]); a
+/// malformed message is dropped whole.
+fn parse<T: serde::de::DeserializeOwned>(payload: &[u8], kind: &'static str) -> Vec<T> {
+    match decode_events(payload) {
+        Ok(events) => {
+            metrics().events_received.get(kind).inc_by(events.len() as u64);
+            events
+        }
+        Err(e) => {
+            metrics().events_received.get(kind).inc();
+            tracing::debug!(error = %e, kind, "ignoring a malformed event");
+            Vec::new()
+        }
+    }
 }
 
 /// Delivers `first` and every order event already waiting behind it, one batch
@@ -107,8 +117,9 @@ fn parse<T: serde::de::DeserializeOwned>(payload: &[u8], kind: &'static str) -> 
 fn deliver_orders(hub: &Hub, first: async_nats::Message, more: &mut async_nats::Subscriber) {
     let mut by_user: HashMap<String, Vec<Utf8Bytes>> = HashMap::new();
     let waiting = std::iter::from_fn(|| more.next().now_or_never().flatten()).take(MAX_ORDER_DRAIN);
-    for msg in std::iter::once(first).chain(waiting) {
-        let Some(event) = parse::<OrderUpdated>(&msg.payload, "order") else { continue };
+    for event in
+        std::iter::once(first).chain(waiting).flat_map(|msg| parse::<OrderUpdated>(&msg.payload, "order"))
+    {
         if let Some(committed) = event.order.processed_at {
             let delay = (chrono::Utc::now() - committed).to_std().unwrap_or_default();
             metrics().order_event_delay.observe(delay.as_secs_f64());

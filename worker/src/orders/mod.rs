@@ -11,8 +11,9 @@ use std::collections::{BTreeMap, HashSet};
 
 use bytes::Bytes;
 use sqlx::PgConnection;
+use tps_contract::event::MAX_EVENTS_PER_MESSAGE;
 use tps_contract::subject::{ORDER_EVENTS, ORDERS_STREAM, StreamNames, TICKET_EVENTS};
-use tps_contract::{OrderCommand, OrderReason, OrderStatus, TicketUpdated};
+use tps_contract::{OrderCommand, OrderReason, OrderStatus, OrderUpdated, TicketUpdated};
 use uuid::Uuid;
 
 pub use ledger::{Ledger, Outcome, Stock};
@@ -175,16 +176,20 @@ impl CommandKind for Orders {
             metrics::settle_lag(ORDERS_STREAM, lag);
         }
         metrics::settled(ORDERS_STREAM, "DUPLICATE", settled.replayed.len() as u64 + settled.duplicates);
-        for row in settled.inserted.iter().chain(&settled.replayed) {
-            publish(nats, names.subject(ORDER_EVENTS), &row.event()).await;
+        // One message per batch (in slices of MAX_EVENTS_PER_MESSAGE), not one per order:
+        // NATS and every api pod then handle a message per batch.
+        let orders: Vec<OrderUpdated> =
+            settled.inserted.iter().chain(&settled.replayed).map(OrderRow::event).collect();
+        for events in orders.chunks(MAX_EVENTS_PER_MESSAGE) {
+            publish(nats, names.subject(ORDER_EVENTS), &events).await;
         }
-        for (ticket_id, available) in settled.tickets {
-            publish(
-                nats,
-                names.subject(TICKET_EVENTS),
-                &TicketUpdated { ticket_id, available, sold_out: available == 0 },
-            )
-            .await;
+        let tickets: Vec<TicketUpdated> = settled
+            .tickets
+            .into_iter()
+            .map(|(ticket_id, available)| TicketUpdated { ticket_id, available, sold_out: available == 0 })
+            .collect();
+        for events in tickets.chunks(MAX_EVENTS_PER_MESSAGE) {
+            publish(nats, names.subject(TICKET_EVENTS), &events).await;
         }
     }
 }
