@@ -127,7 +127,6 @@ pub async fn connect(config: &Config) -> Result<AppState, StartError> {
             names.clone(),
             ORDERS_STREAM,
             &metrics.order_consumer_lag,
-            config.common.shards,
             lag_every,
         )),
         tokio::spawn(backlog::watch_forever(
@@ -136,7 +135,6 @@ pub async fn connect(config: &Config) -> Result<AppState, StartError> {
             names.clone(),
             USERS_STREAM,
             &metrics.signup_consumer_lag,
-            config.common.shards,
             lag_every,
         )),
         redis_task,

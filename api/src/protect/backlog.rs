@@ -2,17 +2,19 @@
 //! than the bound, new commands get 503 + `Retry-After` instead of a 202 that
 //! would only deepen a queue nobody is draining.
 //!
-//! Polled (one consumer-info request per shard every `--lag-poll-ms`), never
-//! per request: the hot path reads one atomic. A shard whose consumer does not
-//! exist yet counts as no lag; the stream's `max_bytes` (discard new) is the
-//! bound that still holds then.
+//! Polled (one stream-info request per stream every `--lag-poll-ms`), never per
+//! request: the hot path reads one atomic. The command streams have WorkQueue
+//! retention, so the messages a stream holds are exactly its unsettled commands
+//! (delivered and unacked, or not yet delivered), summed over its shards. One
+//! request per stream instead of one consumer-info per shard: with 16 shards
+//! and two streams, that was 32 requests a second per api pod, each a snapshot
+//! of a busy consumer's state, about 5 % of the NATS server's CPU under load.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use async_nats::jetstream;
-use async_nats::jetstream::context::ConsumerInfoErrorKind;
 use prometheus::IntGauge;
 use tps_contract::subject::StreamNames;
 
@@ -52,7 +54,6 @@ pub async fn watch_forever(
     names: StreamNames,
     stream: &'static str,
     gauge: &'static IntGauge,
-    shards: u32,
     every: Duration,
 ) {
     if backlog.bound == 0 {
@@ -60,7 +61,7 @@ pub async fn watch_forever(
     }
     let mut shown = false;
     loop {
-        if let Some(lag) = measure(&js, &names, stream, shards).await {
+        if let Some(lag) = measure(&js, &names, stream).await {
             backlog.lag.store(lag, Ordering::Relaxed);
             gauge.set(gauge_value(lag));
             if !shown {
@@ -72,18 +73,10 @@ pub async fn watch_forever(
     }
 }
 
-/// Sum of pending and unacked messages over the shard consumers; `None` when
-/// JetStream does not answer (then the last value stands, and a dead NATS
+/// The unsettled commands of the stream (its message count: WorkQueue retention);
+/// `None` when JetStream does not answer (then the last value stands, and a dead NATS
 /// refuses publishes anyway).
-async fn measure(js: &jetstream::Context, names: &StreamNames, name: &str, shards: u32) -> Option<u64> {
-    let stream = js.get_stream_no_info(names.stream(name)).await.ok()?;
-    let mut lag = 0;
-    for shard in 0..shards {
-        match stream.consumer_info(names.consumer(name, shard)).await {
-            Ok(info) => lag += info.num_pending + info.num_ack_pending as u64,
-            Err(e) if matches!(e.kind(), ConsumerInfoErrorKind::NotFound) => {}
-            Err(_) => return None,
-        }
-    }
-    Some(lag)
+async fn measure(js: &jetstream::Context, names: &StreamNames, name: &str) -> Option<u64> {
+    let stream = js.get_stream(names.stream(name)).await.ok()?;
+    Some(stream.cached_info().state.messages)
 }
