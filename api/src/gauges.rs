@@ -5,16 +5,18 @@
 //! shows its backlog. Every api replica reports the same numbers; dashboards
 //! take `max by (shard)`.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::jetstream;
+use futures::StreamExt;
 use tps_contract::subject::{DEAD_LETTER_STREAM, ORDERS_STREAM, StreamNames};
 
 use crate::telemetry::{gauge_value, metrics};
 use crate::tickets::TicketCache;
 
-/// How often the gauges are refreshed; a JetStream API request per shard each time.
+/// How often the gauges are refreshed; a few JetStream API requests each time.
 pub const POLL_EVERY: Duration = Duration::from_secs(1);
 
 /// Refreshes the gauges every [`POLL_EVERY`] until aborted.
@@ -44,21 +46,28 @@ fn sample_stock(tickets: &TicketCache) {
 }
 
 /// Backlog = commands not yet delivered plus delivered but not acknowledged:
-/// everything accepted with a 202 that is not settled yet.
+/// everything accepted with a 202 that is not settled yet. One consumer-list request
+/// answers for every shard (up to 256 consumers a page), not one consumer-info each.
 async fn sample_backlog(js: &jetstream::Context, names: &StreamNames, shards: u32) {
-    let Ok(stream) = js.get_stream(names.stream(ORDERS_STREAM)).await else {
+    let Ok(stream) = js.get_stream_no_info(names.stream(ORDERS_STREAM)).await else {
         return tracing::debug!("orders stream not readable; backlog gauges not refreshed");
     };
-    for shard in 0..shards {
-        let label = shard.to_string();
-        match stream.consumer_info(names.consumer(ORDERS_STREAM, shard)).await {
+    let shard_of: HashMap<String, u32> =
+        (0..shards).map(|shard| (names.consumer(ORDERS_STREAM, shard), shard)).collect();
+    let mut consumers = stream.consumers();
+    while let Some(listed) = consumers.next().await {
+        match listed {
+            // A consumer that is not a shard's (a stranger, or a shard beyond SHARDS) is skipped;
+            // a shard without a consumer (no worker has started yet) keeps its gauge absent.
             Ok(info) => {
-                let m = metrics();
-                m.orders_backlog.with_label_values(&[&label]).set(gauge_value(info.num_pending));
-                m.orders_unacked.with_label_values(&[&label]).set(gauge_value(info.num_ack_pending));
+                if let Some(shard) = shard_of.get(&info.name) {
+                    let label = shard.to_string();
+                    let m = metrics();
+                    m.orders_backlog.with_label_values(&[&label]).set(gauge_value(info.num_pending));
+                    m.orders_unacked.with_label_values(&[&label]).set(gauge_value(info.num_ack_pending));
+                }
             }
-            // No consumer yet: no worker has started; the gauge stays absent.
-            Err(e) => tracing::debug!(shard, error = %e, "consumer info unavailable"),
+            Err(e) => return tracing::debug!(error = %e, "consumer list unavailable"),
         }
     }
 }

@@ -1,0 +1,66 @@
+//! The backlog gauges against a real nats-server: every shard's undelivered and
+//! unacknowledged commands, from one consumer-list request per sample.
+
+mod common;
+
+use std::time::Duration;
+
+use async_nats::jetstream;
+use async_nats::jetstream::consumer::PullConsumer;
+use common::{SHARDS, TestApi};
+use futures::StreamExt;
+use serde_json::json;
+use tps_contract::streams::{StreamLimits, orders_stream, shard_consumer};
+use tps_contract::subject::{ORDERS_STREAM, consumer_name};
+use tps_testkit::Stack;
+use uuid::Uuid;
+
+/// Polls `/metrics` until every line of `want` is there (the gauges are sampled every second).
+async fn until_metrics(api: &TestApi, want: &[String]) -> String {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let metrics = api.http.get(&api.metrics_url).send().await.unwrap().text().await.unwrap();
+        if want.iter().all(|line| metrics.lines().any(|l| l == line)) {
+            return metrics;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{want:?} not in:\n{metrics}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_shard_shows_its_undelivered_and_unacked_commands() {
+    let stack = Stack::start().await.unwrap();
+    let js = jetstream::new(async_nats::connect(stack.nats.url()).await.unwrap());
+    let stream = js.create_stream(orders_stream(&StreamLimits::default())).await.unwrap();
+    for shard in 0..SHARDS {
+        stream.create_consumer(shard_consumer(ORDERS_STREAM, shard)).await.unwrap();
+    }
+    let api = TestApi::start_on(stack, &[]).await;
+    let ticket = api.create_ticket("gauged", 1_000, 5).await["id"].clone();
+    let shard = tps_contract::shard_for(&ticket.as_str().unwrap().parse::<Uuid>().unwrap(), SHARDS);
+    let other = (shard + 1) % SHARDS;
+
+    // No worker: five commands wait on the ticket's shard, none elsewhere.
+    for i in 0..5 {
+        let resp = api.order("gauge", &format!("g-{i}"), json!({"ticketId": ticket, "quantity": 1})).await;
+        assert_eq!(resp.status(), 202);
+    }
+    let line =
+        |name: &str, shard: u32, n: u64| format!("tps_orders_{name}_messages{{shard=\"{shard}\"}} {n}");
+    until_metrics(&api, &[line("backlog", shard, 5), line("unacked", shard, 0), line("backlog", other, 0)])
+        .await;
+
+    // Two delivered and not acknowledged (a worker busy with them): 3 waiting, 2 unacked.
+    let consumer: PullConsumer = stream.get_consumer(&consumer_name(ORDERS_STREAM, shard)).await.unwrap();
+    let mut batch = consumer.fetch().max_messages(2).messages().await.unwrap();
+    let mut held = Vec::new();
+    while let Some(message) = batch.next().await {
+        held.push(message.unwrap());
+    }
+    assert_eq!(held.len(), 2);
+    let metrics = until_metrics(&api, &[line("backlog", shard, 3), line("unacked", shard, 2)]).await;
+    let shards_shown = metrics.lines().filter(|l| l.starts_with("tps_orders_backlog_messages{")).count();
+    assert_eq!(shards_shown, SHARDS as usize, "every shard's consumer, from one list");
+    api.stop().await;
+}
