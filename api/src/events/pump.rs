@@ -37,8 +37,8 @@ pub fn ticket_flush_gap(clients: usize) -> Duration {
     TICKET_FLUSH_EVERY * clients.div_ceil(1_000).clamp(1, 10) as u32
 }
 
-/// Most order messages (each one event or a worker's batch of them) delivered in one go,
-/// so ticket events are never kept waiting long.
+/// Order events delivered in one go (whole messages: a worker's batch may pass it by up
+/// to 255), so ticket events are never kept waiting long.
 const MAX_ORDER_DRAIN: usize = 1024;
 
 /// Reads both subjects until the NATS client closes. Stock goes out from a task of its
@@ -111,15 +111,18 @@ fn parse<T: serde::de::DeserializeOwned>(payload: &[u8], kind: &'static str) -> 
     }
 }
 
-/// Delivers `first` and every order event already waiting behind it, one batch
+/// Delivers the events of `first` and of the messages already waiting behind it, one batch
 /// per user: a burst (one settled batch of a busy buyer) takes one place in
 /// that user's queues instead of one per event.
 fn deliver_orders(hub: &Hub, first: async_nats::Message, more: &mut async_nats::Subscriber) {
     let mut by_user: HashMap<String, Vec<Utf8Bytes>> = HashMap::new();
-    let waiting = std::iter::from_fn(|| more.next().now_or_never().flatten()).take(MAX_ORDER_DRAIN);
-    for event in
-        std::iter::once(first).chain(waiting).flat_map(|msg| parse::<OrderUpdated>(&msg.payload, "order"))
+    let mut events = parse::<OrderUpdated>(&first.payload, "order");
+    while events.len() < MAX_ORDER_DRAIN
+        && let Some(msg) = more.next().now_or_never().flatten()
     {
+        events.extend(parse::<OrderUpdated>(&msg.payload, "order"));
+    }
+    for event in events {
         if let Some(committed) = event.order.processed_at {
             let delay = (chrono::Utc::now() - committed).to_std().unwrap_or_default();
             metrics().order_event_delay.observe(delay.as_secs_f64());
