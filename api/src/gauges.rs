@@ -73,9 +73,8 @@ async fn sample_backlog(js: &jetstream::Context, names: &StreamNames, shards: u3
 }
 
 async fn sample_dead_letters(js: &jetstream::Context, names: &StreamNames) {
-    if let Ok(mut stream) = js.get_stream(names.stream(DEAD_LETTER_STREAM)).await
-        && let Ok(info) = stream.info().await
-    {
-        metrics().dead_letters_stored.set(gauge_value(info.state.messages));
+    // `get_stream` is itself the stream-info request.
+    if let Ok(stream) = js.get_stream(names.stream(DEAD_LETTER_STREAM)).await {
+        metrics().dead_letters_stored.set(gauge_value(stream.cached_info().state.messages));
     }
 }

@@ -1,5 +1,6 @@
 //! The backlog gauges against a real nats-server: every shard's undelivered and
-//! unacknowledged commands, from one consumer-list request per sample.
+//! unacknowledged commands, from one consumer-list request per sample, and the dead
+//! letters stored.
 
 mod common;
 
@@ -11,7 +12,7 @@ use common::{SHARDS, TestApi};
 use futures::StreamExt;
 use serde_json::json;
 use tps_contract::streams::{StreamLimits, orders_stream, shard_consumer};
-use tps_contract::subject::{ORDERS_STREAM, consumer_name};
+use tps_contract::subject::{ORDERS_STREAM, consumer_name, dead_letter_subject};
 use tps_testkit::Stack;
 use uuid::Uuid;
 
@@ -62,5 +63,15 @@ async fn each_shard_shows_its_undelivered_and_unacked_commands() {
     let metrics = until_metrics(&api, &[line("backlog", shard, 3), line("unacked", shard, 2)]).await;
     let shards_shown = metrics.lines().filter(|l| l.starts_with("tps_orders_backlog_messages{")).count();
     assert_eq!(shards_shown, SHARDS as usize, "every shard's consumer, from one list");
+
+    // Two dead letters stored (the api created the stream at start).
+    for i in 0..2 {
+        js.publish(dead_letter_subject(ORDERS_STREAM, shard), format!("poison {i}").into())
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+    }
+    until_metrics(&api, &["tps_dead_letters_stored_messages 2".to_owned()]).await;
     api.stop().await;
 }
