@@ -316,6 +316,7 @@ async fn a_transaction_announces_its_orders_and_its_stock_in_a_few_messages_not_
     ];
     expected.sort_by_key(|t| t.ticket_id);
     assert_eq!(stock, expected);
+    assert_eq!((h.available(t0).await, h.available(t1).await), (800, 800), "as announced");
     assert!(
         tokio::time::timeout(Duration::from_millis(300), order_events.next()).await.is_err(),
         "nothing more"

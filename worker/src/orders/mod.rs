@@ -101,9 +101,7 @@ impl CommandKind for Orders {
                 .collect();
             let inserted = store::insert(tx, &rows).await?;
             if inserted.len() == rows.len() {
-                for (ticket, n) in confirmed_per_ticket(&rows, &inserted) {
-                    store::decrement(tx, ticket, n).await?;
-                }
+                store::decrement(tx, &confirmed_per_ticket(&rows, &inserted)).await?;
                 return Ok(SettledOrders {
                     inserted: rows,
                     replayed,

@@ -100,19 +100,26 @@ pub async fn lock_tickets(tx: &mut PgConnection, ids: &[Uuid]) -> Result<HashMap
         .collect()
 }
 
-/// Takes `n` from a ticket. The condition is the second line of defence after the
-/// ledger (the CHECK is the third): if it matches nothing, the batch aborts.
-/// `updated_at` moves so that the api's ticket cache sees the change.
-pub async fn decrement(tx: &mut PgConnection, ticket: Uuid, n: i64) -> Result<(), sqlx::Error> {
+/// Takes `n` from each ticket of `taken` (one entry per ticket), in one statement.
+/// The condition is the second line of defence after the ledger (the CHECK is the
+/// third): if it matches fewer tickets than given, the batch aborts. The rows are
+/// already locked ([`lock_tickets`]), so the statement waits for no one. `updated_at` moves so
+/// that the api's ticket cache sees the change.
+pub async fn decrement(tx: &mut PgConnection, taken: &[(Uuid, i64)]) -> Result<(), sqlx::Error> {
+    if taken.is_empty() {
+        return Ok(());
+    }
+    let (ids, counts): (Vec<Uuid>, Vec<i32>) = taken.iter().map(|(id, n)| (*id, *n as i32)).unzip();
     let done = sqlx::query(
-        "UPDATE tickets SET available = available - $2, updated_at = now() WHERE id = $1 AND available >= $2",
+        "UPDATE tickets t SET available = t.available - d.n, updated_at = now() \
+         FROM UNNEST($1::uuid[], $2::int[]) AS d(id, n) WHERE t.id = d.id AND t.available >= d.n",
     )
-    .bind(ticket)
-    .bind(n as i32)
+    .bind(ids)
+    .bind(counts)
     .execute(tx)
     .await?
     .rows_affected();
-    if done == 1 { Ok(()) } else { Err(sqlx::Error::RowNotFound) }
+    if done == taken.len() as u64 { Ok(()) } else { Err(sqlx::Error::RowNotFound) }
 }
 
 /// The latest moment before the commit: every row of the batch carries it as `processed_at`.
