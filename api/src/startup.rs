@@ -127,6 +127,7 @@ pub async fn connect(config: &Config) -> Result<AppState, StartError> {
             names.clone(),
             ORDERS_STREAM,
             &metrics.order_consumer_lag,
+            config.common.shards,
             lag_every,
         )),
         tokio::spawn(backlog::watch_forever(
@@ -135,6 +136,7 @@ pub async fn connect(config: &Config) -> Result<AppState, StartError> {
             names.clone(),
             USERS_STREAM,
             &metrics.signup_consumer_lag,
+            config.common.shards,
             lag_every,
         )),
         redis_task,

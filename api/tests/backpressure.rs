@@ -7,10 +7,12 @@ mod common;
 use std::time::Duration;
 
 use async_nats::jetstream;
+use async_nats::jetstream::consumer::PullConsumer;
 use common::{SHARDS, TestApi, problem, stored_order_ids};
+use futures::StreamExt;
 use serde_json::{Value, json};
-use tps_contract::streams::{StreamLimits, orders_stream, shard_consumer, users_stream};
-use tps_contract::subject::{ORDERS_STREAM, USERS_STREAM, consumer_name};
+use tps_contract::streams::{StreamLimits, dead_letter_stream, orders_stream, shard_consumer, users_stream};
+use tps_contract::subject::{ORDERS_STREAM, USERS_STREAM, consumer_name, order_subject};
 use tps_testkit::{AppProcess, Stack};
 
 async fn jetstream_of(stack: &Stack) -> jetstream::Context {
@@ -126,5 +128,57 @@ async fn lagging_signup_consumers_refuse_signups_and_leave_orders_alone() {
     assert!(metrics.contains("tps_api_signup_consumer_lag"), "the lag is exported");
     // Orders have their own gate: the sign-up backlog does not refuse them.
     assert_eq!(api.order("buyer", "k-1", json!({"ticketId": ticket, "quantity": 1})).await.status(), 202);
+    api.stop().await;
+}
+
+/// The lag is a WorkQueue stream's message count. A stream an older release left with
+/// Limits retention keeps its settled commands too, so there the consumers are asked:
+/// settled commands never count as lag.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn settled_commands_in_a_stream_not_yet_migrated_are_not_lag() {
+    let stack = Stack::start().await.unwrap();
+    let js = jetstream_of(&stack).await;
+    let limits = StreamLimits::default();
+    let legacy = jetstream::stream::Config {
+        retention: jetstream::stream::RetentionPolicy::Limits,
+        ..orders_stream(&limits)
+    };
+    let stream = js.create_stream(legacy).await.unwrap();
+    js.create_stream(users_stream(&limits)).await.unwrap();
+    js.create_stream(dead_letter_stream(&limits)).await.unwrap();
+    for shard in 0..SHARDS {
+        stream.create_consumer(shard_consumer(ORDERS_STREAM, shard)).await.unwrap();
+    }
+    // Five commands, delivered and acknowledged: settled, but still stored.
+    for i in 0..5 {
+        js.publish(order_subject(0), format!("settled {i}").into()).await.unwrap().await.unwrap();
+    }
+    let consumer: PullConsumer = stream.get_consumer(&consumer_name(ORDERS_STREAM, 0)).await.unwrap();
+    let mut delivered = consumer.fetch().max_messages(5).messages().await.unwrap();
+    while let Some(message) = delivered.next().await {
+        message.unwrap().double_ack().await.unwrap();
+    }
+    assert_eq!(stream.clone().info().await.unwrap().state.messages, 5, "Limits retention keeps them");
+
+    // Streams as they are (under the operator, the api creates and migrates nothing).
+    let api = TestApi::start_on(
+        stack,
+        &["--max-consumer-lag", "3", "--lag-poll-ms", "100", "--nats-streams-create", "false"],
+    )
+    .await;
+    let lag = "tps_api_order_consumer_lag ";
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let metrics = loop {
+        let metrics = api.http.get(&api.metrics_url).send().await.unwrap().text().await.unwrap();
+        if metrics.contains(lag) {
+            break metrics;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the lag is measured: {metrics}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(metrics.lines().any(|l| l == "tps_api_order_consumer_lag 0"), "{metrics}");
+    let ticket = api.create_ticket("legacy", 1_000, 5).await["id"].clone();
+    let resp = api.order("legacy", "l-1", json!({"ticketId": ticket, "quantity": 1})).await;
+    assert_eq!(resp.status(), 202, "five settled commands are not a backlog past 3");
     api.stop().await;
 }

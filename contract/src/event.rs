@@ -71,7 +71,7 @@ pub struct UserUpdated {
     pub reason: Option<UserReason>,
 }
 
-/// Most events in one message: about 300 bytes each, so a message stays near 100 KiB,
+/// Most events in one message: about 300 bytes each, so a message stays under 100 KiB,
 /// far below NATS's 1 MiB payload limit.
 pub const MAX_EVENTS_PER_MESSAGE: usize = 256;
 

@@ -9,12 +9,15 @@
 //! request per stream instead of one consumer-info per shard: with 16 shards
 //! and two streams, that was 32 requests a second per api pod, each a snapshot
 //! of a busy consumer's state, about 5 % of the NATS server's CPU under load.
+//! Only a stream not yet migrated from Limits retention is still measured per shard.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use async_nats::jetstream;
+use async_nats::jetstream::context::ConsumerInfoErrorKind;
+use async_nats::jetstream::stream::RetentionPolicy;
 use prometheus::IntGauge;
 use tps_contract::subject::StreamNames;
 
@@ -54,6 +57,7 @@ pub async fn watch_forever(
     names: StreamNames,
     stream: &'static str,
     gauge: &'static IntGauge,
+    shards: u32,
     every: Duration,
 ) {
     if backlog.bound == 0 {
@@ -61,7 +65,7 @@ pub async fn watch_forever(
     }
     let mut shown = false;
     loop {
-        if let Some(lag) = measure(&js, &names, stream).await {
+        if let Some(lag) = measure(&js, &names, stream, shards).await {
             backlog.lag.store(lag, Ordering::Relaxed);
             gauge.set(gauge_value(lag));
             if !shown {
@@ -73,10 +77,24 @@ pub async fn watch_forever(
     }
 }
 
-/// The unsettled commands of the stream (its message count: WorkQueue retention);
-/// `None` when JetStream does not answer (then the last value stands, and a dead NATS
-/// refuses publishes anyway).
-async fn measure(js: &jetstream::Context, names: &StreamNames, name: &str) -> Option<u64> {
+/// The unsettled commands of the stream; `None` when JetStream does not answer (then the
+/// last value stands, and a dead NATS refuses publishes anyway). With WorkQueue retention
+/// that is the stream's message count. A stream an older release left with Limits retention
+/// (not migrated yet) also keeps settled commands, so there the shard consumers' pending
+/// and unacked messages are summed instead, one consumer info each, as before.
+async fn measure(js: &jetstream::Context, names: &StreamNames, name: &str, shards: u32) -> Option<u64> {
     let stream = js.get_stream(names.stream(name)).await.ok()?;
-    Some(stream.cached_info().state.messages)
+    let info = stream.cached_info();
+    if info.config.retention == RetentionPolicy::WorkQueue {
+        return Some(info.state.messages);
+    }
+    let mut lag = 0;
+    for shard in 0..shards {
+        match stream.consumer_info(names.consumer(name, shard)).await {
+            Ok(info) => lag += info.num_pending + info.num_ack_pending as u64,
+            Err(e) if matches!(e.kind(), ConsumerInfoErrorKind::NotFound) => {}
+            Err(_) => return None,
+        }
+    }
+    Some(lag)
 }
