@@ -4,8 +4,6 @@
 
 mod common;
 
-use std::time::Duration;
-
 use async_nats::jetstream;
 use async_nats::jetstream::consumer::PullConsumer;
 use common::{SHARDS, TestApi};
@@ -15,19 +13,6 @@ use tps_contract::streams::{StreamLimits, orders_stream, shard_consumer};
 use tps_contract::subject::{ORDERS_STREAM, consumer_name, dead_letter_subject};
 use tps_testkit::Stack;
 use uuid::Uuid;
-
-/// Polls `/metrics` until every line of `want` is there (the gauges are sampled every second).
-async fn until_metrics(api: &TestApi, want: &[String]) -> String {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        let metrics = api.http.get(&api.metrics_url).send().await.unwrap().text().await.unwrap();
-        if want.iter().all(|line| metrics.lines().any(|l| l == line)) {
-            return metrics;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "{want:?} not in:\n{metrics}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_shard_shows_its_undelivered_and_unacked_commands() {
@@ -49,8 +34,9 @@ async fn each_shard_shows_its_undelivered_and_unacked_commands() {
     }
     let line =
         |name: &str, shard: u32, n: u64| format!("tps_orders_{name}_messages{{shard=\"{shard}\"}} {n}");
-    until_metrics(&api, &[line("backlog", shard, 5), line("unacked", shard, 0), line("backlog", other, 0)])
-        .await;
+    let (waiting, none_unacked, elsewhere) =
+        (line("backlog", shard, 5), line("unacked", shard, 0), line("backlog", other, 0));
+    api.metrics_with(&[&waiting, &none_unacked, &elsewhere]).await;
 
     // Two delivered and not acknowledged (a worker busy with them): 3 waiting, 2 unacked.
     let consumer: PullConsumer = stream.get_consumer(&consumer_name(ORDERS_STREAM, shard)).await.unwrap();
@@ -60,7 +46,8 @@ async fn each_shard_shows_its_undelivered_and_unacked_commands() {
         held.push(message.unwrap());
     }
     assert_eq!(held.len(), 2);
-    let metrics = until_metrics(&api, &[line("backlog", shard, 3), line("unacked", shard, 2)]).await;
+    let (waiting, unacked) = (line("backlog", shard, 3), line("unacked", shard, 2));
+    let metrics = api.metrics_with(&[&waiting, &unacked]).await;
     let shards_shown = metrics.lines().filter(|l| l.starts_with("tps_orders_backlog_messages{")).count();
     assert_eq!(shards_shown, SHARDS as usize, "every shard's consumer, from one list");
 
@@ -72,6 +59,6 @@ async fn each_shard_shows_its_undelivered_and_unacked_commands() {
             .await
             .unwrap();
     }
-    until_metrics(&api, &["tps_dead_letters_stored_messages 2".to_owned()]).await;
+    api.metrics_with(&["tps_dead_letters_stored_messages 2"]).await;
     api.stop().await;
 }

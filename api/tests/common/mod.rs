@@ -92,6 +92,20 @@ impl TestApi {
         }
     }
 
+    /// Polls `/metrics` until every line of `want` is there (gauges are sampled in the
+    /// background) and returns the page; panics after 10 s.
+    pub async fn metrics_with(&self, want: &[&str]) -> String {
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let metrics = self.http.get(&self.metrics_url).send().await.unwrap().text().await.unwrap();
+            if want.iter().all(|line| metrics.lines().any(|l| l == *line)) {
+                return metrics;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "{want:?} not in:\n{metrics}");
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    }
+
     pub fn get(&self, path: &str) -> RequestBuilder {
         self.http.get(format!("{}{path}", self.url))
     }
