@@ -90,13 +90,29 @@ pub async fn connect(config: &Config) -> Result<AppState, StartError> {
         config.redis_timeout(),
     )?;
 
+    // Live updates get a thread and a NATS connection of their own (see `events::lane`).
     // Subscribe before loading, so no change falls between the load and the stream.
-    let subscribe = |subject: &'static str| {
-        let nats = nats.clone();
-        let subject = names.subject(subject);
-        async move { nats.subscribe(subject).await.map_err(|e| StartError::Nats(e.to_string())) }
-    };
-    let (order_events, ticket_events) = tokio::try_join!(subscribe(ORDER_EVENTS), subscribe(TICKET_EVENTS))?;
+    let lane = events::Lane::start()?;
+    let options =
+        config.common.nats_options().await.map_err(|e| StartError::Nats(format!("NATS_CREDS: {e}")))?;
+    let servers = config.common.nats_servers();
+    let (order_subject, ticket_subject) = (names.subject(ORDER_EVENTS), names.subject(TICKET_EVENTS));
+    let (order_events, ticket_events) = lane
+        .spawn(async move {
+            let nats = options
+                .name("tps-api-events")
+                .connection_timeout(Duration::from_secs(5))
+                .connect(servers)
+                .await
+                .map_err(|e| StartError::Nats(e.to_string()))?;
+            let subscribe = |subject: String| {
+                let nats = nats.clone();
+                async move { nats.subscribe(subject).await.map_err(|e| StartError::Nats(e.to_string())) }
+            };
+            tokio::try_join!(subscribe(order_subject), subscribe(ticket_subject))
+        })
+        .await
+        .map_err(|e| StartError::Nats(format!("events connection: {e}")))??;
     let tickets = Arc::new(TicketCache::with_unknown_cap(config.limits.unknown_tickets_max));
     let watermark = refresh::load_all(&tickets, &db).await?;
     let every = Duration::from_millis(config.cache_refresh_ms.clamp(10, 500));
@@ -140,7 +156,7 @@ pub async fn connect(config: &Config) -> Result<AppState, StartError> {
             lag_every,
         )),
         redis_task,
-        tokio::spawn(events::pump::run(order_events, ticket_events, tickets.clone(), hub.clone())),
+        lane.spawn(events::pump::run(order_events, ticket_events, tickets.clone(), hub.clone())),
         tokio::spawn(refresh::poll_forever(tickets.clone(), db.clone(), every, watermark)),
         tokio::spawn(gauges::poll_forever(
             jetstream.clone(),
@@ -167,6 +183,7 @@ pub async fn connect(config: &Config) -> Result<AppState, StartError> {
         tickets,
         searches: Arc::new(SearchCache::default()),
         events: hub,
+        lane: Arc::new(lane),
         settings: Arc::new(settings),
         metrics,
         protection,

@@ -69,6 +69,8 @@ pub struct Shared {
     pub searches: Arc<SearchCache>,
     /// The open `/v1/events` connections of this pod.
     pub events: Arc<Hub>,
+    /// The thread live updates run on (the pump and every WebSocket).
+    pub lane: Arc<crate::events::Lane>,
     /// Fixed settings.
     pub settings: Arc<Settings>,
     /// The metrics `/metrics` renders (the process's one catalogue).

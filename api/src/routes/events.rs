@@ -63,6 +63,7 @@ pub async fn events(
     })?;
     // Subscribed before the handshake completes, so nothing published meanwhile is missed.
     let sub = subscribe(&state, &claims.sub)?;
+    let lane = state.lane.clone();
     Ok(upgrade
         // tungstenite allocates its read buffer up front (128 KiB by default): 1.3 GiB for
         // 10,000 clients that only ever send pongs. Clients' messages are capped at 4 KiB.
@@ -70,7 +71,10 @@ pub async fn events(
         .write_buffer_size(websocket::WRITE_BUFFER)
         .max_message_size(websocket::MAX_CLIENT_MESSAGE)
         .max_frame_size(websocket::MAX_CLIENT_MESSAGE)
-        .on_upgrade(move |socket| websocket::serve(socket, sub, lifetime)))
+        .on_upgrade(move |socket| async move {
+            // Served on the push lane; this task only waits for it, so a drain still sees it.
+            let _ = lane.spawn(websocket::serve(socket, sub, lifetime)).await;
+        }))
 }
 
 /// Seconds a client refused for a full cap should wait: connections are long-lived.
