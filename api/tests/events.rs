@@ -280,3 +280,80 @@ async fn a_client_that_never_reads_is_dropped_and_the_others_keep_receiving() {
     assert!(ended.is_ok(), "the dropped client's connection is closed");
     assert!(received < EVENTS, "it was dropped before the end ({received} of {EVENTS})");
 }
+
+/// Runs `work` to completion on a thread and runtime of its own, so that it needs nothing
+/// from the test's runtime (whose worker threads also serve the api).
+fn on_own_thread<T: Send + 'static>(
+    work: impl Future<Output = T> + Send + 'static,
+) -> std::thread::JoinHandle<T> {
+    std::thread::spawn(move || {
+        tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(work)
+    })
+}
+
+/// Live updates run on the pod's push lane (`api/src/events/lane.rs`): an order update
+/// reaches its owner while every request thread of the api is busy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_order_update_reaches_its_owner_while_every_request_thread_is_busy() {
+    let api = TestApi::start().await;
+    let nats_url = api.stack.nats.url().to_owned();
+    let publish_on_own_thread = |event: OrderUpdated| {
+        let url = nats_url.clone();
+        on_own_thread(async move {
+            let nats = async_nats::connect(url).await.unwrap();
+            publish(&nats, ORDER_EVENTS, &event).await;
+        })
+    };
+
+    // The browser opens and reads on a thread of its own; a first update shows that its
+    // connection is served (the upgrade done) before the api's threads are taken.
+    let update = order_event("ida", OrderStatus::Rejected);
+    let wanted = update.order.id.to_string();
+    let url = format!("{}/v1/events?token={}", api.url.replace("http://", "ws://"), token("ida", false));
+    let (ready, is_ready) = std::sync::mpsc::channel();
+    let browser = on_own_thread(async move {
+        let mut socket = tokio_tungstenite::connect_async(url).await.expect("websocket opens").0;
+        next_event(&mut socket).await;
+        ready.send(()).unwrap();
+        loop {
+            if next_event(&mut socket).await["order"]["id"] == wanted.as_str() {
+                return std::time::Instant::now();
+            }
+        }
+    });
+    let mut tries = 0;
+    loop {
+        publish_on_own_thread(order_event("ida", OrderStatus::Confirmed)).join().unwrap();
+        if is_ready.recv_timeout(Duration::from_millis(500)).is_ok() {
+            break;
+        }
+        tries += 1;
+        assert!(tries < 20, "the browser never got a first update");
+    }
+
+    // Both worker threads of the runtime that serves the api, held for `busy`.
+    let busy = Duration::from_secs(3);
+    let together = std::sync::Arc::new(std::sync::Barrier::new(3));
+    let hogs: Vec<_> = (0..2)
+        .map(|_| {
+            let together = together.clone();
+            tokio::spawn(async move {
+                together.wait();
+                std::thread::sleep(busy);
+            })
+        })
+        .collect();
+    together.wait();
+    let held_since = std::time::Instant::now();
+
+    publish_on_own_thread(update).join().unwrap();
+    let arrived = browser.join().expect("the browser got the update");
+    assert!(
+        arrived < held_since + busy,
+        "the update arrived {:?} after the request threads were taken, not before they were free",
+        arrived - held_since
+    );
+    for hog in hogs {
+        hog.await.unwrap();
+    }
+}
