@@ -57,7 +57,7 @@ impl std::ops::Deref for AppState {
 pub struct Shared {
     /// Postgres: reads and admin writes, never the order hot path.
     pub db: PgPool,
-    /// The one NATS connection.
+    /// The NATS connection of the requests (the push lane has one of its own for events).
     pub nats: async_nats::Client,
     /// JetStream over that connection.
     pub jetstream: jetstream::Context,
