@@ -56,6 +56,7 @@ impl Server {
         tracing::info!(addr = %self.api.local_addr()?, "api listening");
         // Live-update streams never end by themselves; close them so the drain can finish.
         let hub = self.state.events.clone();
+        let goodbyes = self.state.events.clone();
         let shutdown = async move {
             shutdown.await;
             hub.close_all();
@@ -64,12 +65,21 @@ impl Server {
         let http = connections::Http::new(edges.header_timeout, edges.keep_alive);
         let app = routes::app(self.state);
         connections::serve(self.api, app, http, shutdown).await;
+        // A WebSocket left hyper at its upgrade, so the drain did not wait for it: give each
+        // one the time to send its close frame (1001), or a process exiting now would cut it.
+        if !goodbyes.all_ended(WEBSOCKET_GOODBYE).await {
+            tracing::warn!(left = goodbyes.len(), "live-update connections still open at exit");
+        }
         let _ = stop_metrics.send(());
         let _ = metrics.await;
         tracing::info!("api stopped");
         Ok(())
     }
 }
+
+/// How long a stopping api waits, after the drain, for its WebSockets to say goodbye (each
+/// gives up on a client that does not take its close frame within 1 s).
+pub const WEBSOCKET_GOODBYE: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Binds `addr` with a listen backlog of `backlog` (tokio's `bind` fixes it at 1,024),
 /// sharing the port with other processes when `reuse_port` ([`Config::reuse_port`]).

@@ -182,3 +182,49 @@ async fn an_order_placed_on_api_a_reaches_its_owner_on_api_b_and_nobody_else() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// A pod stopped as in a rolling update (SIGTERM) says goodbye on every WebSocket it holds: a
+/// close frame 1001 "server shutting down" before the process exits, so that browsers
+/// reconnect to another pod at once instead of seeing a connection cut.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_stopping_pod_closes_every_websocket_with_going_away_before_it_exits() {
+    const CLIENTS: usize = 200;
+    let stack = Stack::start().await.unwrap();
+    let mut api = AppProcess::api(&stack, 4, &[]).await.unwrap();
+    let users: Vec<String> = (0..CLIENTS).map(|i| format!("leaver-{i}")).collect();
+    let sockets = futures::future::join_all(users.iter().map(|user| ws_with_query_token(&api, user))).await;
+    let goodbyes: Vec<_> = sockets
+        .into_iter()
+        .map(|mut socket| {
+            tokio::spawn(async move {
+                while let Some(Ok(msg)) = socket.next().await {
+                    if let Message::Close(frame) = msg {
+                        return frame.map(|f| (u16::from(f.code), f.reason.to_string()));
+                    }
+                }
+                None
+            })
+        })
+        .collect();
+
+    let code = tokio::task::spawn_blocking(move || {
+        let code = api.terminate(Duration::from_secs(20));
+        (code, api.log_tail())
+    })
+    .await
+    .unwrap();
+    assert_eq!(code.0, Some(0), "the api exits cleanly on SIGTERM:\n{}", code.1);
+    let mut cut = 0;
+    for goodbye in goodbyes {
+        let frame =
+            tokio::time::timeout(Duration::from_secs(10), goodbye).await.expect("each socket ends").unwrap();
+        match frame {
+            Some((code, reason)) => {
+                assert_eq!(code, 1001, "going away");
+                assert_eq!(reason, "server shutting down");
+            }
+            None => cut += 1,
+        }
+    }
+    assert_eq!(cut, 0, "{cut} of {CLIENTS} WebSockets were cut without a close frame");
+}

@@ -205,6 +205,19 @@ impl Hub {
         self.shutdown.cancel();
     }
 
+    /// Waits until every connection has ended, at most `within`; whether they all did.
+    /// After [`Hub::close_all`], each WebSocket sends its close frame (at most 1 s) and ends.
+    pub async fn all_ended(&self, within: std::time::Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + within;
+        while !self.is_empty() {
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        true
+    }
+
     /// Open connections.
     pub fn len(&self) -> usize {
         self.open.load(Ordering::Relaxed)
