@@ -62,16 +62,7 @@ pub async fn connect(config: &Config) -> Result<AppState, StartError> {
     let db = tps_runtime::db::connect(config.common.database_url.expose(), config.db_max_connections).await?;
     tps_runtime::db::migrate(&db).await?;
 
-    let nats = config
-        .common
-        .nats_options()
-        .await
-        .map_err(|e| StartError::Nats(format!("NATS_CREDS: {e}")))?
-        .name("tps-api")
-        .connection_timeout(Duration::from_secs(5))
-        .connect(config.common.nats_servers())
-        .await
-        .map_err(|e| StartError::Nats(e.to_string()))?;
+    let nats = connect_nats(nats_options(config).await?, config.common.nats_servers(), "tps-api").await?;
     let mut jetstream = jetstream::new(nats.clone());
     jetstream.set_timeout(config.publish_timeout());
     let names = config.common.nats_stream_prefix.clone();
@@ -93,18 +84,11 @@ pub async fn connect(config: &Config) -> Result<AppState, StartError> {
     // Live updates get a thread and a NATS connection of their own (see `events::lane`).
     // Subscribe before loading, so no change falls between the load and the stream.
     let lane = events::Lane::start()?;
-    let options =
-        config.common.nats_options().await.map_err(|e| StartError::Nats(format!("NATS_CREDS: {e}")))?;
-    let servers = config.common.nats_servers();
+    let (options, servers) = (nats_options(config).await?, config.common.nats_servers());
     let (order_subject, ticket_subject) = (names.subject(ORDER_EVENTS), names.subject(TICKET_EVENTS));
     let (order_events, ticket_events) = lane
         .spawn(async move {
-            let nats = options
-                .name("tps-api-events")
-                .connection_timeout(Duration::from_secs(5))
-                .connect(servers)
-                .await
-                .map_err(|e| StartError::Nats(e.to_string()))?;
+            let nats = connect_nats(options, servers, "tps-api-events").await?;
             let subscribe = |subject: String| {
                 let nats = nats.clone();
                 async move { nats.subscribe(subject).await.map_err(|e| StartError::Nats(e.to_string())) }
@@ -192,4 +176,23 @@ pub async fn connect(config: &Config) -> Result<AppState, StartError> {
         claims,
         _tasks: Tasks(tasks),
     }))
+}
+
+/// The NATS connect options of the config (its credentials file, when set).
+async fn nats_options(config: &Config) -> Result<async_nats::ConnectOptions, StartError> {
+    config.common.nats_options().await.map_err(|e| StartError::Nats(format!("NATS_CREDS: {e}")))
+}
+
+/// A NATS client named `name`. Its connection task runs on the runtime that awaits this.
+async fn connect_nats(
+    options: async_nats::ConnectOptions,
+    servers: Vec<String>,
+    name: &str,
+) -> Result<async_nats::Client, StartError> {
+    options
+        .name(name)
+        .connection_timeout(Duration::from_secs(5))
+        .connect(servers)
+        .await
+        .map_err(|e| StartError::Nats(e.to_string()))
 }

@@ -72,7 +72,7 @@ pub async fn events(
         .max_message_size(websocket::MAX_CLIENT_MESSAGE)
         .max_frame_size(websocket::MAX_CLIENT_MESSAGE)
         .on_upgrade(move |socket| async move {
-            // Served on the push lane; this task only waits for it, so a drain still sees it.
+            // Served on the push lane (`events::lane`); this task only waits for it.
             let _ = lane.spawn(websocket::serve(socket, sub, lifetime)).await;
         }))
 }
