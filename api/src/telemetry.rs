@@ -73,6 +73,8 @@ pub struct ApiMetrics {
     pub recall_batch_size: Histogram,
     /// `tps_api_order_event_delay_seconds`: commit to this pod's fan-out.
     pub order_event_delay: Histogram,
+    /// `tps_api_push_delay_seconds`: commit to the update written to a WebSocket.
+    pub push_delay: Histogram,
     /// `tps_api_dead_letters_replayed_total`.
     pub dead_letters_replayed: IntCounter,
     /// `tps_api_open_connections`.
@@ -242,6 +244,13 @@ impl ApiMetrics {
                 "tps_api_order_event_delay_seconds",
                 "From an order's commit (processedAt) to its event reaching this pod's fan-out; the \
                  rest of commit-to-client is the push to the socket and the network.",
+                BUCKETS,
+            ),
+            push_delay: histogram(
+                &r,
+                "tps_api_push_delay_seconds",
+                "From an order's commit (processedAt) to its update written to a WebSocket of this pod \
+                 (the kernel's send buffer); the rest of commit-to-client is the network and the client.",
                 BUCKETS,
             ),
             dead_letters_replayed: counter(

@@ -168,6 +168,7 @@ fn prometheus_text_of_the_catalogue(page: &Scrape) {
         ("tps_api_sold_out_rejections_total", "counter"),
         ("tps_api_recall_batch_size", "histogram"),
         ("tps_api_order_event_delay_seconds", "histogram"),
+        ("tps_api_push_delay_seconds", "histogram"),
         ("tps_api_open_connections", "gauge"),
         ("tps_ws_clients", "gauge"),
         ("tps_tickets_available", "gauge"),

@@ -128,6 +128,9 @@ async fn order_updates_reach_their_owner_only_and_ticket_updates_everyone() {
     // The one order event, committed (processedAt) just before it was published, was timed.
     assert!(metrics.contains("tps_api_order_event_delay_seconds_count 1"), "{metrics}");
     assert!(metrics.contains("tps_api_order_event_delay_seconds_bucket{le=\"5\"} 1"), "{metrics}");
+    // Written to alice's two sockets: timed once per socket; the stock frames are not orders.
+    assert!(metrics.contains("tps_api_push_delay_seconds_count 2"), "{metrics}");
+    assert!(metrics.contains("tps_api_push_delay_seconds_bucket{le=\"5\"} 2"), "{metrics}");
     bob.close(None).await.unwrap();
 }
 

@@ -12,14 +12,50 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 
 use axum::extract::ws::Utf8Bytes;
+use chrono::{DateTime, Utc};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::telemetry::metrics;
 
 /// One queue item: the JSON texts of one or more client events, shared by every
-/// connection that receives them (a ticket flush reaches everyone as one item).
-pub type Batch = Arc<[Utf8Bytes]>;
+/// connection that receives them (a ticket flush reaches everyone as one item), and the
+/// commit times of its order updates (timed again when the item is written to a socket).
+/// It derefs to the texts.
+#[derive(Clone)]
+pub struct Batch(Arc<Items>);
+
+struct Items {
+    texts: Box<[Utf8Bytes]>,
+    commits: Box<[DateTime<Utc>]>,
+}
+
+impl Batch {
+    /// Order updates, with the commit (`processedAt`) of each that has one.
+    pub fn orders(texts: Vec<Utf8Bytes>, commits: Vec<DateTime<Utc>>) -> Self {
+        Batch(Arc::new(Items { texts: texts.into(), commits: commits.into() }))
+    }
+
+    /// The commits of the batch's order updates (none for stock).
+    pub fn commits(&self) -> &[DateTime<Utc>] {
+        &self.0.commits
+    }
+}
+
+impl std::ops::Deref for Batch {
+    type Target = [Utf8Bytes];
+
+    fn deref(&self) -> &[Utf8Bytes] {
+        &self.0.texts
+    }
+}
+
+/// Texts without commit times (stock).
+impl FromIterator<Utf8Bytes> for Batch {
+    fn from_iter<I: IntoIterator<Item = Utf8Bytes>>(texts: I) -> Self {
+        Batch::orders(texts.into_iter().collect(), Vec::new())
+    }
+}
 
 /// Why a connection's token was cancelled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -279,7 +315,7 @@ mod tests {
     use super::*;
 
     fn batch(text: &str) -> Batch {
-        Arc::new([Utf8Bytes::from(text)])
+        std::iter::once(Utf8Bytes::from(text)).collect()
     }
 
     #[tokio::test]

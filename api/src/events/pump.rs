@@ -115,7 +115,7 @@ fn parse<T: serde::de::DeserializeOwned>(payload: &[u8], kind: &'static str) -> 
 /// per user: a burst (one settled batch of a busy buyer) takes one place in
 /// that user's queues instead of one per event.
 fn deliver_orders(hub: &Hub, first: async_nats::Message, more: &mut async_nats::Subscriber) {
-    let mut by_user: HashMap<String, Vec<Utf8Bytes>> = HashMap::new();
+    let mut by_user: HashMap<String, (Vec<Utf8Bytes>, Vec<chrono::DateTime<chrono::Utc>>)> = HashMap::new();
     let mut events = parse::<OrderUpdated>(&first.payload, "order");
     while events.len() < MAX_ORDER_DRAIN
         && let Some(msg) = more.next().now_or_never().flatten()
@@ -123,19 +123,19 @@ fn deliver_orders(hub: &Hub, first: async_nats::Message, more: &mut async_nats::
         events.extend(parse::<OrderUpdated>(&msg.payload, "order"));
     }
     for event in events {
-        if let Some(committed) = event.order.processed_at {
+        let committed = event.order.processed_at;
+        if let Some(committed) = committed {
             let delay = (chrono::Utc::now() - committed).to_std().unwrap_or_default();
             metrics().order_event_delay.observe(delay.as_secs_f64());
         }
         if hub.has_user(&event.user_id) {
-            by_user
-                .entry(event.user_id)
-                .or_default()
-                .push(text(&ClientEvent::OrderUpdated { order: event.order }));
+            let (texts, commits) = by_user.entry(event.user_id).or_default();
+            texts.push(text(&ClientEvent::OrderUpdated { order: event.order }));
+            commits.extend(committed);
         }
     }
-    for (user, texts) in by_user {
-        hub.to_user(&user, &Batch::from(texts));
+    for (user, (texts, commits)) in by_user {
+        hub.to_user(&user, &Batch::orders(texts, commits));
     }
 }
 

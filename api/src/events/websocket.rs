@@ -10,6 +10,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::hub::{Batch, Ended, Subscription};
+use crate::telemetry::metrics;
 
 /// How often the server pings; a client silent for three of these is gone.
 pub const PING_EVERY: Duration = Duration::from_secs(20);
@@ -71,7 +72,8 @@ fn first_ping(every: Duration) -> Duration {
     every / 2 + every.mul_f64(rand::random::<f64>())
 }
 
-/// Writes every event of `batch`, giving up if the hub cancels meanwhile.
+/// Writes every event of `batch`, giving up if the hub cancels meanwhile; times its order
+/// updates from their commit to the write (`tps_api_push_delay_seconds`).
 async fn send(sink: &mut SplitSink<WebSocket, Message>, batch: &Batch, cancel: &CancellationToken) -> bool {
     let write = async {
         for text in batch.iter() {
@@ -79,10 +81,18 @@ async fn send(sink: &mut SplitSink<WebSocket, Message>, batch: &Batch, cancel: &
         }
         sink.flush().await
     };
-    tokio::select! {
+    let written = tokio::select! {
         written = write => written.is_ok(),
         () = cancel.cancelled() => false,
+    };
+    if written && !batch.commits().is_empty() {
+        let now = chrono::Utc::now();
+        for committed in batch.commits() {
+            let delay = (now - *committed).to_std().unwrap_or_default();
+            metrics().push_delay.observe(delay.as_secs_f64());
+        }
     }
+    written
 }
 
 async fn send_message(
